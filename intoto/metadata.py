@@ -1,0 +1,252 @@
+"""Signature wrappers of in-toto metadata: classic ``signed``/``signatures`` and DSSE.
+
+Both wrappers keep the payload exactly as it was read (the raw ``signed``
+object, or the DSSE payload bytes) and verify signatures over that, never
+over a re-serialisation of the parsed model, so metadata written by any
+implementation verifies here as long as its signatures are genuine.
+
+Classic metadata signs the canonical JSON of ``signed``; DSSE signs the
+pre-authentication encoding of the payload (payload type
+``application/vnd.in-toto+json``), as in-toto 3.1.0's ``--use-dsse``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from securesystemslib.exceptions import UnverifiedSignatureError
+from securesystemslib.signer import Key, Signature, Signer
+
+from intoto.canonical import encode_canonical
+from intoto.errors import FormatError, SignatureError
+from intoto.models import Layout, Link, payload_from_dict
+
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+
+
+def key_from_dict(keyid: str, key: Mapping[str, Any]) -> Key:
+    """A securesystemslib verifier from a layout's key dictionary."""
+    data = {k: v for k, v in key.items() if k != "keyid"}
+    try:
+        return Key.from_dict(keyid, data)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise FormatError(f"key {keyid[:8]} is not a key securesystemslib can use: {exc}") from exc
+
+
+def key_to_dict(key: Key) -> dict[str, Any]:
+    """The layout's key dictionary for ``key`` (securesystemslib dict plus its keyid)."""
+    data = key.to_dict()
+    data["keyid"] = key.keyid
+    return data
+
+
+class Metadata:
+    """Signed in-toto metadata, whichever envelope carries it."""
+
+    def __init__(self, payload: dict[str, Any], signatures: list[Signature]) -> None:
+        self._payload_dict = payload
+        self.signatures = signatures
+        self._parsed: Link | Layout | None = None
+
+    # -- payload ---------------------------------------------------------
+    @property
+    def payload_dict(self) -> dict[str, Any]:
+        """The signed payload as read (do not mutate: signatures cover it)."""
+        return self._payload_dict
+
+    @property
+    def payload(self) -> Link | Layout:
+        """The parsed Link or Layout (parsed once, validated, cached)."""
+        if self._parsed is None:
+            self._parsed = payload_from_dict(self._payload_dict)
+        return self._parsed
+
+    def signed_bytes(self) -> bytes:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- signatures ------------------------------------------------------
+    @property
+    def signing_keyids(self) -> list[str]:
+        return [s.keyid for s in self.signatures]
+
+    def sign(self, signer: Signer) -> Signature:
+        """Add ``signer``'s signature, replacing an earlier one by the same key."""
+        signature = signer.sign(self.signed_bytes())
+        self.signatures = [s for s in self.signatures if s.keyid != signature.keyid]
+        self.signatures.append(signature)
+        return signature
+
+    def is_signed_by(self, key: Key) -> bool:
+        """Whether the first signature naming ``key``'s keyid verifies with it."""
+        for signature in self.signatures:
+            if signature.keyid == key.keyid:
+                try:
+                    key.verify_signature(signature, self.signed_bytes())
+                except UnverifiedSignatureError:
+                    return False
+                return True
+        return False
+
+    def verify_threshold(self, keys: Iterable[Key], threshold: int, what: str) -> list[str]:
+        """Require valid signatures by ``threshold`` distinct ``keys``; return their ids."""
+        good = sorted({k.keyid for k in keys if self.is_signed_by(k)})
+        if len(good) < threshold:
+            raise SignatureError(
+                f"{what} has {len(good)} valid signature(s) by trusted keys, "
+                f"{threshold} required"
+            )
+        return good
+
+    # -- serialisation ---------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def to_bytes(self, compact: bool = False) -> bytes:
+        if compact:
+            text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        else:
+            text = json.dumps(self.to_dict(), sort_keys=True, indent=1, separators=(",", ": "))
+        return text.encode("utf-8")
+
+    def dump(self, path: str | os.PathLike[str], compact: bool = False) -> None:
+        """Write to ``path`` atomically (temporary name, fsync, rename)."""
+        write_atomic(Path(path), self.to_bytes(compact))
+
+
+class Metablock(Metadata):
+    """Classic in-toto metadata: ``{"signed": ..., "signatures": [...]}``."""
+
+    def __init__(self, payload: dict[str, Any], signatures: list[Signature] | None = None) -> None:
+        super().__init__(payload, signatures or [])
+        self._canonical: bytes | None = None
+
+    @classmethod
+    def new(cls, payload: Link | Layout) -> Metablock:
+        block = cls(payload.to_dict())
+        block._parsed = payload
+        return block
+
+    def signed_bytes(self) -> bytes:
+        if self._canonical is None:
+            self._canonical = encode_canonical(self._payload_dict)
+        return self._canonical
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "signatures": [s.to_dict() for s in self.signatures],
+            "signed": self._payload_dict,
+        }
+
+
+class Envelope(Metadata):
+    """A DSSE envelope whose payload is in-toto JSON."""
+
+    def __init__(self, payload_bytes: bytes, signatures: list[Signature] | None = None,
+                 payload_type: str = PAYLOAD_TYPE) -> None:
+        try:
+            data = json.loads(payload_bytes)
+        except ValueError as exc:
+            raise FormatError("DSSE payload is not JSON") from exc
+        if not isinstance(data, dict):
+            raise FormatError("DSSE payload must be a JSON object")
+        super().__init__(data, signatures or [])
+        self.payload_bytes = payload_bytes
+        self.payload_type = payload_type
+
+    @classmethod
+    def new(cls, payload: Link | Layout) -> Envelope:
+        # The reference serialises the payload with sorted keys and default
+        # separators; doing the same keeps envelopes alike, though DSSE does
+        # not require it.
+        envelope = cls(json.dumps(payload.to_dict(), sort_keys=True).encode("utf-8"))
+        envelope._parsed = payload
+        return envelope
+
+    def signed_bytes(self) -> bytes:
+        ptype = self.payload_type.encode("utf-8")
+        return b"DSSEv1 %d %b %d %b" % (len(ptype), ptype, len(self.payload_bytes),
+                                         self.payload_bytes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "payload": base64.b64encode(self.payload_bytes).decode("ascii"),
+            "payloadType": self.payload_type,
+            "signatures": [
+                {"keyid": s.keyid, "sig": base64.b64encode(bytes.fromhex(s.signature)).decode()}
+                for s in self.signatures
+            ],
+        }
+
+
+def _signatures(raw: Any, dsse: bool, where: str) -> list[Signature]:
+    if not isinstance(raw, list):
+        raise FormatError(f"{where}.signatures must be a list")
+    out = []
+    for i, sig in enumerate(raw):
+        if not isinstance(sig, dict) or not isinstance(sig.get("keyid"), str):
+            raise FormatError(f"{where}.signatures[{i}] must name a keyid")
+        value = sig.get("sig")
+        if not isinstance(value, str):
+            raise FormatError(f"{where}.signatures[{i}].sig is missing")
+        if dsse:
+            try:
+                value = base64.b64decode(value, validate=True).hex()
+            except binascii.Error as exc:
+                raise FormatError(f"{where}.signatures[{i}].sig is not base64") from exc
+        extra = {k: v for k, v in sig.items() if k not in ("keyid", "sig")}
+        out.append(Signature(sig["keyid"], value, extra))
+    return out
+
+
+def metadata_from_dict(data: Any, where: str = "metadata") -> Metadata:
+    """Read either envelope from its JSON object."""
+    if not isinstance(data, dict):
+        raise FormatError(f"{where} must be a JSON object")
+    if "payload" in data and "payloadType" in data:
+        if data["payloadType"] != PAYLOAD_TYPE:
+            raise FormatError(f"{where}.payloadType must be {PAYLOAD_TYPE!r}")
+        try:
+            payload = base64.b64decode(data["payload"], validate=True)
+        except (binascii.Error, TypeError) as exc:
+            raise FormatError(f"{where}.payload is not base64") from exc
+        return Envelope(payload, _signatures(data.get("signatures"), True, where))
+    if "signed" in data and "signatures" in data:
+        if not isinstance(data["signed"], dict):
+            raise FormatError(f"{where}.signed must be a JSON object")
+        return Metablock(data["signed"], _signatures(data["signatures"], False, where))
+    raise FormatError(f"{where} is neither classic in-toto metadata (signed, signatures) "
+                      "nor a DSSE envelope (payload, payloadType, signatures)")
+
+
+def metadata_from_bytes(data: bytes, where: str = "metadata") -> Metadata:
+    try:
+        parsed = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FormatError(f"{where} is not valid JSON: {exc}") from exc
+    return metadata_from_dict(parsed, where)
+
+
+def load_metadata(path: str | os.PathLike[str]) -> Metadata:
+    """Read a link or layout file in either envelope."""
+    return metadata_from_bytes(Path(path).read_bytes(), where=os.fspath(path))
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see the old file or the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -1,0 +1,179 @@
+"""Artifact rules: parsing, and the consuming queue that applies them.
+
+Semantics are the reference implementation's (in-toto 3.1.0 ``verifylib``):
+all artifacts of one side (materials or products) of a step start in a
+queue; rules run in order; each rule consumes the queued artifacts it
+authorizes; DISALLOW fails on any queued artifact it matches and REQUIRE
+on a literal path that is not queued. Patterns are `fnmatch` patterns, where
+``*`` also crosses ``/``.
+
+Performance: each rule filters the queue once with one compiled pattern, and
+MATCH looks destination artifacts up by path in a dict, so a rule list costs
+time linear in the number of artifacts.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import posixpath
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+from intoto.errors import FormatError, RuleError
+
+GENERIC = frozenset({"create", "delete", "modify", "allow", "disallow", "require"})
+Artifacts = Mapping[str, Mapping[str, str]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One parsed artifact rule; ``words`` keeps it as written, for messages."""
+
+    kind: str
+    pattern: str
+    words: tuple[str, ...]
+    source_prefix: str = ""
+    dest_type: str = ""
+    dest_prefix: str = ""
+    dest_name: str = ""
+
+    def __str__(self) -> str:
+        return " ".join(self.words)
+
+
+def parse_rule(words: list[str] | tuple[str, ...], where: str = "rule") -> Rule:
+    """Parse a rule such as ``["MATCH", "*", "WITH", "PRODUCTS", "FROM", "build"]``.
+
+    Keywords are case-insensitive, as in the reference; patterns, prefixes and
+    step names are kept as written.
+    """
+    if not isinstance(words, list | tuple) or not all(isinstance(w, str) for w in words):
+        raise FormatError(f"{where} must be a list of strings")
+    low = [w.lower() for w in words]
+    if len(words) < 2 or low[0] not in GENERIC | {"match"}:
+        raise FormatError(
+            f"{where} must start with MATCH, CREATE, DELETE, MODIFY, ALLOW, DISALLOW or "
+            f"REQUIRE and name a pattern, got {' '.join(words)!r}"
+        )
+    kind, pattern = low[0], words[1]
+    if kind in GENERIC:
+        if len(words) != 2:
+            raise FormatError(f"{where}: {words[0]} takes exactly one pattern, got "
+                              f"{' '.join(words)!r}")
+        return Rule(kind, pattern, tuple(words))
+    n = len(words)
+    if n == 10 and (low[2], low[4], low[6], low[8]) == ("in", "with", "in", "from"):
+        src, dtype, dst, name = words[3], low[5], words[7], words[9]
+    elif n == 8 and (low[2], low[4], low[6]) == ("in", "with", "from"):
+        src, dtype, dst, name = words[3], low[5], "", words[7]
+    elif n == 8 and (low[2], low[4], low[6]) == ("with", "in", "from"):
+        src, dtype, dst, name = "", low[3], words[5], words[7]
+    elif n == 6 and (low[2], low[4]) == ("with", "from"):
+        src, dtype, dst, name = "", low[3], "", words[5]
+    else:
+        raise FormatError(
+            f"{where} must read MATCH <pattern> [IN <prefix>] WITH (MATERIALS|PRODUCTS) "
+            f"[IN <prefix>] FROM <step>, got {' '.join(words)!r}"
+        )
+    if dtype not in ("materials", "products"):
+        raise FormatError(f"{where}: MATCH destination must be MATERIALS or PRODUCTS, "
+                          f"got {dtype!r}")
+    return Rule(kind, pattern, tuple(words), src, dtype, dst, name)
+
+
+@lru_cache(maxsize=1024)
+def _matcher(pattern: str) -> Callable[[str], re.Match[str] | None]:
+    return re.compile(fnmatch.translate(pattern)).match
+
+
+def filter_paths(paths: Iterable[str], pattern: str) -> list[str]:
+    """Paths matching an fnmatch pattern (case-sensitive, as on POSIX)."""
+    if pattern == "*":
+        return list(paths)
+    if not any(c in pattern for c in "*?["):
+        return [pattern] if pattern in paths else []  # type: ignore[operator]
+    match = _matcher(pattern)
+    return [p for p in paths if match(p)]
+
+
+def _join(prefix: str, path: str) -> str:
+    return posixpath.join(prefix.replace("\\", "/"), path) if prefix else path
+
+
+def _match(rule: Rule, queue: set[str], source: Artifacts,
+           links: Mapping[str, tuple[Artifacts, Artifacts]]) -> set[str]:
+    dest = links.get(rule.dest_name)
+    if dest is None:
+        return set()
+    dest_artifacts = dest[0] if rule.dest_type == "materials" else dest[1]
+    if rule.source_prefix:
+        prefix = posixpath.join(rule.source_prefix.replace("\\", "/"), "")
+        candidates = {p[len(prefix):]: p for p in queue if p.startswith(prefix)}
+    else:
+        candidates = {p: p for p in queue}
+    consumed = set()
+    for rel in filter_paths(candidates, rule.pattern):
+        full_source = candidates[rel]
+        dest_hashes = dest_artifacts.get(_join(rule.dest_prefix, rel))
+        if dest_hashes is not None and dest_hashes == source[full_source]:
+            consumed.add(full_source)
+    return consumed
+
+
+def apply_rules(
+    item: str,
+    source: str,
+    rules: Iterable[list[str] | Rule],
+    materials: Artifacts,
+    products: Artifacts,
+    links: Mapping[str, tuple[Artifacts, Artifacts]],
+) -> set[str]:
+    """Apply ``rules`` to the ``source`` side ("materials"/"products") of ``item``.
+
+    ``links`` maps each step or inspection name to its (materials, products),
+    the destinations of MATCH rules. Returns the artifacts left unconsumed;
+    raises RuleError naming the item, the rule and the artifacts on refusal.
+    """
+    artifacts = materials if source == "materials" else products
+    queue = set(artifacts)
+    material_paths = products_paths = None
+    for raw in rules:
+        rule = raw if isinstance(raw, Rule) else parse_rule(raw)
+        kind = rule.kind
+        if kind == "match":
+            consumed = _match(rule, queue, artifacts, links)
+        elif kind in ("create", "delete"):
+            if material_paths is None:
+                material_paths, products_paths = set(materials), set(products)
+            wanted = (products_paths - material_paths if kind == "create"
+                      else material_paths - products_paths)  # type: ignore[operator]
+            consumed = {p for p in filter_paths(queue, rule.pattern) if p in wanted}
+        elif kind == "modify":
+            consumed = {
+                p for p in filter_paths(queue, rule.pattern)
+                if p in materials and p in products and materials[p] != products[p]
+            }
+        elif kind == "allow":
+            consumed = set(filter_paths(queue, rule.pattern))
+        elif kind == "disallow":
+            hit = filter_paths(queue, rule.pattern)
+            if hit:
+                shown = ", ".join(sorted(hit)[:5]) + (" ..." if len(hit) > 5 else "")
+                raise RuleError(
+                    f"{source} rule '{rule}' of {item!r} refused {len(hit)} artifact(s) "
+                    f"that no earlier rule authorized: {shown}",
+                    item, source, list(rule.words), sorted(hit),
+                )
+            consumed = set()
+        else:  # require
+            if rule.pattern not in queue:
+                raise RuleError(
+                    f"{source} rule '{rule}' of {item!r} did not find the required "
+                    f"artifact {rule.pattern!r}",
+                    item, source, list(rule.words), [rule.pattern],
+                )
+            consumed = set()
+        queue -= consumed
+    return queue
