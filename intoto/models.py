@@ -222,7 +222,7 @@ def _check_key(keyid: str, key: Any, where: str) -> dict[str, Any]:
     keyval = _require(key, "keyval", dict, where)
     if not isinstance(keyval.get("public"), str):
         raise FormatError(f"{where}.keyval.public is missing")
-    if "private" in keyval and keyval["private"]:
+    if keyval.get("private"):
         raise FormatError(f"{where} holds a private key; layouts carry public keys only")
     if key.get("keyid", keyid) != keyid:
         raise FormatError(f"{where}.keyid does not match the key id it is listed under")

@@ -155,7 +155,7 @@ def load_signer(spec: str, password: bytes | None = None,
             raise KeyFileError(f"signer URI {spec} needs its public key (give --public-key)")
         try:
             return Signer.from_priv_key_uri(spec, public_key)
-        except Exception as exc:  # noqa: BLE001 - each backend raises its own
+        except Exception as exc:
             raise KeyFileError(f"cannot load signer {spec}: {exc}") from exc
     signer = load_private_pem(spec, password)
     if public_key is not None and signer.public_key.keyid != public_key.keyid:

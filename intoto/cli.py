@@ -1,0 +1,307 @@
+"""``custody-intoto``: a drop-in for the in-toto reference command lines.
+
+A pipeline switches by changing the command name only: ``in-toto-run`` becomes
+``custody-intoto run`` with the same flags (``-m a b c`` included) and the
+same exit codes: 0 pass, 1 verification or recording failure, 2 usage error,
+and ``run`` exits with the step command's own non-zero return value as the
+reference does. argparse, not click, parses these sub-commands because the
+reference's flags take several values each (``nargs="+"``) and stop at
+``--``, which argparse reproduces exactly and click cannot.
+
+Passwords for encrypted keys: ``-P PASSWORD``, ``-P`` alone to be prompted,
+or the environment variable ``CUSTODY_KEY_PASSWORD``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+_PROMPT = object()
+PASSWORD_ENV = "CUSTODY_KEY_PASSWORD"
+
+
+class _Fail(Exception):
+    """A one-sentence failure the command prints before exiting with ``code``."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _password(args: argparse.Namespace, what: str) -> bytes | None:
+    value = getattr(args, "password", None)
+    if value is _PROMPT:
+        return getpass.getpass(f"Enter password for {what}: ").encode()
+    if value is not None:
+        return value.encode()
+    env = os.environ.get(PASSWORD_ENV)
+    return env.encode() if env else None
+
+
+def _signer(spec: str, args: argparse.Namespace):  # -> Signer
+    from keys_tooling.errors import KeyToolingError
+    from keys_tooling.keys import load_signer
+
+    try:
+        return load_signer(spec, _password(args, spec))
+    except KeyToolingError as exc:
+        raise _Fail(str(exc)) from exc
+
+
+def _public_keys(paths: Sequence[str]):  # -> list[Key]
+    from keys_tooling.errors import KeyToolingError
+    from keys_tooling.keys import load_public_key
+
+    try:
+        return [load_public_key(p) for p in paths]
+    except KeyToolingError as exc:
+        raise _Fail(str(exc)) from exc
+
+
+def _recorder(args: argparse.Namespace):
+    from intoto.artifacts import ArtifactRecorder
+
+    return ArtifactRecorder(
+        exclude_patterns=args.exclude_patterns or (),
+        base_path=args.base_path,
+        follow_symlink_dirs=True,
+        normalize_line_endings=getattr(args, "normalize_line_endings", False),
+        lstrip_paths=args.lstrip_paths or (),
+    )
+
+
+# -- sub-commands ------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from intoto.runner import StepRecorder
+
+    command = list(args.link_cmd)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command and not args.no_command:
+        raise _Fail("give a command after '--', or --no-command to record without one", 2)
+    if command and args.no_command:
+        raise _Fail("--no-command and a command exclude each other", 2)
+    recorder = StepRecorder(
+        name=args.step_name, signer=_signer(args.signing_key, args), recorder=_recorder(args),
+        use_dsse=args.use_dsse, record_streams=args.record_streams,
+        timeout=args.run_timeout, metadata_directory=args.metadata_directory,
+    )
+    metadata = recorder.run(args.materials or (), args.products or (), command)
+    code = metadata.payload.byproducts.get("return-value", 0)  # type: ignore[union-attr]
+    return int(code) if code else 0
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from intoto.runner import StepRecorder
+
+    recorder = StepRecorder(
+        name=args.step_name, signer=_signer(args.signing_key, args), recorder=_recorder(args),
+        use_dsse=args.use_dsse, metadata_directory=getattr(args, "metadata_directory", None),
+    )
+    if args.action == "start":
+        recorder.start(args.materials or ())
+    else:
+        recorder.stop(args.products or ())
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from intoto.metadata import load_metadata
+    from intoto.verify import DirectoryLinks, InspectionPolicy, Verifier
+
+    keys = _public_keys(args.verification_keys)
+    try:
+        layout = load_metadata(args.layout)
+    except OSError as exc:
+        raise _Fail(f"cannot read layout {args.layout}: {exc.strerror}") from exc
+    parameters = dict(p.split("=", 1) for p in args.parameters) if args.parameters else None
+    verifier = Verifier(
+        inspections=InspectionPolicy(args.inspections),
+        inspection_timeout=args.inspect_timeout,
+        persist_inspection_links=True,
+    )
+    verifier.verify(layout, keys, DirectoryLinks(Path(args.link_dir)),
+                    threshold=args.threshold, parameters=parameters)
+    if not args.quiet:
+        print("the software product passed all verification", file=sys.stderr)
+    return 0
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    from intoto.metadata import load_metadata
+    from intoto.models import Layout, Link, link_filename
+
+    try:
+        metadata = load_metadata(args.file)
+    except OSError as exc:
+        raise _Fail(f"cannot read {args.file}: {exc.strerror}") from exc
+    payload = metadata.payload
+    if args.verify:
+        keys = _public_keys(args.key)
+        bad = [k.keyid[:8] for k in keys if not metadata.is_signed_by(k)]
+        if bad:
+            raise _Fail(f"{args.file} has no valid signature by key(s) {', '.join(bad)}")
+        print(f"{args.file}: valid signatures by {len(keys)} key(s)", file=sys.stderr)
+        return 0
+    if isinstance(payload, Link) and len(args.key) != 1:
+        raise _Fail("a link is signed by exactly one functionary key; give one --key", 2)
+    if not args.append:
+        metadata.signatures = []
+    signature = None
+    for spec in args.key:
+        signature = metadata.sign(_signer(spec, args))
+    if args.output:
+        out = Path(args.output)
+    elif isinstance(payload, Link) and signature is not None:
+        out = Path(args.file).with_name(link_filename(payload.name, signature.keyid))
+    else:
+        out = Path(args.file)
+    metadata.dump(out)
+    kind = "layout" if isinstance(payload, Layout) else "link"
+    print(f"signed {kind} written to {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_layout_new(args: argparse.Namespace) -> int:
+    from intoto.layout_toml import layout_from_toml
+    from intoto.metadata import Envelope, Metablock
+    from keys_tooling.keys import load_public_key
+
+    layout = layout_from_toml(args.description, load_public_key)
+    metadata = Envelope.new(layout) if args.use_dsse else Metablock.new(layout)
+    for spec in args.key:
+        metadata.sign(_signer(spec, args))
+    metadata.dump(args.output)
+    print(f"layout with {len(layout.steps)} step(s) and {len(layout.inspect)} inspection(s) "
+          f"signed by {len(args.key)} key(s), expires {layout.expires}: {args.output}",
+          file=sys.stderr)
+    return 0
+
+
+# -- parser ------------------------------------------------------------------
+
+def _password_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-P", "--password", nargs="?", const=_PROMPT, default=None,
+                   help=f"password of an encrypted key; -P alone prompts (or set {PASSWORD_ENV})")
+
+
+def _artifact_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--exclude", dest="exclude_patterns", nargs="+", metavar="<pattern>",
+                   help="gitignore-style patterns of artifacts not to record")
+    p.add_argument("--base-path", metavar="<path>", help="record artifact paths relative to this")
+    p.add_argument("--lstrip-paths", nargs="+", metavar="<path>",
+                   help="prefixes to strip from recorded artifact paths")
+    p.add_argument("--normalize-line-endings", action="store_true",
+                   help="hash files as if CRLF and CR line endings were LF")
+    p.add_argument("--use-dsse", action="store_true", help="write a DSSE envelope")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="custody-intoto",
+        description="Record, sign and verify in-toto supply chains (drop-in for the "
+                    "in-toto reference tools).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show more output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="record a step around a command (as in-toto-run)")
+    run.add_argument("-n", "--step-name", required=True, metavar="<name>")
+    run.add_argument("-k", "--signing-key", "--key", required=True, metavar="<path|uri>")
+    run.add_argument("-m", "--materials", nargs="+", metavar="<path>")
+    run.add_argument("-p", "--products", nargs="+", metavar="<path>")
+    run.add_argument("-d", "--metadata-directory", metavar="<directory>")
+    run.add_argument("-s", "--record-streams", action="store_true")
+    run.add_argument("-x", "--no-command", action="store_true")
+    run.add_argument("--run-timeout", type=float, default=10.0, metavar="<seconds>")
+    _artifact_flags(run)
+    _password_flag(run)
+    run.add_argument("link_cmd", nargs=argparse.REMAINDER, metavar="-- <command> [args]")
+    run.set_defaults(func=cmd_run)
+
+    record = sub.add_parser("record", help="record a step in two parts (as in-toto-record)")
+    record_sub = record.add_subparsers(dest="action", required=True)
+    for action in ("start", "stop"):
+        p = record_sub.add_parser(action)
+        p.add_argument("-n", "--step-name", required=True, metavar="<name>")
+        p.add_argument("-k", "--signing-key", "--key", required=True, metavar="<path|uri>")
+        if action == "start":
+            p.add_argument("-m", "--materials", nargs="+", metavar="<path>")
+        else:
+            p.add_argument("-p", "--products", nargs="+", metavar="<path>")
+        p.add_argument("-d", "--metadata-directory", metavar="<directory>")
+        _artifact_flags(p)
+        _password_flag(p)
+        p.set_defaults(func=cmd_record)
+
+    verify = sub.add_parser("verify", help="verify a supply chain (as in-toto-verify)")
+    verify.add_argument("-l", "--layout", required=True, metavar="<path>")
+    verify.add_argument("-k", "--verification-keys", "--layout-keys", nargs="+", required=True,
+                        metavar="<path>")
+    verify.add_argument("--link-dir", default=".", metavar="<path>")
+    verify.add_argument("--inspection-timeout", dest="inspect_timeout", type=float,
+                        default=10.0, metavar="<seconds>")
+    verify.add_argument("-t", "--threshold", type=int, metavar="K",
+                        help="accept a layout signed by any K of the keys (default: all)")
+    verify.add_argument("--parameter", dest="parameters", action="append", metavar="NAME=VALUE",
+                        help="substitute {NAME} in the layout")
+    verify.add_argument("--inspections", choices=["run", "skip", "refuse"], default="run",
+                        help="run inspection commands (default), skip them, or refuse to")
+    verify.set_defaults(func=cmd_verify)
+
+    sign = sub.add_parser("sign", help="sign or verify a layout or link (as in-toto-sign)")
+    sign.add_argument("-f", "--file", required=True, metavar="<path>")
+    sign.add_argument("-k", "--key", nargs="+", required=True, metavar="<path|uri>")
+    sign.add_argument("-o", "--output", metavar="<path>")
+    sign.add_argument("-a", "--append", action="store_true")
+    sign.add_argument("--verify", action="store_true")
+    sign.add_argument("-p", "--prompt", action="store_const", const=_PROMPT, dest="password")
+    sign.set_defaults(func=cmd_sign)
+
+    layout = sub.add_parser("layout", help="write layouts")
+    layout_sub = layout.add_subparsers(dest="action", required=True)
+    new = layout_sub.add_parser("new", help="write a signed layout from a TOML description")
+    new.add_argument("description", metavar="DESCRIPTION.toml")
+    new.add_argument("-k", "--key", nargs="+", required=True, metavar="<path|uri>",
+                     help="the project owners' private keys")
+    new.add_argument("-o", "--output", required=True, metavar="<path>")
+    new.add_argument("--use-dsse", action="store_true")
+    _password_flag(new)
+    new.set_defaults(func=cmd_layout_new)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from intoto.errors import FormatError, IntotoError
+
+    args = build_parser().parse_args(argv)
+    level = logging.INFO if args.verbose else logging.ERROR if args.quiet else logging.WARNING
+    logging.basicConfig(level=level, format="custody-intoto: %(message)s")
+    try:
+        code = args.func(args)
+    except _Fail as exc:
+        print(f"custody-intoto {args.command}: {exc}", file=sys.stderr)
+        code = exc.code
+    except FormatError as exc:
+        print(f"custody-intoto {args.command}: malformed metadata: {exc}", file=sys.stderr)
+        code = 1
+    except IntotoError as exc:
+        print(f"custody-intoto {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        code = 1
+    except OSError as exc:
+        print(f"custody-intoto {args.command}: {exc.filename or ''}: {exc.strerror}",
+              file=sys.stderr)
+        code = 1
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
