@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from intoto.metadata import key_to_dict, load_metadata
-from intoto.models import Inspection, Layout, Step, format_expires
+from intoto.models import Inspection, Layout, Step
 from keys_tooling.keys import load_public_key, load_signer
 
 BUILD_SCRIPT = """

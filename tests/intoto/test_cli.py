@@ -135,7 +135,8 @@ def test_record_start_stop_interoperates(project: Path):
         work.mkdir()
         (work / "a.txt").write_text("a")
 
-        def record(tool: str, action: str, *args: str) -> subprocess.CompletedProcess[str]:
+        def record(tool: str, action: str, *args: str,
+                   work: Path = work) -> subprocess.CompletedProcess[str]:
             cmd = [BIN / "custody-intoto", "record", action] if tool == "custody-intoto" \
                 else [BIN / "in-toto-record", action]
             return sh(*cmd, "-n", "edit", "--signing-key", project / "alice", *args, cwd=work)
