@@ -35,7 +35,8 @@ def related_links(draw):
     def side():
         chosen = draw(st.lists(st.sampled_from(pool), max_size=12, unique=True))
         flips = draw(st.lists(st.booleans(), min_size=len(chosen), max_size=len(chosen)))
-        return {p: ({"sha256": "ff"} if flip else truth[p]) for p, flip in zip(chosen, flips, strict=True)}
+        pairs = zip(chosen, flips, strict=True)
+        return {p: ({"sha256": "ff"} if flip else truth[p]) for p, flip in pairs}
 
     return {"s1": (side(), side()), "s2": (side(), side())}
 PATTERNS = st.one_of(
