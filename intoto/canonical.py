@@ -35,10 +35,12 @@ def _reject_floats(value: float) -> Any:
     raise FormatError(f"canonical JSON cannot encode the float {value!r}")
 
 
-def encode_canonical(obj: Any) -> bytes:
+def encode_canonical(obj: Any, floats_checked: bool = False) -> bytes:
     """Return the canonical JSON bytes of ``obj`` (dicts, lists, str, int, bool, None).
 
     Raises FormatError for values canonical JSON cannot hold (floats, other types).
+    ``floats_checked`` skips the walk that looks for floats, for data already
+    known to hold none (parsed with `loads`, which refuses them).
     """
     try:
         text = json.dumps(
@@ -51,7 +53,7 @@ def encode_canonical(obj: Any) -> bytes:
         )
     except (TypeError, ValueError) as exc:
         raise FormatError(f"canonical JSON cannot encode the metadata: {exc}") from exc
-    if isinstance(obj, float) or ("." in text and _has_float(obj)):
+    if not floats_checked and (isinstance(obj, float) or ("." in text and _has_float(obj))):
         raise FormatError("canonical JSON cannot encode floats")
     if "\\" in text:
         text = _ESCAPE.sub(_unescape, text)
@@ -70,3 +72,12 @@ def _has_float(obj: Any) -> bool:
         elif isinstance(item, list | tuple):
             stack.extend(item)
     return False
+
+
+def _refuse_float(token: str) -> Any:
+    raise FormatError(f"metadata holds the number {token}; in-toto metadata has no floats")
+
+
+def loads(data: bytes | str) -> Any:
+    """``json.loads`` that refuses floats, NaN and infinities, as canonical JSON does."""
+    return json.loads(data, parse_float=_refuse_float, parse_constant=_refuse_float)

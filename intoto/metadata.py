@@ -23,7 +23,7 @@ from typing import Any
 from securesystemslib.exceptions import UnverifiedSignatureError
 from securesystemslib.signer import Key, Signature, Signer
 
-from intoto.canonical import encode_canonical
+from intoto.canonical import encode_canonical, loads
 from intoto.errors import FormatError, SignatureError
 from intoto.models import Layout, Link, payload_from_dict
 
@@ -122,9 +122,11 @@ class Metadata:
 class Metablock(Metadata):
     """Classic in-toto metadata: ``{"signed": ..., "signatures": [...]}``."""
 
-    def __init__(self, payload: dict[str, Any], signatures: list[Signature] | None = None) -> None:
+    def __init__(self, payload: dict[str, Any], signatures: list[Signature] | None = None,
+                 parsed: bool = False) -> None:
         super().__init__(payload, signatures or [])
         self._canonical: bytes | None = None
+        self._floats_checked = parsed
 
     @classmethod
     def new(cls, payload: Link | Layout) -> Metablock:
@@ -134,7 +136,7 @@ class Metablock(Metadata):
 
     def signed_bytes(self) -> bytes:
         if self._canonical is None:
-            self._canonical = encode_canonical(self._payload_dict)
+            self._canonical = encode_canonical(self._payload_dict, self._floats_checked)
         return self._canonical
 
     def to_dict(self) -> dict[str, Any]:
@@ -150,7 +152,7 @@ class Envelope(Metadata):
     def __init__(self, payload_bytes: bytes, signatures: list[Signature] | None = None,
                  payload_type: str = PAYLOAD_TYPE) -> None:
         try:
-            data = json.loads(payload_bytes)
+            data = loads(payload_bytes)
         except ValueError as exc:
             raise FormatError("DSSE payload is not JSON") from exc
         if not isinstance(data, dict):
@@ -204,8 +206,11 @@ def _signatures(raw: Any, dsse: bool, where: str) -> list[Signature]:
     return out
 
 
-def metadata_from_dict(data: Any, where: str = "metadata") -> Metadata:
-    """Read either envelope from its JSON object."""
+def metadata_from_dict(data: Any, where: str = "metadata", parsed: bool = False) -> Metadata:
+    """Read either envelope from its JSON object.
+
+    ``parsed`` says ``data`` came from `canonical.loads` and so holds no floats.
+    """
     if not isinstance(data, dict):
         raise FormatError(f"{where} must be a JSON object")
     if "payload" in data and "payloadType" in data:
@@ -219,17 +224,20 @@ def metadata_from_dict(data: Any, where: str = "metadata") -> Metadata:
     if "signed" in data and "signatures" in data:
         if not isinstance(data["signed"], dict):
             raise FormatError(f"{where}.signed must be a JSON object")
-        return Metablock(data["signed"], _signatures(data["signatures"], False, where))
+        return Metablock(data["signed"], _signatures(data["signatures"], False, where),
+                         parsed=parsed)
     raise FormatError(f"{where} is neither classic in-toto metadata (signed, signatures) "
                       "nor a DSSE envelope (payload, payloadType, signatures)")
 
 
 def metadata_from_bytes(data: bytes, where: str = "metadata") -> Metadata:
     try:
-        parsed = json.loads(data)
+        parsed = loads(data)
+    except FormatError as exc:
+        raise FormatError(f"{where}: {exc}") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise FormatError(f"{where} is not valid JSON: {exc}") from exc
-    return metadata_from_dict(parsed, where)
+    return metadata_from_dict(parsed, where, parsed=True)
 
 
 def load_metadata(path: str | os.PathLike[str]) -> Metadata:
