@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import BIN, best_of, table, write_result  # noqa: E402
-from intoto.metadata import Metablock, key_to_dict  # noqa: E402
-from intoto.models import Layout, Link, Step  # noqa: E402
-from keys_tooling.keys import generate_key, write_key_pair  # noqa: E402
+from bench.common import BIN, best_of, table, write_result
+from intoto.metadata import Metablock, key_to_dict
+from intoto.models import Layout, Link, Step
+from keys_tooling.keys import generate_key, write_key_pair
 
 
 def make_chain(root: Path, n: int) -> None:

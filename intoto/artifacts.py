@@ -15,8 +15,10 @@ their artifacts byte for byte):
 - broken symlinks are skipped; symlinked directories are followed when
   asked (``in-toto-run`` always asks).
 
-Files are hashed once, streaming, with `hashlib.file_digest` in large blocks;
-many small files are hashed by a few threads, since hashlib releases the GIL.
+Files are hashed once, streaming, with `hashlib.file_digest` in large blocks,
+one after the other: measured here, threads made 10,000 small files slower
+(GIL hand-offs cost more than hashing a few KiB), and one large file is
+already hashed at hashlib's own rate.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from pathspec import GitIgnoreSpec
@@ -40,11 +42,24 @@ _BLOCK = 1 << 20
 
 
 def hash_file(path: str, normalize_line_endings: bool = False) -> str:
-    """SHA-256 hex digest of a file, read once in large blocks."""
-    with open(path, "rb") as f:
-        if not normalize_line_endings:
-            return hashlib.file_digest(f, HASH_ALGORITHM).hexdigest()
-        return _hash_normalized(f)
+    """SHA-256 hex digest of a file, read once in large blocks.
+
+    Unbuffered reads straight into one reused buffer: a small file (the
+    common case in source trees) costs two read calls and one hash update,
+    a large one streams at hashlib's own rate.
+    """
+    with open(path, "rb", buffering=0) as f:
+        if normalize_line_endings:
+            return _hash_normalized(f)
+        digest = hashlib.sha256(f.read(_BLOCK))
+        block = f.read(_BLOCK)
+        if block:
+            digest.update(block)
+            buffer = bytearray(_BLOCK)
+            view = memoryview(buffer)
+            while size := f.readinto(buffer):  # type: ignore[attr-defined]
+                digest.update(view[:size])
+        return digest.hexdigest()
 
 
 def _hash_normalized(f: BinaryIO) -> str:
@@ -65,6 +80,27 @@ def _hash_normalized(f: BinaryIO) -> str:
     return digest.hexdigest()
 
 
+def _excluder(patterns: Sequence[str]) -> Callable[[str], object]:
+    """A predicate: does a (normalised) path match the gitignore-style patterns?
+
+    pathspec compiles each pattern to a regular expression. Without negated
+    patterns, "excluded" is simply "any of them matches", so one alternation
+    of them all answers with one regex call per path instead of one per
+    pattern; with negations, pathspec's own precedence rules decide.
+    """
+    spec = GitIgnoreSpec.from_lines(patterns)
+    active = [p for p in spec.patterns if p.include is not None and p.regex is not None]
+    if any(not p.include for p in active):
+        return spec.match_file
+    if not active:
+        return lambda _path: None
+    # Group names repeat across patterns; alternation needs them unnamed.
+    combined = "|".join(
+        "(?:" + re.sub(r"\(\?P<\w+>", "(?:", p.regex.pattern) + ")" for p in active
+    )
+    return re.compile(combined).search
+
+
 @dataclass
 class ArtifactRecorder:
     """How to turn a list of paths into ``{name: {"sha256": digest}}``."""
@@ -74,7 +110,6 @@ class ArtifactRecorder:
     follow_symlink_dirs: bool = False
     normalize_line_endings: bool = False
     lstrip_paths: Sequence[str] = ()
-    threads: int = field(default_factory=lambda: min(8, (os.cpu_count() or 1) * 2))
 
     def __post_init__(self) -> None:
         for a, b in itertools.combinations(self.lstrip_paths, 2):
@@ -82,7 +117,7 @@ class ArtifactRecorder:
                 raise RecordError(f"lstrip paths {a!r} and {b!r} overlap; each must be "
                                   "distinct so that stripped names stay unique")
         patterns = list(self.exclude_patterns) or list(DEFAULT_EXCLUDES)
-        self._exclude = GitIgnoreSpec.from_lines(patterns).match_file
+        self._exclude = _excluder(patterns)
 
     def _fs(self, name: str) -> str:
         return os.path.join(self.base_path, name) if self.base_path else name
@@ -103,19 +138,32 @@ class ArtifactRecorder:
         return found
 
     def _walk(self, path: str, fs_path: str, found: list[tuple[str, str]]) -> None:
-        exclude = self._exclude
-        join, normpath, isfile = os.path.join, os.path.normpath, os.path.isfile
-        cut = len(fs_path)
-        for dirpath, dirs, names in os.walk(fs_path, followlinks=self.follow_symlink_dirs):
-            base = path + dirpath[cut:] if dirpath != fs_path else path
-            dirs[:] = [d for d in dirs if not exclude(normpath(join(base, d)))]
-            for name in names:
-                rel = normpath(join(base, name))
+        """Top-down walk with `os.scandir`, as ``os.walk`` but without a stat per file.
+
+        ``DirEntry.is_file()`` follows symlinks (so a link to a file counts, a
+        broken link does not, as in the reference) and needs no system call
+        unless the entry is a symlink.
+        """
+        exclude, follow = self._exclude, self.follow_symlink_dirs
+        stack = [("" if path == "." else path + "/", fs_path)]
+        while stack:
+            prefix, directory = stack.pop()
+            try:
+                with os.scandir(directory) as entries:
+                    listed = list(entries)
+            except OSError:  # unreadable or vanished: skipped, as os.walk does
+                continue
+            subdirs = []
+            for entry in listed:
+                rel = prefix + entry.name
                 if exclude(rel):
                     continue
-                full = join(dirpath, name)
-                if isfile(full):  # False for a broken symlink, as in the reference
-                    found.append((rel, full))
+                if entry.is_dir():
+                    if follow or not entry.is_symlink():
+                        subdirs.append((rel + "/", entry.path))
+                elif entry.is_file():
+                    found.append((rel, entry.path))
+            stack.extend(reversed(subdirs))
 
     def _name(self, path: str, seen: dict[str, object]) -> str:
         path = path.replace("\\", "/")
@@ -139,12 +187,7 @@ class ArtifactRecorder:
             except OSError as exc:
                 raise RecordError(f"cannot read artifact {item[0]}: {exc.strerror}") from exc
 
-        if len(files) > 64 and self.threads > 1:
-            with ThreadPoolExecutor(self.threads) as pool:
-                digests = list(pool.map(digest, files, chunksize=64))
-        else:
-            digests = [digest(f) for f in files]
         result: ArtifactHashes = {}
-        for (name, _), hexdigest in zip(files, digests, strict=True):
-            result[self._name(name, result)] = {HASH_ALGORITHM: hexdigest}
+        for item in files:
+            result[self._name(item[0], result)] = {HASH_ALGORITHM: digest(item)}
         return result

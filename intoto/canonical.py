@@ -53,14 +53,14 @@ def encode_canonical(obj: Any, floats_checked: bool = False) -> bytes:
         )
     except (TypeError, ValueError) as exc:
         raise FormatError(f"canonical JSON cannot encode the metadata: {exc}") from exc
-    if not floats_checked and (isinstance(obj, float) or ("." in text and _has_float(obj))):
+    if not floats_checked and (isinstance(obj, float) or ("." in text and has_float(obj))):
         raise FormatError("canonical JSON cannot encode floats")
     if "\\" in text:
         text = _ESCAPE.sub(_unescape, text)
     return text.encode("utf-8")
 
 
-def _has_float(obj: Any) -> bool:
+def has_float(obj: Any) -> bool:
     """Whether a float hides anywhere in ``obj`` (json.dumps writes floats natively)."""
     stack = [obj]
     while stack:

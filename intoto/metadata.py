@@ -23,11 +23,12 @@ from typing import Any
 from securesystemslib.exceptions import UnverifiedSignatureError
 from securesystemslib.signer import Key, Signature, Signer
 
-from intoto.canonical import encode_canonical, loads
+from intoto.canonical import encode_canonical, has_float, loads
 from intoto.errors import FormatError, SignatureError
 from intoto.models import Layout, Link, payload_from_dict
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
+COMPACT_ABOVE = 1000
 
 
 def key_from_dict(keyid: str, key: Mapping[str, Any]) -> Key:
@@ -107,14 +108,25 @@ class Metadata:
     def to_dict(self) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def to_bytes(self, compact: bool = False) -> bytes:
+    def to_bytes(self, compact: bool | None = None) -> bytes:
+        """JSON with sorted keys; indented for people unless ``compact``.
+
+        ``compact=None`` decides by size: a payload recording more than
+        COMPACT_ABOVE artifacts is written on one line, because only the
+        compact form is written by json's C encoder (indenting falls back to
+        pure Python, which would dominate recording a large tree).
+        """
+        if compact is None:
+            payload = self._payload_dict
+            count = len(payload.get("materials") or ()) + len(payload.get("products") or ())
+            compact = count > COMPACT_ABOVE
         if compact:
             text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         else:
             text = json.dumps(self.to_dict(), sort_keys=True, indent=1, separators=(",", ": "))
         return text.encode("utf-8")
 
-    def dump(self, path: str | os.PathLike[str], compact: bool = False) -> None:
+    def dump(self, path: str | os.PathLike[str], compact: bool | None = None) -> None:
         """Write to ``path`` atomically (temporary name, fsync, rename)."""
         write_atomic(Path(path), self.to_bytes(compact))
 
@@ -132,6 +144,11 @@ class Metablock(Metadata):
     def new(cls, payload: Link | Layout) -> Metablock:
         block = cls(payload.to_dict())
         block._parsed = payload
+        # The models validated every field but the opaque ones: look for
+        # floats only there, not in tens of thousands of artifact hashes.
+        opaque = ([payload.byproducts, payload.environment] if isinstance(payload, Link)
+                  else [payload.keys])
+        block._floats_checked = not any(map(has_float, opaque))
         return block
 
     def signed_bytes(self) -> bytes:

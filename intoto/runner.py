@@ -104,7 +104,7 @@ class StepRecorder:
     record_environment: bool = False
     timeout: float | None = DEFAULT_TIMEOUT
     metadata_directory: str | None = None
-    compact: bool = False
+    compact: bool | None = None
 
     def _recorder(self) -> ArtifactRecorder:
         return self.recorder or ArtifactRecorder(follow_symlink_dirs=True)
