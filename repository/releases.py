@@ -1,0 +1,315 @@
+"""Layouts, releases, package indexes and channels: what a repository publishes.
+
+A release is an artifact plus the in-toto evidence of how it was made. Before
+anything is staged, the release is checked as a client will check it:
+the layout must be one its owners published through the ``layouts`` role,
+every link must parse and belong to a step of that layout, and in-toto
+verification of the artifact must pass (inspections are not executed unless
+the repository is configured to). A broken release is refused here, before
+any client sees it.
+
+Target paths (all below the ``targets/`` URL):
+
+- ``packages/<name>/<version>/<artifact file>``, with ``custom["in-toto"]``;
+- ``in-toto/layouts/<name>.<n>.layout``, n = 1, 2, ... per ``layout add``;
+- ``in-toto/links/<artifact sha256>/<link path>`` (sublayout links keep their
+  ``<step>.<keyid8>/`` folder);
+- ``packages/<name>/index.json``: versions, their targets, channels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+
+from intoto.errors import IntotoError
+from intoto.metadata import Metadata as IntotoMetadata
+from intoto.metadata import metadata_from_bytes
+from intoto.models import Layout, link_filename
+from intoto.verify import InspectionPolicy, MemoryLinks, Verifier, bind_product
+from repository.errors import InvalidReleaseError, NotFoundError, SupplyChainError
+from repository.repo import LAYOUTS, CustodyRepository
+
+NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?\Z")
+FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}\Z")
+LAYOUT_PATH = re.compile(r"in-toto/layouts/(?P<name>[a-z0-9._-]+)\.(?P<n>\d+)\.layout\Z")
+CHANNEL = re.compile(r"[a-z][a-z0-9-]{0,31}\Z")
+
+
+def check_name(name: str) -> str:
+    if not NAME.match(name):
+        raise InvalidReleaseError(
+            f"package name {name!r} must be 1-64 lowercase letters, digits, '.', '_' or '-', "
+            "starting and ending with a letter or digit"
+        )
+    return name
+
+
+def check_version(version: str) -> str:
+    try:
+        parsed = Version(version)
+    except InvalidVersion as exc:
+        raise InvalidReleaseError(f"version {version!r} is not a PEP 440 version") from exc
+    if str(parsed) != version:
+        raise InvalidReleaseError(f"version {version!r} must be written as {parsed}")
+    return version
+
+
+def check_channel(channel: str) -> str:
+    if not CHANNEL.match(channel):
+        raise InvalidReleaseError(f"channel {channel!r} must be lowercase letters, digits, '-'")
+    return channel
+
+
+def check_link_path(path: str) -> str:
+    """A link's relative path: ``<step>.<keyid8>.link``, maybe in sublayout folders."""
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or ".." in pure.parts or not path or "\\" in path:
+        raise InvalidReleaseError(f"link path {path!r} must be relative, without '..'")
+    if not pure.name.endswith(".link") or len(pure.parts) > 8:
+        raise InvalidReleaseError(f"link file {path!r} must be named <step>.<keyid8>.link")
+    return str(pure)
+
+
+# -- package index -------------------------------------------------------------
+
+@dataclass
+class PackageIndex:
+    """``packages/<name>/index.json``: the versions of a package and its channels."""
+
+    name: str
+    versions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    channels: dict[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def target_path(name: str) -> str:
+        return f"packages/{name}/index.json"
+
+    def to_bytes(self) -> bytes:
+        ordered = dict(sorted(self.versions.items(), key=lambda kv: Version(kv[0])))
+        data = {"name": self.name, "versions": ordered, "channels": self.channels}
+        return json.dumps(data, indent=1, sort_keys=False).encode() + b"\n"
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PackageIndex:
+        obj = json.loads(data)
+        return cls(obj["name"], dict(obj.get("versions", {})), dict(obj.get("channels", {})))
+
+    @classmethod
+    def load(cls, repo: CustodyRepository, name: str) -> PackageIndex:
+        try:
+            return cls.from_bytes(repo.read_target(cls.target_path(name)))
+        except NotFoundError:
+            return cls(name)
+
+    def latest(self) -> str | None:
+        return max(self.versions, key=Version) if self.versions else None
+
+
+# -- layouts -------------------------------------------------------------------
+
+def layout_versions(repo: CustodyRepository, name: str) -> list[tuple[int, str]]:
+    """``(n, target path)`` of the package's layouts in the ``layouts`` role, oldest first."""
+    found = []
+    for path in repo.open(LAYOUTS).signed.targets:  # type: ignore[attr-defined]
+        match = LAYOUT_PATH.match(path)
+        if match and match["name"] == name:
+            found.append((int(match["n"]), path))
+    return sorted(found)
+
+
+def _verify_layout_signature(repo: CustodyRepository, layout: IntotoMetadata) -> Layout:
+    """The layout must carry a threshold of signatures by the ``layouts`` role's keys."""
+    keys, threshold = repo.role_keys(LAYOUTS)
+    try:
+        layout.verify_threshold(keys, threshold, "layout")
+        payload = layout.payload
+    except IntotoError as exc:
+        raise InvalidReleaseError(f"layout refused: {exc}") from exc
+    if not isinstance(payload, Layout):
+        raise InvalidReleaseError("the layout file holds a link, not a layout")
+    return payload
+
+
+def add_layout(repo: CustodyRepository, name: str, layout_bytes: bytes) -> str:
+    """Publish a new layout version for package ``name``; return its target path.
+
+    Runs inside a transaction whose signers include the ``layouts`` role's
+    offline keys (the project owners').
+    """
+    check_name(name)
+    try:
+        metadata = metadata_from_bytes(layout_bytes, where="layout")
+    except IntotoError as exc:
+        raise InvalidReleaseError(f"layout refused: {exc}") from exc
+    layout = _verify_layout_signature(repo, metadata)
+    if layout.expires_at <= datetime.now(UTC):
+        raise InvalidReleaseError(f"layout expired on {layout.expires}")
+    existing = layout_versions(repo, name)
+    target_path = f"in-toto/layouts/{name}.{existing[-1][0] + 1 if existing else 1}.layout"
+    repo.add_target(target_path, layout_bytes)
+    repo.publish_metadata()
+    return target_path
+
+
+def remove_layout(repo: CustodyRepository, target_path: str) -> None:
+    repo.remove_target(target_path)
+    repo.publish_metadata()
+
+
+# -- releases ------------------------------------------------------------------
+
+@dataclass
+class Release:
+    """What a release engineer hands the repository."""
+
+    name: str
+    version: str
+    artifact: Path
+    layout: bytes
+    links: Mapping[str, bytes]
+    channel: str | None = "stable"
+    artifact_name: str | None = None
+
+    @property
+    def filename(self) -> str:
+        return self.artifact_name or self.artifact.name
+
+
+def verify_release(repo: CustodyRepository, release: Release) -> tuple[str, str]:
+    """Check a release as a client will; return (layout target path, artifact sha256)."""
+    check_name(release.name)
+    check_version(release.version)
+    if release.channel is not None:
+        check_channel(release.channel)
+    if not FILENAME.match(release.filename):
+        raise InvalidReleaseError(f"artifact file name {release.filename!r} is not allowed")
+    digest = hashlib.sha256(release.layout).hexdigest()
+    layout_path = next(
+        (path for _, path in reversed(layout_versions(repo, release.name))
+         if repo.find_target(path).hashes.get("sha256") == digest),  # type: ignore[union-attr]
+        None,
+    )
+    if layout_path is None:
+        raise InvalidReleaseError(
+            f"the layout is not one published for {release.name!r} in the layouts role; "
+            f"its owners add it first with 'custody-repo layout add'"
+        )
+    layout_md = metadata_from_bytes(release.layout, where=layout_path)
+    layout = _verify_layout_signature(repo, layout_md)
+    if not release.links:
+        raise InvalidReleaseError("a release needs the links of its supply chain")
+    steps = {step.name for step in layout.steps}
+    for path, data in release.links.items():
+        check_link_path(path)
+        if "/" not in path:  # a top-level link names a step of this layout
+            try:
+                payload = metadata_from_bytes(data, where=path).payload
+            except IntotoError as exc:
+                raise InvalidReleaseError(f"link {path} refused: {exc}") from exc
+            step = path.rsplit(".", 2)[0]
+            if step not in steps:
+                raise InvalidReleaseError(f"link {path} names no step of the layout "
+                                          f"(steps: {', '.join(sorted(steps))})")
+            if hasattr(payload, "name") and payload.name != step:  # sublayouts have none
+                raise InvalidReleaseError(f"link {path} records step {payload.name!r}")
+    keys, threshold = repo.role_keys(LAYOUTS)
+    policy = InspectionPolicy.RUN if repo.config.run_inspections else InspectionPolicy.SKIP
+    # Inspections (when allowed) run in a fresh directory holding only the artifact.
+    with tempfile.TemporaryDirectory(prefix="custody-verify-") as tmp:
+        workdir = Path(tmp)
+        if policy is InspectionPolicy.RUN:
+            shutil.copyfile(release.artifact, workdir / release.filename)
+        try:
+            verifier = Verifier(inspections=policy, workdir=workdir)
+            summary = verifier.verify(
+                layout_md, keys, MemoryLinks(dict(release.links)), threshold=threshold,
+                parameters=layout_parameters(release.name, release.version, release.filename))
+            artifact_digest = bind_product(summary, release.artifact, release.filename)
+        except IntotoError as exc:
+            raise SupplyChainError(f"in-toto verification of {release.name} "
+                                   f"{release.version} failed: {exc}") from exc
+    return layout_path, artifact_digest
+
+
+def layout_parameters(name: str, version: str, filename: str) -> dict[str, str]:
+    """Substitution parameters a layout may use; derived from what was asked for."""
+    return {"name": name, "version": version, "artifact": filename}
+
+
+def publish_release(repo: CustodyRepository, release: Release) -> str:
+    """Verify, then stage the artifact, its links and the updated index; return its path."""
+    index = PackageIndex.load(repo, release.name)
+    if release.version in index.versions:
+        raise InvalidReleaseError(f"{release.name} {release.version} is already published; "
+                                  "versions are immutable")
+    layout_path, digest = verify_release(repo, release)
+    link_paths = []
+    for path, data in sorted(release.links.items()):
+        target = f"in-toto/links/{digest}/{path}"
+        repo.add_target(target, data)
+        link_paths.append(target)
+    artifact_path = f"packages/{release.name}/{release.version}/{release.filename}"
+    repo.add_target(artifact_path, release.artifact,
+                    custom={"in-toto": {"layout": layout_path, "links": link_paths}})
+    index.versions[release.version] = {
+        "target": artifact_path,
+        "published": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    if release.channel:
+        index.channels[release.channel] = release.version
+    repo.add_target(PackageIndex.target_path(release.name), index.to_bytes())
+    repo.publish_metadata()
+    return artifact_path
+
+
+def remove_release(repo: CustodyRepository, name: str, version: str) -> None:
+    """Withdraw a version: its targets leave metadata; channels pointing at it move back."""
+    index = PackageIndex.load(repo, name)
+    entry = index.versions.pop(version, None)
+    if entry is None:
+        raise NotFoundError(f"{name} {version} is not published")
+    info = repo.remove_target(entry["target"])
+    for link in info.custom.get("in-toto", {}).get("links", []):
+        repo.remove_target(link)
+    for channel, pinned in list(index.channels.items()):
+        if pinned == version:
+            latest = index.latest()
+            if latest is None:
+                del index.channels[channel]
+            else:
+                index.channels[channel] = latest
+    repo.add_target(PackageIndex.target_path(name), index.to_bytes())
+    repo.publish_metadata()
+
+
+def set_channel(repo: CustodyRepository, name: str, channel: str, version: str) -> None:
+    check_channel(channel)
+    index = PackageIndex.load(repo, name)
+    if version not in index.versions:
+        raise NotFoundError(f"{name} {version} is not published")
+    index.channels[channel] = version
+    repo.add_target(PackageIndex.target_path(name), index.to_bytes())
+    repo.publish_metadata()
+
+
+def links_from_dir(link_dir: Path) -> dict[str, bytes]:
+    """Every ``*.link`` below a directory, keyed by relative path (sublayout folders kept)."""
+    found = {}
+    for path in sorted(link_dir.rglob("*.link")):
+        rel = path.relative_to(link_dir).as_posix()
+        found[check_link_path(rel)] = path.read_bytes()
+    return found
+
+
+__all__ = ["PackageIndex", "Release", "add_layout", "link_filename", "publish_release"]

@@ -1,0 +1,494 @@
+"""The TUF repository: roles, signing, and publishing as one transaction.
+
+`CustodyRepository` implements python-tuf's `tuf.repository.Repository`
+(``open``/``close`` plus the ``targets_infos``/``snapshot_info`` that its
+``do_snapshot``/``do_timestamp`` need), so every role edit goes through
+python-tuf's own edit and snapshot logic. On top of it:
+
+- roles as DESIGN.md lays them out: root, targets (offline) delegating to
+  ``layouts`` (the project owners' keys) and ``releases`` (online); with
+  ``bins`` > 0, ``releases`` delegates succinct hash bins (TAP 15) that hold
+  the targets, so a publish re-signs a few small bins instead of one role
+  that grows with the repository;
+- a transaction: edits are staged in memory; ``commit`` writes target files,
+  then delegated roles, targets, root, snapshot, and ``timestamp.json`` last,
+  each atomically, under the writers' lock. Until the timestamp is replaced
+  readers see the previous state, whole; a crash leaves only unreferenced
+  files, which ``gc`` removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from securesystemslib.signer import Key, Signer
+from tuf.api.exceptions import UnsignedMetadataError
+from tuf.api.metadata import (
+    DelegatedRole,
+    Delegations,
+    Metadata,
+    MetaFile,
+    Root,
+    Snapshot,
+    SuccinctRoles,
+    TargetFile,
+    Targets,
+    Timestamp,
+)
+from tuf.api.serialization.json import JSONSerializer
+from tuf.repository import Repository
+
+from repository.config import BINS_PREFIX, ONLINE_ROLES, RepoConfig
+from repository.errors import NotFoundError, RepositoryError, SigningError
+from repository.storage import RepoPaths, copy_atomic, locked, write_atomic
+
+LAYOUTS, RELEASES = "layouts", "releases"
+LAYOUT_PATHS = ["in-toto/layouts/*"]
+# TUF path patterns match segment by segment ("*" never crosses "/"), so each
+# depth is listed: indexes, artifacts, links, and links of nested sublayouts.
+RELEASE_PATHS = ["packages/*/index.json", "packages/*/*/*",
+                 *("in-toto/links/*" + "/*" * depth for depth in range(1, 6))]
+TOP_LEVEL = (Root.type, Targets.type, Snapshot.type, Timestamp.type)
+_SERIALIZER = JSONSerializer(compact=False)
+
+
+class CustodyRepository(Repository):
+    """A custody repository directory, opened for reading or for a transaction.
+
+    ``signers`` holds the offline keys a person brought for this operation
+    (``{"layouts": [owner signers]}``); online roles are signed with the keys
+    named in the private configuration.
+    """
+
+    def __init__(self, path: str | Path, signers: Mapping[str, Sequence[Signer]] | None = None,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.paths = RepoPaths(Path(path))
+        self.config = RepoConfig.load(self.paths)
+        self.now = now
+        self._offline = {role: list(s) for role, s in (signers or {}).items()}
+        self._online: dict[str, list[Signer]] | None = None
+        self._reset()
+
+    # -- transaction ------------------------------------------------------
+    def _reset(self) -> None:
+        self._disk: dict[str, Metadata | None] = {}
+        self._staged: dict[str, Metadata] = {}
+        self._bumped: set[str] = set()
+        self._targets: dict[str, Path | bytes] = {}
+        self._in_transaction = False
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[CustodyRepository]:
+        """Lock, stage every edit in memory, and commit them all at the end (or none)."""
+        if self._in_transaction:
+            raise RepositoryError("transactions do not nest")
+        with locked(self.paths):
+            self._reset()
+            self._in_transaction = True
+            try:
+                yield self
+                self.commit()
+            finally:
+                self._reset()
+
+    def commit(self) -> list[str]:
+        """Write what is staged: targets, delegated roles, targets, root, snapshot, timestamp."""
+        for target_path, source in self._targets.items():
+            info = self._find_staged_target(target_path)
+            destination = self.paths.target_file(target_path, info.hashes["sha256"])
+            if destination.exists():
+                continue  # content-addressed: the same bytes are already there
+            if isinstance(source, bytes):
+                write_atomic(destination, source)
+            else:
+                copy_atomic(source, destination)
+        order = sorted(self._staged, key=_write_order)
+        for role in order:
+            md = self._staged[role]
+            data = md.to_bytes(_SERIALIZER)
+            if role == Timestamp.type:
+                write_atomic(self.paths.metadata_file(role), data)
+            else:
+                write_atomic(self.paths.metadata_file(role, md.signed.version), data)
+                if role == Root.type:
+                    write_atomic(self.paths.metadata_file(role), data)
+        return order
+
+    # -- reading the current state ----------------------------------------
+    def _read(self, role: str) -> Metadata | None:
+        if role not in self._disk:
+            self._disk[role] = self._read_from_disk(role)
+        return self._disk[role]
+
+    def _read_from_disk(self, role: str) -> Metadata | None:
+        if role == Root.type:
+            versions = [int(p.name.split(".")[0]) for p in self.paths.metadata.glob("*.root.json")
+                        if p.name.split(".")[0].isdigit()]
+            path = self.paths.metadata_file(role, max(versions)) if versions else None
+        elif role == Timestamp.type:
+            path = self.paths.metadata_file(role)
+        elif role == Snapshot.type:
+            timestamp = self._read(Timestamp.type)
+            if timestamp is None:
+                return None
+            version = timestamp.signed.snapshot_meta.version  # type: ignore[attr-defined]
+            path = self.paths.metadata_file(role, version)
+        else:
+            snapshot = self._read(Snapshot.type)
+            meta = snapshot.signed.meta.get(f"{role}.json") if snapshot else None  # type: ignore[attr-defined]
+            path = self.paths.metadata_file(role, meta.version) if meta else None
+        if path is None or not path.exists():
+            return None
+        return Metadata.from_bytes(path.read_bytes())
+
+    def exists(self, role: str) -> bool:
+        return role in self._staged or self._read(role) is not None
+
+    # -- python-tuf Repository interface -------------------------------------
+    def open(self, role: str) -> Metadata:
+        """The role's metadata as staged in this transaction, else as published, else new."""
+        md = self._staged.get(role) or self._read(role)
+        if md is not None:
+            return copy.deepcopy(md)
+        self._bumped.add(role)  # a new role starts at version 1, not 2
+        signed: Root | Targets | Snapshot | Timestamp
+        if role == Root.type:
+            signed = Root(consistent_snapshot=True)
+        elif role == Snapshot.type:
+            signed = Snapshot()
+        elif role == Timestamp.type:
+            signed = Timestamp()
+        else:
+            signed = Targets()
+        return Metadata(signed)
+
+    def close(self, role: str, md: Metadata) -> None:
+        """Bump the version (once per transaction), set expiry, sign, check the threshold."""
+        if not self._in_transaction:
+            raise RepositoryError(f"editing {role} needs a transaction")
+        if role not in self._bumped:
+            md.signed.version += 1
+            self._bumped.add(role)
+        days = self.config.expiry_days[_expiry_class(role)]
+        md.signed.expires = (self.now() + timedelta(days=days)).replace(microsecond=0)
+        md.signatures.clear()
+        for signer in self.signers_for(role):
+            md.sign(signer, append=True)
+        self._staged[role] = md
+        self.check_signed(role, md)
+
+    @property
+    def targets_infos(self) -> dict[str, MetaFile]:
+        """Versions of every targets role (targets, layouts, releases, bins) for snapshot."""
+        return {f"{role}.json": MetaFile(self.open(role).signed.version)
+                for role in self.targets_roles()}
+
+    @property
+    def snapshot_info(self) -> MetaFile:
+        return MetaFile(self.open(Snapshot.type).signed.version)
+
+    # -- roles and keys -------------------------------------------------
+    def bin_roles(self) -> list[str]:
+        succinct = self.succinct()
+        return list(succinct.get_roles()) if succinct else []
+
+    def succinct(self) -> SuccinctRoles | None:
+        if not self.config.bins:
+            return None
+        releases = self.open(RELEASES).signed
+        delegations = releases.delegations  # type: ignore[attr-defined]
+        return delegations.succinct_roles if delegations else None
+
+    def targets_roles(self) -> list[str]:
+        return [Targets.type, LAYOUTS, RELEASES, *self.bin_roles()]
+
+    def role_for_target(self, target_path: str) -> str:
+        """The role that lists ``target_path``: ``layouts``, ``releases`` or its hash bin."""
+        if target_path.startswith("in-toto/layouts/"):
+            return LAYOUTS
+        succinct = self.succinct()
+        return succinct.get_role_for_target(target_path) if succinct else RELEASES
+
+    def delegator(self, role: str) -> str:
+        if role in TOP_LEVEL:
+            return Root.type
+        if role in (LAYOUTS, RELEASES):
+            return Targets.type
+        return RELEASES
+
+    def signers_for(self, role: str) -> list[Signer]:
+        """Offline signers brought for this operation, then the configured online keys."""
+        if role in self._offline:
+            return self._offline[role]
+        if self._online is None:
+            self._online = {
+                name: [spec.signer(self.paths) for spec in specs]
+                for name, specs in self.config.online_keys.items()
+            }
+        return self._online.get(_expiry_class(role), [])
+
+    def check_signed(self, role: str, md: Metadata) -> None:
+        """Refuse metadata that its delegator's keys do not sign to threshold."""
+        delegator = self.open(self.delegator(role)) if role != Root.type else md
+        try:
+            delegator.signed.verify_delegate(role, md.signed_bytes, md.signatures)  # type: ignore[attr-defined]
+            if role == Root.type:
+                previous = self._read(Root.type)
+                if previous is not None and previous.signed.version < md.signed.version:
+                    previous.signed.verify_delegate(role, md.signed_bytes, md.signatures)
+        except UnsignedMetadataError as exc:
+            raise SigningError(
+                f"{role} is not signed by a threshold of its keys: {exc} (bring the offline "
+                f"key(s) for {role}, or see docs/keys.md for signing ceremonies)"
+            ) from exc
+
+    def role_keys(self, role: str) -> tuple[list[Key], int]:
+        """The keys trusted for ``role`` and their threshold, from its delegator."""
+        delegator = self.open(self.delegator(role)).signed
+        delegated = delegator.get_delegated_role(role)  # type: ignore[attr-defined]
+        keys = [delegator.get_key(k) for k in delegated.keyids]  # type: ignore[attr-defined]
+        return keys, delegated.threshold
+
+    # -- targets ------------------------------------------------------
+    def add_target(self, target_path: str, source: Path | bytes,
+                   custom: dict | None = None) -> TargetFile:
+        """Stage a target file and list it in the role responsible for its path."""
+        if isinstance(source, bytes):
+            info = TargetFile.from_data(target_path, source)
+        else:
+            info = TargetFile.from_file(target_path, str(source))
+        if custom:
+            info.unrecognized_fields["custom"] = custom
+        with self.edit_targets(self.role_for_target(target_path)) as targets:
+            targets.targets[target_path] = info
+        self._targets[target_path] = source
+        return info
+
+    def remove_target(self, target_path: str) -> TargetFile:
+        role = self.role_for_target(target_path)
+        with self.edit_targets(role) as targets:
+            info = targets.targets.pop(target_path, None)
+            if info is None:
+                raise NotFoundError(f"no target {target_path} in role {role}")
+        self._targets.pop(target_path, None)
+        return info
+
+    def find_target(self, target_path: str) -> TargetFile | None:
+        return self.open(self.role_for_target(target_path)).signed.targets.get(target_path)  # type: ignore[attr-defined]
+
+    def _find_staged_target(self, target_path: str) -> TargetFile:
+        info = self.find_target(target_path)
+        if info is None:
+            raise RepositoryError(f"staged target {target_path} vanished from its role")
+        return info
+
+    def read_target(self, target_path: str) -> bytes:
+        """The bytes of a published (or staged) target."""
+        staged = self._targets.get(target_path)
+        if isinstance(staged, bytes):
+            return staged
+        if staged is not None:
+            return staged.read_bytes()
+        info = self.find_target(target_path)
+        if info is None:
+            raise NotFoundError(f"no target {target_path}")
+        return self.paths.target_file(target_path, info.hashes["sha256"]).read_bytes()
+
+    def publish_metadata(self) -> None:
+        """Snapshot and timestamp after target edits (python-tuf's own logic)."""
+        self.do_snapshot()
+        self.do_timestamp()
+
+    # -- creation -----------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        *,
+        root_signers: Sequence[Signer],
+        root_threshold: int,
+        targets_signers: Sequence[Signer],
+        layout_keys: Sequence[Key],
+        layout_threshold: int,
+        layout_signers: Sequence[Signer],
+        online: Mapping[str, Sequence[Signer]],
+        config: RepoConfig,
+        extra_root_keys: Sequence[Key] = (),
+    ) -> CustodyRepository:
+        """Write a new repository: root v1, targets, layouts, releases (+ bins), snapshot, timestamp.
+
+        ``online`` maps each online role class (timestamp, snapshot, releases,
+        bins) to its signers, whose keys must be named in ``config``.
+        """
+        paths = RepoPaths(Path(path))
+        if paths.config.exists():
+            raise RepositoryError(f"{paths.root} already holds a repository")
+        if config.bins and config.bins & (config.bins - 1):
+            raise RepositoryError(f"--bins must be a power of two, got {config.bins}")
+        if not 1 <= root_threshold <= len(root_signers) + len(extra_root_keys):
+            raise RepositoryError(f"root threshold {root_threshold} is impossible")
+        if not 1 <= layout_threshold <= len(layout_keys):
+            raise RepositoryError(f"layout threshold {layout_threshold} is impossible")
+        paths.metadata.mkdir(parents=True, exist_ok=True)
+        paths.targets.mkdir(parents=True, exist_ok=True)
+        config.save(paths)
+        signers = {Root.type: list(root_signers), Targets.type: list(targets_signers),
+                   LAYOUTS: list(layout_signers)}
+        repo = cls(path, signers)
+        repo._online = {role: list(s) for role, s in online.items()}
+        with repo.transaction():
+            with repo.edit_root() as root:
+                for signer in root_signers:
+                    root.add_key(signer.public_key, Root.type)
+                for key in extra_root_keys:
+                    root.add_key(key, Root.type)
+                root.roles[Root.type].threshold = root_threshold
+                for signer in targets_signers:
+                    root.add_key(signer.public_key, Targets.type)
+                for role in (Snapshot.type, Timestamp.type):
+                    for signer in online[role]:
+                        root.add_key(signer.public_key, role)
+            with repo.edit_targets() as targets:
+                targets.delegations = Delegations(keys={}, roles={})
+                _delegate(targets, LAYOUTS, layout_keys, layout_threshold, LAYOUT_PATHS)
+                _delegate(targets, RELEASES, [s.public_key for s in online[RELEASES]], 1,
+                          RELEASE_PATHS)
+            with repo.edit_targets(LAYOUTS):
+                pass
+            with repo.edit_targets(RELEASES) as releases:
+                if config.bins:
+                    bin_keys = [s.public_key for s in online["bins"]]
+                    releases.delegations = Delegations(
+                        keys={k.keyid: k for k in bin_keys},
+                        succinct_roles=SuccinctRoles([k.keyid for k in bin_keys], 1,
+                                                     config.bit_length, BINS_PREFIX),
+                    )
+            for role in repo.bin_roles():
+                with repo.edit_targets(role):
+                    pass
+            repo.publish_metadata()
+        return cls(path)
+
+    # -- maintenance --------------------------------------------------
+    def bump_online(self, force: bool = False) -> list[str]:
+        """Re-sign online roles that expire within the configured margin (or all, forced)."""
+        margin = timedelta(hours=self.config.bump_margin_hours)
+        due = []
+        for role in [RELEASES, *self.bin_roles(), Snapshot.type, Timestamp.type]:
+            md = self._read(role) if role not in self._staged else self._staged[role]
+            if md is None:
+                continue
+            if force or md.signed.expires - self.now() < margin or role in self._staged:
+                due.append(role)
+        targets_due = [r for r in due if r not in (Snapshot.type, Timestamp.type)]
+        for role in targets_due:
+            with self.edit_targets(role):
+                pass
+        snapshot_needed = bool(targets_due) or Snapshot.type in due
+        if snapshot_needed:
+            self.do_snapshot(force=Snapshot.type in due)
+        if snapshot_needed or Timestamp.type in due:
+            self.do_timestamp(force=True)
+        return due
+
+    def status(self) -> list[dict]:
+        """Each role: version, expiry, keys, threshold and valid signatures."""
+        rows = []
+        for role in [*TOP_LEVEL, LAYOUTS, RELEASES, *self.bin_roles()]:
+            md = self._read(role)
+            if md is None:
+                continue
+            if role == Root.type:
+                keys = [md.signed.get_key(k) for k in md.signed.roles[role].keyids]  # type: ignore[attr-defined]
+                threshold = md.signed.roles[role].threshold  # type: ignore[attr-defined]
+            else:
+                keys, threshold = self.role_keys(role)
+            good = [k.keyid for k in keys if _signed_by(md, k)]
+            rows.append({
+                "role": role, "version": md.signed.version,
+                "expires": md.signed.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "keys": [k.keyid for k in keys], "threshold": threshold,
+                "signatures": len(good),
+            })
+        return rows
+
+    def gc(self, keep_snapshots: int = 3) -> list[Path]:
+        """Delete metadata versions and target files no recent snapshot can reach.
+
+        Keeps everything reachable from the current snapshot and the
+        ``keep_snapshots - 1`` before it, so a client in the middle of an
+        update (holding a slightly older timestamp) still finds its files.
+        """
+        current = self._read(Snapshot.type)
+        if current is None:
+            return []
+        keep: set[Path] = set()
+        live_targets: set[Path] = set()
+        first = max(1, current.signed.version - keep_snapshots + 1)
+        for version in range(first, current.signed.version + 1):
+            path = self.paths.metadata_file(Snapshot.type, version)
+            if not path.exists():
+                continue
+            keep.add(path)
+            snapshot = Metadata[Snapshot].from_bytes(path.read_bytes()).signed
+            for name, meta in snapshot.meta.items():
+                role_path = self.paths.metadata_file(name[: -len(".json")], meta.version)
+                keep.add(role_path)
+                if role_path.exists():
+                    targets = Metadata[Targets].from_bytes(role_path.read_bytes()).signed
+                    for target_path, info in targets.targets.items():
+                        live_targets.add(self.paths.target_file(target_path,
+                                                                info.hashes["sha256"]))
+        removed = []
+        for path in self.paths.metadata.glob("*.json"):
+            first_part = path.name.split(".")[0]
+            if first_part.isdigit() and not path.name.endswith(".root.json") and path not in keep:
+                path.unlink()
+                removed.append(path)
+        for path in self.paths.targets.rglob("*"):
+            if path.is_file() and path not in live_targets:
+                path.unlink()
+                removed.append(path)
+        return removed
+
+
+def _delegate(targets: Targets, name: str, keys: Sequence[Key], threshold: int,
+              paths: list[str]) -> None:
+    assert targets.delegations is not None and targets.delegations.roles is not None
+    for key in keys:
+        targets.delegations.keys[key.keyid] = key
+    targets.delegations.roles[name] = DelegatedRole(
+        name, [k.keyid for k in keys], threshold, True, paths)
+
+
+def _expiry_class(role: str) -> str:
+    return "bins" if role.startswith(BINS_PREFIX + "-") else role
+
+
+def _write_order(role: str) -> tuple[int, str]:
+    """Delegated roles, then targets, root, snapshot, and timestamp last."""
+    rank = {Targets.type: 1, Root.type: 2, Snapshot.type: 3, Timestamp.type: 4}
+    return rank.get(role, 0), role
+
+
+def _signed_by(md: Metadata, key: Key) -> bool:
+    signature = md.signatures.get(key.keyid)
+    if signature is None:
+        return False
+    try:
+        key.verify_signature(signature, md.signed_bytes)
+    except Exception:
+        return False
+    return True
+
+
+def canonical_json(data: object) -> bytes:
+    return json.dumps(data, indent=1, sort_keys=True).encode() + b"\n"
+
+
+__all__ = ["LAYOUTS", "ONLINE_ROLES", "RELEASES", "CustodyRepository", "canonical_json"]

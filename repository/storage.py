@@ -1,0 +1,146 @@
+"""The repository on disk: where each file lives, atomic writes, the writers' lock.
+
+::
+
+    DIR/public/metadata/1.root.json      trust anchor (and N.root.json, root.json)
+    DIR/public/metadata/N.<role>.json    versioned metadata (consistent snapshots)
+    DIR/public/metadata/timestamp.json   the only unversioned file but root.json
+    DIR/public/targets/<dir>/<sha256>.<name>   hash-prefixed target files
+    DIR/private/config.json              bins, expiry periods, online keys
+    DIR/private/keys/                    online private keys (mode 0600)
+    DIR/private/tokens.json              API tokens, hashed
+    DIR/private/lock                     writers' lock
+
+Everything under ``public/`` is what any static server or CDN serves. Every
+file is written to a temporary name, fsynced and renamed, and versioned files
+are never rewritten, so a reader (or a crash) sees a whole old state or a whole
+new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from repository.errors import LockedError
+
+
+@dataclass(frozen=True)
+class RepoPaths:
+    """Names of everything in a repository directory."""
+
+    root: Path
+
+    @property
+    def public(self) -> Path:
+        return self.root / "public"
+
+    @property
+    def metadata(self) -> Path:
+        return self.public / "metadata"
+
+    @property
+    def targets(self) -> Path:
+        return self.public / "targets"
+
+    @property
+    def private(self) -> Path:
+        return self.root / "private"
+
+    @property
+    def config(self) -> Path:
+        return self.private / "config.json"
+
+    @property
+    def keys(self) -> Path:
+        return self.private / "keys"
+
+    @property
+    def tokens(self) -> Path:
+        return self.private / "tokens.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.private / "lock"
+
+    def metadata_file(self, role: str, version: int | None = None) -> Path:
+        name = f"{role}.json" if version is None else f"{version}.{role}.json"
+        return self.metadata / name
+
+    def target_file(self, target_path: str, sha256: str) -> Path:
+        """Where a target's bytes live: ``<dir>/<sha256>.<basename>`` (consistent snapshot)."""
+        folder, _, name = target_path.rpartition("/")
+        return self.targets / folder / f"{sha256}.{name}"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` through a temporary file, fsync and rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def copy_atomic(source: Path, path: Path) -> None:
+    """Copy a (possibly large) file into place through a temporary name, streaming."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(source, "rb") as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def locked(paths: RepoPaths, timeout: float = 120.0) -> Iterator[None]:
+    """Hold the writers' lock (``flock``): one writer at a time, across processes.
+
+    The lock dies with its holder, so a writer killed mid-publish never
+    leaves the repository locked.
+    """
+    paths.private.mkdir(parents=True, exist_ok=True)
+    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LockedError(
+                        f"another writer has held {paths.lock} for over {timeout:.0f} seconds"
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
