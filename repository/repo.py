@@ -320,7 +320,7 @@ class CustodyRepository(Repository):
         config: RepoConfig,
         extra_root_keys: Sequence[Key] = (),
     ) -> CustodyRepository:
-        """Write a new repository: root v1, targets, layouts, releases (+ bins), snapshot, timestamp.
+        """Write a new repository: root v1, targets, layouts, releases, bins, snapshot, timestamp.
 
         ``online`` maps each online role class (timestamp, snapshot, releases,
         bins) to its signers, whose keys must be named in ``config``.

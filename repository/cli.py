@@ -1,0 +1,353 @@
+"""``custody-repo``: the repository operators' command line.
+
+Exit codes: 0 success, 1 a refused or failed operation (one sentence on
+stderr), 2 usage errors. Offline keys are named on the command line for the
+operation that needs them and never stored; ``CUSTODY_KEY_PASSWORD`` (or a
+prompt) unlocks encrypted ones.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from securesystemslib.signer import Key, Signer
+
+from intoto.errors import IntotoError
+from keys_tooling.errors import KeyToolingError
+from keys_tooling.keys import (
+    generate_key,
+    is_signer_uri,
+    load_public_key,
+    load_signer,
+    write_key_pair,
+)
+from repository.config import ONLINE_ROLES, KeySpec, RepoConfig
+from repository.errors import RepositoryError
+from repository.repo import LAYOUTS, CustodyRepository
+from repository.storage import RepoPaths
+
+PASSWORD_ENV = "CUSTODY_KEY_PASSWORD"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fails_cleanly(func: F) -> F:
+    """Turn the project's errors into one sentence on stderr and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (RepositoryError, KeyToolingError, IntotoError) as exc:
+            click.echo(f"custody-repo: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _password() -> bytes | None:
+    value = os.environ.get(PASSWORD_ENV)
+    return value.encode() if value else None
+
+
+def _key_or_signer(spec: str) -> tuple[Key, Signer | None]:
+    """A private key path or signer URI gives a signer; a public key file only a key."""
+    if is_signer_uri(spec):
+        signer = load_signer(spec, _password())
+        return signer.public_key, signer
+    data = Path(spec).read_bytes() if Path(spec).is_file() else b""
+    if b"PRIVATE KEY" in data:
+        signer = load_signer(spec, _password())
+        return signer.public_key, signer
+    return load_public_key(spec), None
+
+
+def _signers(specs: Sequence[str]) -> list[Signer]:
+    return [load_signer(spec, _password()) for spec in specs]
+
+
+def _new_key(path: Path, encrypt: bool) -> Signer:
+    password = _password() if encrypt else None
+    if encrypt and password is None:
+        raise RepositoryError(f"set {PASSWORD_ENV} to encrypt the generated key {path}, or "
+                              "pass --no-password")
+    signer = generate_key()
+    write_key_pair(signer, path, password)
+    click.echo(f"generated {path.name} key {signer.public_key.keyid[:8]} at {path} "
+               f"({'encrypted' if password else 'NOT encrypted'})")
+    return signer
+
+
+@click.group()
+def main() -> None:
+    """Operate a custody repository: TUF metadata for artifacts and their in-toto evidence."""
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--bins", type=int, default=0, show_default=True,
+              help="Hash-bin delegations under 'releases' (a power of two; 0 for none).")
+@click.option("--root-key", "root_keys", multiple=True, help="Root key (private, URI or .pub).")
+@click.option("--root-threshold", type=int, default=1, show_default=True)
+@click.option("--targets-key", help="Private key of the targets role.")
+@click.option("--layout-key", "layout_keys", multiple=True,
+              help="Project owner key (private, URI or .pub) for the 'layouts' role.")
+@click.option("--layout-threshold", type=int, default=1, show_default=True)
+@click.option("--online-key", help="Private key for the online roles (copied into private/).")
+@click.option("--expires", "expiry", multiple=True, metavar="ROLE=DAYS",
+              help="Expiry period of a role, e.g. timestamp=1.")
+@click.option("--no-password", is_flag=True, help="Write generated offline keys unencrypted.")
+@_fails_cleanly
+def init(directory: Path, bins: int, root_keys: tuple[str, ...], root_threshold: int,
+         targets_key: str | None, layout_keys: tuple[str, ...], layout_threshold: int,
+         online_key: str | None, expiry: tuple[str, ...], no_password: bool) -> None:
+    """Create a repository in DIRECTORY, generating every key not given."""
+    paths = RepoPaths(directory)
+    if paths.config.exists():
+        raise RepositoryError(f"{directory} already holds a repository")
+    offline_dir = directory / "offline-keys"
+    encrypt = not no_password
+
+    def keys_for(specs: Sequence[str], name: str) -> tuple[list[Key], list[Signer]]:
+        if not specs:
+            signer = _new_key(offline_dir / name, encrypt)
+            return [signer.public_key], [signer]
+        pairs = [_key_or_signer(s) for s in specs]
+        return [k for k, _ in pairs], [s for _, s in pairs if s is not None]
+
+    root_public, root_signers = keys_for(root_keys, "root")
+    _, targets_signers = keys_for([targets_key] if targets_key else [], "targets")
+    layout_public, layout_signers = keys_for(layout_keys, "owner")
+    paths.keys.mkdir(parents=True, exist_ok=True)
+    online_path = paths.keys / "online"
+    if online_key:
+        online = load_signer(online_key, _password())
+        write_key_pair_from(online, online_path)
+    else:
+        online = generate_key()
+        write_key_pair(online, online_path, None)
+        click.echo(f"generated online key {online.public_key.keyid[:8]} at {online_path} "
+                   "(unencrypted: the server signs with it unattended)")
+    config = RepoConfig(bins=bins, online_keys={
+        role: [KeySpec(path="keys/online")] for role in ONLINE_ROLES})
+    for item in expiry:
+        role, _, days = item.partition("=")
+        if role not in config.expiry_days or not days.isdigit():
+            raise click.UsageError(f"--expires takes ROLE=DAYS for a known role, got {item!r}")
+        config.expiry_days[role] = int(days)
+    signer_ids = {s.public_key.keyid for s in root_signers}
+    CustodyRepository.create(
+        directory, root_signers=root_signers, root_threshold=root_threshold,
+        extra_root_keys=[k for k in root_public if k.keyid not in signer_ids],
+        targets_signers=targets_signers, layout_keys=layout_public,
+        layout_threshold=layout_threshold, layout_signers=layout_signers,
+        online={role: [online] for role in ONLINE_ROLES}, config=config,
+    )
+    click.echo(f"repository created in {directory}: serve {paths.public}; clients trust "
+               f"{paths.metadata_file('root', 1)}")
+    if (offline_dir).exists():
+        click.echo(f"move the keys in {offline_dir} offline (see docs/keys.md)")
+
+
+def write_key_pair_from(signer: Signer, path: Path) -> None:
+    """Store an existing private key unencrypted under private/ (the server needs it)."""
+    from keys_tooling.keys import private_key_pem, public_key_pem
+
+    path.write_bytes(private_key_pem(signer, None))  # type: ignore[arg-type]
+    os.chmod(path, 0o600)
+    path.with_name(path.name + ".pub").write_bytes(public_key_pem(signer.public_key))
+
+
+@main.group()
+def layout() -> None:
+    """Layouts of the project owners (the 'layouts' role)."""
+
+
+@layout.command("add")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("layout_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--key", "keys", multiple=True, required=True,
+              help="Owner key(s) that sign the 'layouts' role.")
+@click.option("--name", help="Package the layout is for (default: the file name's stem).")
+@_fails_cleanly
+def layout_add(directory: Path, layout_file: Path, keys: tuple[str, ...],
+               name: str | None) -> None:
+    """Publish LAYOUT_FILE as the newest layout of its package."""
+    from repository.releases import add_layout
+
+    repo = CustodyRepository(directory, {LAYOUTS: _signers(keys)})
+    with repo.transaction():
+        path = add_layout(repo, name or layout_file.name.split(".")[0],
+                          layout_file.read_bytes())
+    click.echo(f"published {path}")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("artifact", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--name", required=True)
+@click.option("--version", required=True)
+@click.option("--layout", "layout_file", required=True,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--links", "link_dir", required=True,
+              type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--channel", default="stable", show_default=True)
+@click.option("--no-channel", is_flag=True, help="Publish without moving any channel.")
+@_fails_cleanly
+def publish(directory: Path, artifact: Path, name: str, version: str, layout_file: Path,
+            link_dir: Path, channel: str, no_channel: bool) -> None:
+    """Verify a release's supply chain, then publish ARTIFACT with its links."""
+    from repository.releases import Release, links_from_dir, publish_release
+
+    repo = CustodyRepository(directory)
+    release = Release(name, version, artifact, layout_file.read_bytes(),
+                      links_from_dir(link_dir), None if no_channel else channel)
+    with repo.transaction():
+        target = publish_release(repo, release)
+    click.echo(f"published {target}")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("name")
+@click.argument("version")
+@_fails_cleanly
+def remove(directory: Path, name: str, version: str) -> None:
+    """Withdraw NAME VERSION (channels pointing at it move to the newest left)."""
+    from repository.releases import remove_release
+
+    repo = CustodyRepository(directory)
+    with repo.transaction():
+        remove_release(repo, name, version)
+    click.echo(f"removed {name} {version}")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("name")
+@click.argument("channel_name", metavar="CHANNEL")
+@click.argument("version")
+@_fails_cleanly
+def channel(directory: Path, name: str, channel_name: str, version: str) -> None:
+    """Point CHANNEL of package NAME at VERSION."""
+    from repository.releases import set_channel
+
+    repo = CustodyRepository(directory)
+    with repo.transaction():
+        set_channel(repo, name, channel_name, version)
+    click.echo(f"{name} {channel_name} -> {version}")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Re-sign every online role now.")
+@_fails_cleanly
+def bump(directory: Path, force: bool) -> None:
+    """Re-sign online roles that are close to expiry."""
+    repo = CustodyRepository(directory)
+    with repo.transaction():
+        bumped = repo.bump_online(force)
+    click.echo(f"re-signed {', '.join(bumped)}" if bumped else "nothing due")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+@_fails_cleanly
+def status(directory: Path, as_json: bool) -> None:
+    """Roles: version, expiry, keys, threshold, signatures."""
+    rows = CustodyRepository(directory).status()
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    for row in rows:
+        keys = ",".join(k[:8] for k in row["keys"])
+        click.echo(f"{row['role']:<12} v{row['version']:<5} expires {row['expires']}  "
+                   f"signed {row['signatures']}/{row['threshold']}  keys {keys}")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--keep", type=int, default=3, show_default=True,
+              help="Snapshots whose files are kept.")
+@_fails_cleanly
+def gc(directory: Path, keep: int) -> None:
+    """Delete metadata and targets that no recent snapshot reaches."""
+    repo = CustodyRepository(directory)
+    with repo.transaction():
+        removed = repo.gc(keep)
+    click.echo(f"removed {len(removed)} file(s)")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--workers", type=int, default=2, show_default=True)
+@click.option("--bump-interval", type=float, default=3600.0, show_default=True,
+              help="Seconds between checks for online roles to re-sign (0: never).")
+@_fails_cleanly
+def serve(directory: Path, host: str, port: int, workers: int, bump_interval: float) -> None:
+    """Serve DIRECTORY's tree and publish API under gunicorn."""
+    from repository.server import serve as run
+
+    run(directory, host, port, workers, bump_interval or None)
+
+
+@main.command()
+@click.argument("artifact", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--server", required=True, help="Repository URL, e.g. http://127.0.0.1:8080")
+@click.option("--token", envvar="CUSTODY_TOKEN", required=True,
+              help="API token (or CUSTODY_TOKEN).")
+@click.option("--name", required=True)
+@click.option("--version", required=True)
+@click.option("--layout", "layout_file", required=True,
+              type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--links", "link_dir", required=True,
+              type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--channel", default="stable", show_default=True)
+@_fails_cleanly
+def push(artifact: Path, server: str, token: str, name: str, version: str,
+         layout_file: Path, link_dir: Path, channel: str) -> None:
+    """Upload a release to a repository server's publish API."""
+    from repository.push import push_release
+
+    body = push_release(server, token, name, version, artifact, layout_file, link_dir, channel)
+    click.echo(f"published {body['target']}")
+
+
+@main.group()
+def token() -> None:
+    """API tokens for the publish API."""
+
+
+@token.command("create")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("name")
+@_fails_cleanly
+def token_create(directory: Path, name: str) -> None:
+    """Create a token for NAME (shown once; stored hashed)."""
+    from repository.tokens import create_token
+
+    RepoConfig.load(RepoPaths(directory))
+    token_id, secret = create_token(RepoPaths(directory), name)
+    click.echo(secret)
+    click.echo(f"token id {token_id} for {name}", err=True)
+
+
+@token.command("revoke")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("token_id")
+@_fails_cleanly
+def token_revoke(directory: Path, token_id: str) -> None:
+    """Revoke the token with TOKEN_ID."""
+    from repository.tokens import revoke_token
+
+    revoke_token(RepoPaths(directory), token_id)
+    click.echo(f"revoked {token_id}")

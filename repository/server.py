@@ -1,0 +1,175 @@
+"""The repository server: the served tree, a health check, and the publish API.
+
+``create_app(DIR)`` is a Flask application; ``serve`` runs it under gunicorn.
+
+- ``GET /metadata/<file>``, ``GET /targets/<path>``: the public tree.
+  Versioned metadata and hash-prefixed targets never change, so caches may
+  keep them forever (``immutable``); ``timestamp.json`` and ``root.json``
+  must be revalidated every time.
+- ``GET /healthz``: the current timestamp version and its expiry.
+- ``POST /api/v1/releases`` (bearer token; multipart ``name``, ``version``,
+  optional ``channel``, files ``artifact``, ``layout``, ``links``): verify the
+  release as a client will, then publish it in one transaction. A refused
+  upload changes nothing. Uploads over the configured size are refused
+  before they are read; accepted ones are streamed to disk, never held whole
+  in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, jsonify, request, send_from_directory
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from repository.config import RepoConfig
+from repository.errors import (
+    InvalidReleaseError,
+    LockedError,
+    RepositoryError,
+)
+from repository.releases import Release, check_link_path, publish_release
+from repository.repo import CustodyRepository
+from repository.storage import RepoPaths
+from repository.tokens import check_token
+
+log = logging.getLogger(__name__)
+IMMUTABLE = "public, max-age=31536000, immutable"
+REVALIDATE = "no-cache"
+
+
+def create_app(repo_dir: str | Path, bump_interval: float | None = None) -> Flask:
+    """The Flask application for the repository in ``repo_dir``.
+
+    ``bump_interval`` (seconds) starts a thread that re-signs online roles
+    nearing expiry; each gunicorn worker runs one, and the writers' lock
+    keeps them from colliding.
+    """
+    paths = RepoPaths(Path(repo_dir).resolve())
+    config = RepoConfig.load(paths)
+    app = Flask("custody-repository")
+    app.config["MAX_CONTENT_LENGTH"] = config.max_upload_mib * 1024 * 1024
+    uploads = paths.private / "uploads"
+    uploads.mkdir(parents=True, exist_ok=True)
+
+    @app.get("/metadata/<path:name>")
+    def metadata(name: str) -> Response:
+        response = send_from_directory(paths.metadata, name, max_age=0,
+                                       mimetype="application/json")
+        fixed = name[0].isdigit()
+        response.headers["Cache-Control"] = IMMUTABLE if fixed else REVALIDATE
+        return response
+
+    @app.get("/targets/<path:name>")
+    def targets(name: str) -> Response:
+        # Opaque bytes: never let a guessed Content-Encoding (".gz") make a
+        # client decompress what TUF must hash exactly as published.
+        response = send_from_directory(paths.targets, name, max_age=0,
+                                       mimetype="application/octet-stream")
+        response.headers["Cache-Control"] = IMMUTABLE
+        return response
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        repo = CustodyRepository(paths.root)
+        timestamp = repo.open("timestamp").signed
+        return jsonify(status="ok", timestamp_version=timestamp.version,
+                       timestamp_expires=timestamp.expires.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    @app.post("/api/v1/releases")
+    def releases() -> Any:
+        header = request.headers.get("Authorization", "")
+        token = header[len("Bearer "):] if header.startswith("Bearer ") else ""
+        who = check_token(paths, token) if token else None
+        if who is None:
+            return _error(401, "a valid bearer token is required to publish")
+        form = request.form
+        for field_name in ("name", "version"):
+            if not form.get(field_name):
+                return _error(400, f"the form field {field_name!r} is required")
+        artifact = request.files.get("artifact")
+        layout = request.files.get("layout")
+        if artifact is None or not artifact.filename or layout is None:
+            return _error(400, "the files 'artifact' and 'layout' are required")
+        try:
+            links = {check_link_path(f.filename or ""): f.read()
+                     for f in request.files.getlist("links")}
+            with tempfile.TemporaryDirectory(dir=uploads) as tmp:
+                name = Path(artifact.filename).name
+                staged = Path(tmp) / "artifact"
+                artifact.save(staged)  # streamed from werkzeug's spooled file
+                release = Release(
+                    name=form["name"], version=form["version"], artifact=staged,
+                    layout=layout.read(), links=links, artifact_name=name,
+                    channel=form.get("channel") or None,
+                )
+                repo = CustodyRepository(paths.root)
+                with repo.transaction():
+                    target = publish_release(repo, release)
+        except InvalidReleaseError as exc:
+            status = 409 if "already published" in str(exc) else 400
+            return _error(status, str(exc))
+        except LockedError as exc:
+            return _error(503, str(exc))
+        except RepositoryError as exc:
+            return _error(500, str(exc))
+        log.info("%s published %s %s", who, release.name, release.version)
+        return jsonify(target=target, name=release.name, version=release.version), 201
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_: RequestEntityTooLarge) -> Any:
+        return _error(413, f"uploads are limited to {config.max_upload_mib} MiB")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        return _error(exc.code or 500, exc.description or exc.name)
+
+    if bump_interval:
+        _start_bumper(paths, bump_interval)
+    return app
+
+
+def _error(status: int, message: str) -> Any:
+    return jsonify(error=message), status
+
+
+def _start_bumper(paths: RepoPaths, interval: float) -> None:
+    def loop() -> None:
+        while not stop.wait(interval):
+            try:
+                repo = CustodyRepository(paths.root)
+                with repo.transaction():
+                    bumped = repo.bump_online()
+                if bumped:
+                    log.info("re-signed %s", ", ".join(bumped))
+            except RepositoryError as exc:
+                log.error("re-signing online roles failed: %s", exc)
+
+    stop = threading.Event()
+    threading.Thread(target=loop, name="custody-bump", daemon=True).start()
+
+
+def serve(repo_dir: str | Path, host: str, port: int, workers: int = 2,
+          bump_interval: float | None = 3600.0) -> None:
+    """Run the application under gunicorn (production mode) until stopped."""
+    from gunicorn.app.base import BaseApplication
+
+    class _Gunicorn(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("accesslog", "-")
+            self.cfg.set("timeout", 120)
+
+        def load(self) -> Flask:
+            return create_app(repo_dir, bump_interval)
+
+    RepoConfig.load(RepoPaths(Path(repo_dir)))  # refuse a non-repository before forking
+    _Gunicorn().run()
+
+
+__all__ = ["create_app", "serve"]

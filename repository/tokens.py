@@ -1,0 +1,63 @@
+"""API bearer tokens, stored hashed in ``private/tokens.json``.
+
+A token is shown once, at creation; the repository keeps only its SHA-256,
+so a copy of the private state does not leak publishing rights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from datetime import UTC, datetime
+
+from repository.errors import NotFoundError
+from repository.storage import RepoPaths, locked, write_atomic
+
+PREFIX = "cst_"
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _load(paths: RepoPaths) -> dict[str, dict[str, str]]:
+    try:
+        return json.loads(paths.tokens.read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def create_token(paths: RepoPaths, name: str) -> tuple[str, str]:
+    """A new token for ``name``; returns (token id, token). The token is not stored."""
+    token = PREFIX + secrets.token_urlsafe(32)
+    token_id = _digest(token)[:12]
+    with locked(paths):
+        tokens = _load(paths)
+        tokens[token_id] = {"name": name, "sha256": _digest(token),
+                            "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        write_atomic(paths.tokens, json.dumps(tokens, indent=1).encode(), 0o600)
+    return token_id, token
+
+
+def revoke_token(paths: RepoPaths, token_id: str) -> None:
+    with locked(paths):
+        tokens = _load(paths)
+        if tokens.pop(token_id, None) is None:
+            raise NotFoundError(f"no token with id {token_id}")
+        write_atomic(paths.tokens, json.dumps(tokens, indent=1).encode(), 0o600)
+
+
+def check_token(paths: RepoPaths, token: str) -> str | None:
+    """The name the token was created for, or None (constant-time comparison)."""
+    digest = _digest(token)
+    found = None
+    for entry in _load(paths).values():
+        if hmac.compare_digest(entry["sha256"], digest):
+            found = entry["name"]
+    return found
+
+
+def list_tokens(paths: RepoPaths) -> dict[str, dict[str, str]]:
+    return {tid: {k: v for k, v in e.items() if k != "sha256"} for tid, e in _load(paths).items()}
