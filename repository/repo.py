@@ -146,6 +146,23 @@ class CustodyRepository(Repository):
             return None
         return Metadata.from_bytes(path.read_bytes())
 
+    def version(self, role: str) -> int:
+        """The role's version in this transaction, without loading it when avoidable.
+
+        Snapshot lists every targets role (all hash bins included), so reading
+        each one's file at every publish would make publishing grow with the
+        number of bins; the current snapshot already knows their versions.
+        """
+        staged = self._staged.get(role)
+        if staged is not None:
+            return staged.signed.version
+        if role not in TOP_LEVEL and role not in self._disk:
+            snapshot = self._read(Snapshot.type)
+            meta = snapshot.signed.meta.get(f"{role}.json") if snapshot else None  # type: ignore[attr-defined]
+            if meta is not None:
+                return meta.version
+        return self.open(role).signed.version
+
     def exists(self, role: str) -> bool:
         return role in self._staged or self._read(role) is not None
 
@@ -185,8 +202,7 @@ class CustodyRepository(Repository):
     @property
     def targets_infos(self) -> dict[str, MetaFile]:
         """Versions of every targets role (targets, layouts, releases, bins) for snapshot."""
-        return {f"{role}.json": MetaFile(self.open(role).signed.version)
-                for role in self.targets_roles()}
+        return {f"{role}.json": MetaFile(self.version(role)) for role in self.targets_roles()}
 
     @property
     def snapshot_info(self) -> MetaFile:
@@ -200,8 +216,10 @@ class CustodyRepository(Repository):
     def succinct(self) -> SuccinctRoles | None:
         if not self.config.bins:
             return None
-        releases = self.open(RELEASES).signed
-        delegations = releases.delegations  # type: ignore[attr-defined]
+        current = self._staged.get(RELEASES) or self._read(RELEASES)
+        if current is None:
+            return None
+        delegations = current.signed.delegations  # type: ignore[attr-defined]
         return delegations.succinct_roles if delegations else None
 
     def targets_roles(self) -> list[str]:

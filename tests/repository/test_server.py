@@ -1,0 +1,164 @@
+"""The repository server for real: gunicorn on 127.0.0.1, the publish API, the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+
+from repository.config import RepoConfig
+from repository.releases import PackageIndex
+from repository.repo import CustodyRepository
+from repository.server import create_app
+from repository.storage import RepoPaths
+from repository.tokens import create_token
+from tests.helpers import BIN, add_hello_layout, make_repo, running_server
+
+
+@pytest.fixture
+def repo_dir(tmp_path, keydir, hello_chain):
+    path = tmp_path / "repo"
+    make_repo(path, keydir, bins=8)
+    add_hello_layout(path, keydir, hello_chain.layout)
+    return path
+
+
+def _files(chain):
+    files = [("links", (p.name, p.read_bytes())) for p in sorted(chain.links.glob("*.link"))]
+    files.append(("artifact", ("hello.tar.gz", (chain.verify_dir / "hello.tar.gz").read_bytes())))
+    files.append(("layout", ("root.layout", chain.layout.read_bytes())))
+    return files
+
+
+def _tree(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes()
+            for p in sorted((path / "public").rglob("*")) if p.is_file()}
+
+
+# -- unit tests of the API with Flask's test client ----------------------------
+
+def test_api_refusals_change_nothing(repo_dir, hello_chain):
+    _, token = create_token(RepoPaths(repo_dir), "ci")
+    client = create_app(repo_dir).test_client()
+    before = _tree(repo_dir)
+    data = {"name": "hello", "version": "1.0.0"}
+
+    def post(headers=None, **overrides):
+        form = {**data, **overrides.pop("form", {})}
+        files = overrides.pop("files", _files(hello_chain))
+        body = dict(form)
+        for field, (name, content) in files:
+            body.setdefault(field, [])
+            from io import BytesIO
+            body[field].append((BytesIO(content), name))
+        return client.post("/api/v1/releases", data=body, headers=headers or {})
+
+    assert post().status_code == 401
+    assert post({"Authorization": "Bearer cst_wrong"}).status_code == 401
+    auth = {"Authorization": f"Bearer {token}"}
+    traversal = [("links", ("../../etc/passwd.link", b"{}")), *_files(hello_chain)]
+    response = post(auth, files=traversal)
+    assert response.status_code == 400 and "without '..'" in response.json["error"]
+    response = post(auth, form={"version": "not a version"})
+    assert response.status_code == 400 and "PEP 440" in response.json["error"]
+    assert _tree(repo_dir) == before
+    response = post(auth)
+    assert response.status_code == 201, response.json
+    assert post(auth).status_code == 409
+
+
+def test_upload_limit(repo_dir, hello_chain):
+    paths = RepoPaths(repo_dir)
+    config = RepoConfig.load(paths)
+    config.max_upload_mib = 1
+    config.save(paths)
+    _, token = create_token(paths, "ci")
+    client = create_app(repo_dir).test_client()
+    from io import BytesIO
+
+    response = client.post("/api/v1/releases", headers={"Authorization": f"Bearer {token}"},
+                           data={"name": "hello", "version": "1.0.0",
+                                 "artifact": (BytesIO(b"x" * (2 << 20)), "hello.tar.gz")})
+    assert response.status_code == 413
+    assert "limited to 1 MiB" in response.json["error"]
+
+
+def test_served_paths_cannot_escape(repo_dir):
+    client = create_app(repo_dir).test_client()
+    assert client.get("/metadata/../private/config.json").status_code == 404
+    assert client.get("/targets/..%2f..%2fprivate/config.json").status_code == 404
+    response = client.get("/metadata/1.root.json")
+    assert response.status_code == 200 and "immutable" in response.headers["Cache-Control"]
+    assert client.get("/metadata/timestamp.json").headers["Cache-Control"] == "no-cache"
+
+
+# -- the real server -------------------------------------------------------------
+
+@pytest.mark.slow
+def test_push_through_the_api_and_concurrent_publishes(repo_dir, hello_chain, tmp_path):
+    _, token = create_token(RepoPaths(repo_dir), "ci")
+    with running_server(repo_dir, workers=3) as url:
+        results: dict[str, subprocess.CompletedProcess[str]] = {}
+
+        def push(version: str) -> None:
+            results[version] = subprocess.run(
+                [BIN / "custody-repo", "push", str(hello_chain.verify_dir / "hello.tar.gz"),
+                 "--server", url, "--token", token, "--name", "hello", "--version", version,
+                 "--layout", str(hello_chain.layout), "--links", str(hello_chain.links)],
+                capture_output=True, text=True, timeout=120, check=False)
+
+        threads = [threading.Thread(target=push, args=(f"1.{i}.0",)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert all(r.returncode == 0 for r in results.values()), {
+            v: r.stderr for v, r in results.items()}
+        index = PackageIndex.load(CustodyRepository(repo_dir), "hello")
+        assert set(index.versions) == {"1.0.0", "1.1.0", "1.2.0", "1.3.0"}
+        assert requests.get(url + "/healthz", timeout=5).json()["timestamp_version"] >= 5
+        bad = subprocess.run(
+            [BIN / "custody-repo", "push", str(hello_chain.verify_dir / "hello.tar.gz"),
+             "--server", url, "--token", "cst_nope", "--name", "hello", "--version", "2.0.0",
+             "--layout", str(hello_chain.layout), "--links", str(hello_chain.links)],
+            capture_output=True, text=True, timeout=60, check=False)
+        assert bad.returncode == 1
+        assert "refused the release (401)" in bad.stderr
+
+
+@pytest.mark.slow
+def test_cli_end_to_end(tmp_path, keydir, hello_chain):
+    repo = tmp_path / "repo"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([BIN / "custody-repo", *args], capture_output=True, text=True,
+                              timeout=120, check=False)
+
+    r = cli("init", str(repo), "--bins", "4", "--layout-key", str(keydir / "owner"),
+            "--no-password")
+    assert r.returncode == 0, r.stderr
+    assert "offline-keys/root" in r.stdout and "private/keys/online" in r.stdout
+    assert cli("init", str(repo)).returncode == 1
+    r = cli("layout", "add", str(repo), str(hello_chain.layout), "--key", str(keydir / "owner"),
+            "--name", "hello")
+    assert r.returncode == 0, r.stderr
+    r = cli("publish", str(repo), str(hello_chain.verify_dir / "hello.tar.gz"), "--name", "hello",
+            "--version", "1.0.0", "--layout", str(hello_chain.layout), "--links",
+            str(hello_chain.links))
+    assert r.returncode == 0, r.stderr
+    r = cli("publish", str(repo), str(hello_chain.verify_dir / "hello.tar.gz"), "--name", "hello",
+            "--version", "1.0.0", "--layout", str(hello_chain.layout), "--links",
+            str(hello_chain.links))
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "already published" in r.stderr
+    r = cli("status", str(repo), "--json")
+    roles = {row["role"]: row for row in json.loads(r.stdout)}
+    assert roles["layouts"]["version"] == 2 and roles["bins-3"]["signatures"] == 1
+    assert cli("channel", str(repo), "hello", "beta", "1.0.0").returncode == 0
+    assert cli("bump", str(repo), "--force").returncode == 0
+    assert cli("remove", str(repo), "hello", "1.0.0").returncode == 0
+    assert cli("gc", str(repo)).returncode == 0
+    assert cli("publish", str(repo)).returncode == 2  # usage error
