@@ -25,17 +25,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tuf.api.exceptions import DownloadLengthMismatchError  # noqa: E402
-from tuf.api.metadata import TargetFile  # noqa: E402
-from tuf.ngclient import Updater  # noqa: E402
-from tuf.ngclient.fetcher import FetcherInterface  # noqa: E402
+from tuf.api.exceptions import DownloadLengthMismatchError
+from tuf.api.metadata import TargetFile
+from tuf.ngclient import Updater
+from tuf.ngclient.fetcher import FetcherInterface
 
-from bench.common import table, write_result  # noqa: E402
-from keys_tooling.keys import generate_key, write_key_pair  # noqa: E402
-from repository.releases import Release, links_from_dir, publish_release  # noqa: E402
-from repository.repo import CustodyRepository  # noqa: E402
-from tests.helpers import add_hello_layout, make_repo  # noqa: E402
-from tests.intoto.chain import IMPLS, make_chain  # noqa: E402
+from bench.common import table, write_result
+from keys_tooling.keys import generate_key, write_key_pair
+from repository.releases import Release, links_from_dir, publish_release
+from repository.repo import CustodyRepository
+from tests.helpers import add_hello_layout, make_repo
+from tests.intoto.chain import IMPLS, make_chain
 
 KEYS = ("owner", "alice", "bob", "rb1", "rb2", "root", "targets", "online")
 
