@@ -117,7 +117,7 @@ def test_refused_releases_change_nothing(repo_dir, hello_chain, keydir, tmp_path
     fake.write_bytes(b"trojan")
     counterfeit = hello_release(hello_chain, version="1.0.5")
     counterfeit.artifact = fake
-    with pytest.raises(SupplyChainError, match="hello.tar.gz"):
+    with pytest.raises(SupplyChainError, match=r"hello\.tar\.gz"):
         publish(repo_dir, counterfeit)
     assert _tree(repo_dir) == before
 
