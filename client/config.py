@@ -1,0 +1,62 @@
+"""The client's home directory and configuration.
+
+::
+
+    <home>/config.json        repository URLs (mirrors), pinned layout keys, policies
+    <home>/metadata/          TUF trusted metadata (python-tuf's cache)
+    <home>/cache/             verified artifacts, by TUF target path (not downloaded again)
+    <home>/packages/<name>/<version>/   installed trees
+    <home>/packages/<name>/current      symlink to the active version
+    <home>/state.json         what is installed, current and previous versions
+    <home>/lock               one installer at a time
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from client.errors import ConfigError
+from intoto.metadata import write_atomic
+
+HOME_ENV = "CUSTODY_HOME"
+
+
+def default_home() -> Path:
+    """``CUSTODY_HOME``, else the per-user data directory."""
+    if os.environ.get(HOME_ENV):
+        return Path(os.environ[HOME_ENV])
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "custody"
+
+
+@dataclass
+class ClientConfig:
+    """``<home>/config.json``."""
+
+    urls: list[str] = field(default_factory=list)
+    layout_keys: list[dict[str, Any]] = field(default_factory=list)
+    layout_threshold: int | None = None
+    inspections: str = "refuse"
+    health_checks: dict[str, list[str]] = field(default_factory=dict)
+    timeout: float = 30.0
+    min_rate: float = 1024.0
+
+    @staticmethod
+    def path(home: Path) -> Path:
+        return home / "config.json"
+
+    @classmethod
+    def load(cls, home: Path) -> ClientConfig:
+        try:
+            return cls(**json.loads(cls.path(home).read_text()))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{home} is not initialised; run 'custody init' first") from exc
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{cls.path(home)} is malformed: {exc}") from exc
+
+    def save(self, home: Path) -> None:
+        write_atomic(self.path(home), json.dumps(asdict(self), indent=1).encode())

@@ -1,0 +1,100 @@
+"""Fetching from mirrors, for tuf.ngclient: timeouts, length limits, slow-retrieval guard.
+
+`MirrorFetcher` implements python-tuf's `FetcherInterface`. ngclient asks for
+URLs under a virtual base (``mirror:/metadata/...``); the fetcher tries each
+configured mirror in turn, so a dead or erroring mirror only costs a timeout.
+A mirror that answers with bytes that do not verify is caught one level up:
+`client.updater` retries the whole TUF operation with the next mirror first.
+
+Length limits are ngclient's (it stops reading past the expected length);
+here every request also has a socket timeout, and a download that trickles
+slower than ``min_rate`` bytes per second after a grace period is abandoned
+(TUF's "slow retrieval" attack).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+
+import requests
+import urllib3
+from tuf.api.exceptions import DownloadError, DownloadHTTPError, SlowRetrievalError
+from tuf.ngclient.fetcher import FetcherInterface
+
+log = logging.getLogger(__name__)
+VIRTUAL = "mirror:/"
+
+
+class MirrorFetcher(FetcherInterface):
+    """Fetches ``mirror:/<path>`` from the first of several base URLs that answers."""
+
+    def __init__(self, mirrors: Sequence[str], timeout: float = 30.0, min_rate: float = 1024.0,
+                 grace: float = 5.0, chunk_size: int = 1 << 16) -> None:
+        if not mirrors:
+            raise ValueError("at least one repository URL is needed")
+        self.mirrors = [m.rstrip("/") for m in mirrors]
+        self.first = 0  # the mirror tried first (rotated after a bad answer)
+        self.timeout = timeout
+        self.min_rate = min_rate
+        self.grace = grace
+        self.chunk_size = chunk_size
+        self.bytes_downloaded = 0
+        self._session = requests.Session()
+
+    def order(self) -> list[str]:
+        return self.mirrors[self.first:] + self.mirrors[: self.first]
+
+    def rotate(self) -> None:
+        self.first = (self.first + 1) % len(self.mirrors)
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        if url.startswith(VIRTUAL):
+            path = url[len(VIRTUAL):].lstrip("/")
+            candidates = [(base, f"{base}/{path}") for base in self.order()]
+        else:  # an absolute URL: that server only
+            path = url
+            candidates = [(url, url)]
+        errors: list[str] = []
+        not_found = None
+        for base, full in candidates:
+            try:
+                response = self._session.get(full, stream=True, timeout=self.timeout)
+            except requests.RequestException as exc:
+                errors.append(f"{base}: {type(exc).__name__}")
+                continue
+            if response.status_code == 404:
+                not_found = not_found or DownloadHTTPError(f"{path} not found", 404)
+                response.close()
+                continue
+            if response.status_code != 200:
+                errors.append(f"{base}: HTTP {response.status_code}")
+                response.close()
+                continue
+            return self._chunks(response, full)
+        if not_found is not None:
+            raise not_found
+        raise DownloadError(f"no mirror served {path} ({'; '.join(errors)})")
+
+    def _chunks(self, response: requests.Response, url: str) -> Iterator[bytes]:
+        start = time.monotonic()
+        received = 0
+        raw = response.raw
+        try:
+            # read1 returns what has arrived instead of waiting for a full chunk,
+            # so a trickling mirror is measured (and dropped) as it trickles.
+            while chunk := raw.read1(self.chunk_size):
+                received += len(chunk)
+                self.bytes_downloaded += len(chunk)
+                elapsed = time.monotonic() - start
+                if elapsed > self.grace and received / elapsed < self.min_rate:
+                    raise SlowRetrievalError(
+                        f"{url} trickled {received} bytes in {elapsed:.1f} s, below "
+                        f"{self.min_rate:.0f} bytes/s"
+                    )
+                yield chunk
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise DownloadError(f"download of {url} failed: {type(exc).__name__}") from exc
+        finally:
+            response.close()

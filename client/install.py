@@ -1,0 +1,222 @@
+"""Installing verified artifacts atomically, keeping the previous version.
+
+An install unpacks into a staging directory next to its destination, fsyncs
+every file, renames the staging directory to ``packages/<name>/<version>``,
+then switches the ``current`` symlink with one ``rename`` and writes
+``state.json`` atomically. A crash at any point leaves the previous version
+current and usable; leftovers of an interrupted install (``.staging-*``) are
+removed by the next install. A lock keeps two installers apart.
+
+Archives (``.tar.gz``, ``.tgz``, ``.tar``, ``.zip``) are unpacked refusing
+absolute paths, ``..``, links that leave the destination and device files;
+any other artifact is installed as the single file it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import tarfile
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from client.errors import ClientError, InstallError, PackageNotFoundError
+from intoto.metadata import write_atomic
+
+
+@dataclass
+class PackageState:
+    current: str
+    previous: str | None = None
+    channel: str = "stable"
+    versions: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class State:
+    """``<home>/state.json``: what is installed."""
+
+    packages: dict[str, PackageState] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, home: Path) -> State:
+        try:
+            data = json.loads((home / "state.json").read_text())
+        except FileNotFoundError:
+            return cls()
+        except ValueError as exc:
+            raise ClientError(f"{home / 'state.json'} is malformed: {exc}") from exc
+        return cls({name: PackageState(**p) for name, p in data.get("packages", {}).items()})
+
+    def save(self, home: Path) -> None:
+        data = {"packages": {name: asdict(p) for name, p in sorted(self.packages.items())}}
+        write_atomic(home / "state.json", json.dumps(data, indent=1).encode())
+
+    def package(self, name: str) -> PackageState:
+        if name not in self.packages:
+            raise PackageNotFoundError(f"{name} is not installed")
+        return self.packages[name]
+
+
+@contextlib.contextmanager
+def home_lock(home: Path, timeout: float = 300.0) -> Iterator[None]:
+    """One installer at a time per home (``flock``; released if the holder dies)."""
+    home.mkdir(parents=True, exist_ok=True)
+    fd = os.open(home / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ClientError(f"another installer has held {home / 'lock'} for "
+                                      f"{timeout:.0f} seconds") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _safe_member_path(name: str, what: str) -> PurePosixPath:
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts or name.startswith("\\"):
+        raise InstallError(f"archive member {what} {name!r} would leave the install directory")
+    return path
+
+
+def _inside(link_dir: PurePosixPath, target: str) -> bool:
+    """Whether a symlink in ``link_dir`` pointing at ``target`` stays in the tree."""
+    if os.path.isabs(target):
+        return False
+    resolved = os.path.normpath(os.path.join(str(link_dir), target))
+    return not (resolved.startswith("..") or os.path.isabs(resolved))
+
+
+def unpack(archive: Path, destination: Path, filename: str) -> None:
+    """Unpack (or copy) the artifact into ``destination``, refusing unsafe members."""
+    destination.mkdir(parents=True)
+    lower = filename.lower()
+    if lower.endswith((".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")):
+        _untar(archive, destination)
+    elif lower.endswith(".zip"):
+        _unzip(archive, destination)
+    else:
+        shutil.copyfile(archive, destination / filename)
+        os.chmod(destination / filename, 0o755 if os.access(archive, os.X_OK) else 0o644)
+
+
+def _untar(archive: Path, destination: Path) -> None:
+    try:
+        with tarfile.open(archive) as tar:
+            for member in tar:
+                path = _safe_member_path(member.name, "path")
+                if member.isdev() or member.isfifo():
+                    raise InstallError(f"archive member {member.name!r} is a device or fifo")
+                if member.issym() and not _inside(path.parent, member.linkname):
+                    raise InstallError(f"symlink {member.name!r} -> {member.linkname!r} "
+                                       "leaves the install directory")
+                if member.islnk():
+                    _safe_member_path(member.linkname, "hard link")
+            tar.extractall(destination, filter="data")
+    except (tarfile.TarError, OSError) as exc:
+        raise InstallError(f"cannot unpack {archive.name}: {exc}") from exc
+
+
+def _unzip(archive: Path, destination: Path) -> None:
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                _safe_member_path(info.filename, "path")
+                if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                    raise InstallError(f"zip member {info.filename!r} is a symlink; refused")
+            zf.extractall(destination)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InstallError(f"cannot unpack {archive.name}: {exc}") from exc
+
+
+def _fsync_tree(root: Path) -> None:
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def switch_current(package_dir: Path, version: str) -> None:
+    """Point ``current`` at ``version`` with one atomic rename of a new symlink."""
+    tmp = package_dir / f".current-{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    os.symlink(version, tmp)
+    os.replace(tmp, package_dir / "current")
+    fd = os.open(package_dir, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def install_tree(home: Path, name: str, version: str, artifact: Path, filename: str) -> Path:
+    """Stage, fsync and rename the unpacked artifact into ``packages/<name>/<version>``."""
+    package_dir = home / "packages" / name
+    package_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in package_dir.glob(".staging-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    final = package_dir / version
+    if final.exists():
+        return final  # already unpacked by an earlier install of the same version
+    staging = package_dir / f".staging-{version}-{os.getpid()}"
+    try:
+        unpack(artifact, staging, filename)
+        _fsync_tree(staging)
+        os.rename(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final
+
+
+def record_install(state: State, name: str, version: str, info: dict[str, Any],
+                   channel: str) -> None:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    package = state.packages.get(name)
+    if package is None:
+        state.packages[name] = PackageState(version, None, channel,
+                                            {version: {**info, "installed": now}})
+        return
+    if package.current != version:
+        package.previous = package.current
+    package.current = version
+    package.channel = channel
+    package.versions[version] = {**info, "installed": now}
+    keep = {package.current, package.previous}
+    for old in [v for v in package.versions if v not in keep]:
+        del package.versions[old]
+
+
+def prune(home: Path, name: str, keep: set[str]) -> None:
+    """Remove installed versions of ``name`` other than ``keep`` (current and previous)."""
+    package_dir = home / "packages" / name
+    for child in package_dir.iterdir():
+        if child.is_dir() and not child.is_symlink() and not child.name.startswith(".") \
+                and child.name not in keep:
+            shutil.rmtree(child, ignore_errors=True)

@@ -1,0 +1,269 @@
+"""TUF refresh, then in-toto verification of each artifact: the client pipeline.
+
+`SecureUpdater` wraps `tuf.ngclient.Updater` (it does not re-implement TUF)
+and adds what DESIGN.md's pipeline asks of every artifact:
+
+1. one TUF refresh per session (root chain, timestamp, snapshot, targets:
+   freshness, rollback, mix-and-match, lengths), retried on the next mirror
+   when one answers with something that does not verify;
+2. the target's ``custom["in-toto"]``; none means refusal unless the caller
+   opts out;
+3. the layout and links downloaded through TUF too;
+4. in-toto verification in a fresh private directory holding only the
+   artifact, with the layout keys and threshold of the ``layouts``
+   delegation (or keys pinned in the client's configuration), and layout
+   parameters derived from what the caller asked for;
+5. the delivered file bound to a product of the layout's final step.
+
+Which layout: the newest one the owners published for the package in the
+``layouts`` role, whatever layout the release was published with. A new
+layout (for instance one that drops a revoked functionary) therefore
+governs every release from the next refresh on: older releases stay
+installable only while the current layout still verifies them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+from securesystemslib.signer import Key
+from tuf.api import exceptions as tuf_errors
+from tuf.api.metadata import Metadata, TargetFile, Targets
+from tuf.ngclient import Updater, UpdaterConfig
+
+from client.config import ClientConfig
+from client.errors import (
+    ClientError,
+    IntotoRefusal,
+    MissingSupplyChainError,
+    PackageNotFoundError,
+    TufRefusal,
+)
+from client.fetcher import VIRTUAL, MirrorFetcher
+from intoto.errors import IntotoError
+from intoto.metadata import key_from_dict, metadata_from_bytes
+from intoto.verify import InspectionPolicy, MemoryLinks, Verifier, bind_product
+
+log = logging.getLogger(__name__)
+LAYOUTS_ROLE = "layouts"
+LAYOUT_PATH = re.compile(r"in-toto/layouts/(?P<name>[a-z0-9._-]+)\.(?P<n>\d+)\.layout\Z")
+LINK_PREFIX = "in-toto/links/"
+
+
+@dataclass
+class Resolved:
+    """A package version the repository offers, found through its TUF-protected index."""
+
+    name: str
+    version: str
+    target: TargetFile
+
+    @property
+    def filename(self) -> str:
+        return self.target.path.rsplit("/", 1)[-1]
+
+
+@dataclass
+class Verified:
+    """An artifact that passed TUF and in-toto: where it is and what proved it."""
+
+    resolved: Resolved
+    path: Path
+    sha256: str
+    layout: str
+    warnings: list[str]
+
+
+def _refusal(exc: Exception, doing: str) -> TufRefusal:
+    return TufRefusal(f"TUF refused {doing}: {type(exc).__name__}: {exc}")
+
+
+class SecureUpdater:
+    """The client pipeline over one client home (see module docstring)."""
+
+    def __init__(self, home: Path, config: ClientConfig | None = None,
+                 fetcher: MirrorFetcher | None = None) -> None:
+        self.home = home
+        self.config = config or ClientConfig.load(home)
+        self.metadata_dir = home / "metadata"
+        self.cache_dir = home / "cache"
+        self.fetcher = fetcher or MirrorFetcher(self.config.urls, self.config.timeout,
+                                                self.config.min_rate)
+        self._updater: Updater | None = None
+
+    # -- TUF ------------------------------------------------------------
+    def _new_updater(self) -> Updater:
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        return Updater(str(self.metadata_dir), VIRTUAL + "metadata/", str(self.cache_dir),
+                       VIRTUAL + "targets/", fetcher=self.fetcher, config=UpdaterConfig(),
+                       bootstrap=None)
+
+    def _with_mirrors(self, doing: str, operation: Any) -> Any:
+        """Run a TUF operation; on a refusal, retry it with each other mirror first."""
+        last: Exception | None = None
+        for _ in range(len(self.fetcher.mirrors)):
+            try:
+                return operation()
+            except tuf_errors.RepositoryError as exc:
+                last = exc
+            except tuf_errors.DownloadError as exc:
+                last = exc
+            log.warning("mirror %s: %s; trying the next mirror", self.fetcher.order()[0], last)
+            self.fetcher.rotate()
+            self._updater = None
+        assert last is not None
+        raise _refusal(last, doing)
+
+    def refresh(self) -> Updater:
+        """One TUF refresh per session (later calls reuse it)."""
+        if self._updater is None:
+            def operation() -> Updater:
+                updater = self._new_updater()
+                updater.refresh()
+                return updater
+
+            self._updater = self._with_mirrors("the repository metadata", operation)
+        return self._updater
+
+    def target(self, path: str) -> TargetFile | None:
+        return self._with_mirrors(f"the lookup of {path}",
+                                  lambda: self.refresh().get_targetinfo(path))
+
+    def download(self, info: TargetFile) -> Path:
+        """The target's verified bytes on disk; a cached verified copy is not fetched again."""
+        def operation() -> Path:
+            updater = self.refresh()
+            local = self.cache_dir / info.path
+            local.parent.mkdir(parents=True, exist_ok=True)
+            cached = updater.find_cached_target(info, str(local))
+            return Path(cached or updater.download_target(info, str(local)))
+
+        return self._with_mirrors(f"the download of {info.path}", operation)
+
+    def _trusted_role(self, role: str) -> Metadata:
+        """A role's metadata as ngclient verified and stored it (after a lookup loaded it)."""
+        path = self.metadata_dir / f"{role}.json"
+        try:
+            return Metadata.from_bytes(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise TufRefusal(f"TUF has no verified {role} metadata: {exc}") from exc
+
+    # -- packages ---------------------------------------------------------
+    def index(self, name: str) -> dict[str, Any]:
+        info = self.target(f"packages/{name}/index.json")
+        if info is None:
+            raise PackageNotFoundError(f"the repository has no package {name!r}")
+        data = json.loads(self.download(info).read_bytes())
+        if data.get("name") != name:
+            raise TufRefusal(f"the index of {name!r} names another package")
+        return data
+
+    def resolve(self, name: str, version: str | None = None,
+                channel: str = "stable") -> Resolved:
+        """``name``, ``name==version`` or a channel, through the package index."""
+        index = self.index(name)
+        versions = index.get("versions", {})
+        if version is None:
+            version = index.get("channels", {}).get(channel)
+            if version is None:
+                raise PackageNotFoundError(f"{name} has no {channel!r} channel")
+        try:
+            wanted = Version(version)
+        except InvalidVersion as exc:
+            raise PackageNotFoundError(f"{version!r} is not a PEP 440 version") from exc
+        entry = next((v for k, v in versions.items() if Version(k) == wanted), None)
+        if entry is None:
+            raise PackageNotFoundError(f"{name} {version} is not in the repository")
+        target_path = entry["target"]
+        if not target_path.startswith(f"packages/{name}/"):
+            raise TufRefusal(f"the index of {name} points outside the package: {target_path}")
+        info = self.target(target_path)
+        if info is None:
+            raise TufRefusal(f"{target_path} is listed in the index but not in TUF metadata")
+        return Resolved(name, str(wanted), info)
+
+    # -- in-toto ----------------------------------------------------------
+    def layout_keys(self) -> tuple[list[Key], int]:
+        """Pinned layout keys, else the ``layouts`` delegation's keys and threshold."""
+        if self.config.layout_keys:
+            keys = [key_from_dict(k["keyid"], k) for k in self.config.layout_keys]
+            return keys, self.config.layout_threshold or len(keys)
+        targets = self._trusted_role(Targets.type).signed
+        role = targets.get_delegated_role(LAYOUTS_ROLE)  # type: ignore[attr-defined]
+        return [targets.get_key(k) for k in role.keyids], role.threshold  # type: ignore[attr-defined]
+
+    def newest_layout(self, name: str, named: str) -> TargetFile:
+        """The newest layout for ``name`` in the (verified) ``layouts`` role."""
+        if self.target(named) is None:  # loads and verifies 'layouts' through TUF
+            raise TufRefusal(f"layout {named} is not in the layouts role")
+        layouts = self._trusted_role(LAYOUTS_ROLE).signed
+        newest = max(
+            ((int(m["n"]), path) for path in layouts.targets  # type: ignore[attr-defined]
+             if (m := LAYOUT_PATH.match(path)) and m["name"] == name),
+            default=None,
+        )
+        if newest is None:
+            raise TufRefusal(f"the layouts role has no layout for {name}")
+        info = self.target(newest[1])
+        assert info is not None
+        return info
+
+    def verify(self, resolved: Resolved, allow_unverified: bool = False) -> Verified:
+        """Steps 2-5 of the pipeline for a resolved package; the artifact stays cached."""
+        info = resolved.target
+        custom = (info.custom or {}).get("in-toto")
+        artifact = self.download(info)
+        sha256 = info.hashes.get("sha256", "")
+        if not custom:
+            if allow_unverified:
+                log.warning("%s has no in-toto metadata; installing on TUF alone, as asked",
+                            info.path)
+                return Verified(resolved, artifact, sha256, "", ["no in-toto metadata"])
+            raise MissingSupplyChainError(
+                f"{info.path} carries no in-toto metadata, so its supply chain cannot be "
+                "verified (refused)")
+        named = custom.get("layout", "")
+        match = LAYOUT_PATH.match(named)
+        if not match or match["name"] != resolved.name:
+            raise IntotoRefusal(f"{info.path} names layout {named!r}, not a layout of "
+                                f"{resolved.name}")
+        layout_info = self.newest_layout(resolved.name, named)
+        layout_bytes = self.download(layout_info).read_bytes()
+        prefix = f"{LINK_PREFIX}{sha256}/"
+        links: dict[str, bytes] = {}
+        for link_path in custom.get("links", []):
+            if not link_path.startswith(prefix):
+                raise IntotoRefusal(f"link {link_path} is not filed under the artifact's hash")
+            link_info = self.target(link_path)
+            if link_info is None:
+                raise TufRefusal(f"link {link_path} is not in TUF metadata")
+            links[link_path[len(prefix):]] = self.download(link_info).read_bytes()
+        keys, threshold = self.layout_keys()
+        policy = InspectionPolicy(self.config.inspections)
+        with tempfile.TemporaryDirectory(prefix="custody-verify-") as tmp:
+            workdir = Path(tmp)
+            delivered = workdir / resolved.filename
+            shutil.copyfile(artifact, delivered)
+            verifier = Verifier(inspections=policy, workdir=workdir)
+            try:
+                layout = metadata_from_bytes(layout_bytes, where=layout_info.path)
+                summary = verifier.verify(
+                    layout, keys, MemoryLinks(links), threshold=threshold,
+                    parameters={"name": resolved.name, "version": resolved.version,
+                                "artifact": resolved.filename})
+                bind_product(summary, delivered, resolved.filename)
+            except IntotoError as exc:
+                raise IntotoRefusal(f"in-toto refused {resolved.name} {resolved.version}: "
+                                    f"{exc}") from exc
+        return Verified(resolved, artifact, sha256, layout_info.path, verifier.warnings)
+
+
+__all__ = ["ClientError", "Resolved", "SecureUpdater", "Verified"]
