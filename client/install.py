@@ -54,7 +54,27 @@ class State:
             return cls()
         except ValueError as exc:
             raise ClientError(f"{home / 'state.json'} is malformed: {exc}") from exc
-        return cls({name: PackageState(**p) for name, p in data.get("packages", {}).items()})
+        state = cls({name: PackageState(**p) for name, p in data.get("packages", {}).items()})
+        state._reconcile(home)
+        return state
+
+    def _reconcile(self, home: Path) -> None:
+        """Trust the ``current`` symlink, the install's commit point, over state.json.
+
+        An install switches the symlink (one atomic rename) and then saves the
+        state; a crash between the two leaves the symlink ahead, pointing at a
+        version that was fully unpacked, fsynced and verified. Readers see
+        that version as current, and the next save records it.
+        """
+        for name, package in self.packages.items():
+            link = home / "packages" / name / "current"
+            try:
+                target = os.readlink(link)
+            except OSError:
+                continue
+            if target != package.current and (link.parent / target).is_dir():
+                package.previous, package.current = package.current, target
+                package.versions.setdefault(target, {})
 
     def save(self, home: Path) -> None:
         data = {"packages": {name: asdict(p) for name, p in sorted(self.packages.items())}}

@@ -41,9 +41,10 @@ with open('dist/hello.tar.gz', 'wb') as f:
 """
 
 WRITE_SCRIPT = """
-import os
+import os, sys
+message = sys.argv[1] if len(sys.argv) > 1 else 'hello'
 os.makedirs('src', exist_ok=True)
-open('src/hello.py', 'w').write('print("hello")\\n')
+open('src/hello.py', 'w').write('print(%r)\\n' % message)
 open('src/README', 'w').write('hello plugin\\n')
 """
 
@@ -184,12 +185,17 @@ class Chain:
 
 
 def record_hello(impl: Impl, keydir: Path, root: Path, dsse: bool = False,
-                 trojan_rb2: bool = False, tamper_between: bool = False) -> Path:
-    """Perform the three steps in ``root``; return the directory holding the links."""
+                 trojan_rb2: bool = False, tamper_between: bool = False,
+                 message: str | None = None) -> Path:
+    """Perform the three steps in ``root``; return the directory holding the links.
+
+    ``message`` changes what the source prints, so versions differ in content.
+    """
     py = sys.executable
     dev = root / "dev"
     dev.mkdir(parents=True)
-    impl.run("clone", keydir / "alice", [], ["src"], [py, "-c", WRITE_SCRIPT], dev, dsse)
+    write = [py, "-c", WRITE_SCRIPT, *([message] if message else [])]
+    impl.run("clone", keydir / "alice", [], ["src"], write, dev, dsse)
     if tamper_between:  # the network between clone and build alters the source
         (dev / "src" / "hello.py").write_text('print("pwned")\n')
     outputs = {}
@@ -212,8 +218,8 @@ def record_hello(impl: Impl, keydir: Path, root: Path, dsse: bool = False,
 
 
 def make_chain(recorder: Impl, signer: Impl, keydir: Path, root: Path, dsse: bool = False,
-               layout: dict[str, Any] | None = None, **tamper: bool) -> Chain:
-    links = record_hello(recorder, keydir, root, dsse, **tamper)
+               layout: dict[str, Any] | None = None, **options: Any) -> Chain:
+    links = record_hello(recorder, keydir, root, dsse, **options)
     verify_dir = root / "verify"
     verify_dir.mkdir()
     shutil.copy(root / "pkg" / "hello.tar.gz", verify_dir / "hello.tar.gz")
