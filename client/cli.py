@@ -55,6 +55,8 @@ def main(ctx: click.Context, home: Path | None, verbose: bool) -> None:
     """Install and update packages only after TUF and in-toto have verified them."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="custody: %(message)s")
+    if not verbose:  # command alignment notes are in-toto's warnings, not the user's
+        logging.getLogger("intoto").setLevel(logging.ERROR)
     ctx.obj = {"home": home or default_home()}
 
 

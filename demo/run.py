@@ -1,0 +1,253 @@
+"""``make demo``: the whole custody story on 127.0.0.1, through the real command lines.
+
+Keys, an owner-signed layout published through the ``layouts`` role, a
+recorded supply chain (a developer tags, two rebuilders build reproducibly,
+a packager packs), a repository served by gunicorn, a release pushed through
+the publish API, a client that installs and updates, an agent that updates
+itself and rolls back, a trojaned release refused, and a revoked developer
+key that the client follows. Exits 0 only if every outcome was the expected
+one; leaves the served tree in build/demo/public and the trust anchor in
+build/demo/root.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BUILD = HERE.parent / "build" / "demo"
+BIN = Path(sys.executable).parent
+KEYS = BUILD / "keys"
+REPO = BUILD / "repo"
+HOME = BUILD / "client"
+ENV = {**os.environ, "CUSTODY_KEY_PASSWORD": "demo-password", "PYTHONPATH": str(HERE.parent)}
+
+LAYOUT = """
+expires_in_days = 365
+readme = "{name}: a developer tags, two rebuilders build reproducibly, a packager packs"
+
+[keys]
+developer = "keys/{developer}.pub"
+packager = "keys/bob.pub"
+rebuilder1 = "keys/rb1.pub"
+rebuilder2 = "keys/rb2.pub"
+
+[[steps]]
+name = "tag"
+functionaries = ["developer"]
+products = ["CREATE src/*", "DISALLOW *"]
+
+[[steps]]
+name = "build"
+functionaries = ["rebuilder1", "rebuilder2"]
+threshold = 2
+materials = ["MATCH src/* WITH PRODUCTS FROM tag", "DISALLOW *"]
+products = ["CREATE dist/{name}.tar.gz", "DISALLOW *"]
+
+[[steps]]
+name = "package"
+functionaries = ["packager"]
+materials = ["MATCH dist/{name}.tar.gz WITH PRODUCTS FROM build", "DISALLOW *"]
+products = ["MATCH {name}.tar.gz WITH PRODUCTS IN dist FROM build", "DISALLOW *"]
+"""
+
+failures: list[str] = []
+step_number = 0
+
+
+def headline(text: str) -> None:
+    global step_number
+    step_number += 1
+    print(f"\n== {step_number}. {text}", flush=True)
+
+
+def run(*args: object, expect: int = 0, contains: str | None = None,
+        cwd: Path = BUILD, quiet: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run a command; record a failure unless it exits ``expect`` (and says ``contains``)."""
+    cmd = [str(a) for a in args]
+    result = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True,
+                            timeout=300, check=False)
+    shown = " ".join(Path(c).name if c.startswith(str(BIN)) else c for c in cmd)
+    ok = result.returncode == expect and (contains is None or contains in
+                                          result.stdout + result.stderr)
+    if not quiet or not ok:
+        print(f"   $ {shown[:150]}")
+        for line in (result.stdout + result.stderr).strip().splitlines()[-4:]:
+            print(f"     {line}")
+    if not ok:
+        failures.append(f"{shown}: exit {result.returncode}, expected {expect}"
+                        + (f" and {contains!r}" if contains else ""))
+        print(f"   !! unexpected outcome (exit {result.returncode})")
+    return result
+
+
+def tool(name: str) -> Path:
+    return BIN / name
+
+
+def record_release(name: str, version: str, developer: str = "alice",
+                   message: str | None = None, attacker: bool = False) -> Path:
+    """Perform the three steps of the chain with custody-intoto run; return the links dir."""
+    work = BUILD / "work" / f"{name}-{version}-{developer}"
+    shutil.rmtree(work, ignore_errors=True)
+    links = work / "links"
+    links.mkdir(parents=True)
+    steps = [sys.executable, HERE / "steps.py"]
+    key = (lambda who: KEYS / ("mallory" if attacker else who))
+    tag_ws = work / "tag"
+    tag_ws.mkdir()
+    run(tool("custody-intoto"), "run", "-n", "tag", "--signing-key", key(developer),
+        "-p", "src", "-d", links, "--", *steps, "tag", name, version, *(
+            [message] if message else []), cwd=tag_ws, quiet=True)
+    for rebuilder in ("rb1", "rb2"):
+        ws = work / rebuilder
+        shutil.copytree(tag_ws / "src", ws / "src")
+        run(tool("custody-intoto"), "run", "-n", "build", "--signing-key", key(rebuilder),
+            "-m", "src", "-p", "dist", "-d", links, "--", *steps,
+            "trojan" if attacker else "build", cwd=ws, quiet=True)
+    pack = work / "pack"
+    shutil.copytree(work / "rb1" / "dist", pack / "dist")
+    run(tool("custody-intoto"), "run", "-n", "package", "--signing-key", key("bob"),
+        "-m", "dist", "-p", f"{name}.tar.gz", "-d", links, "--", "cp",
+        f"dist/{name}.tar.gz", f"{name}.tar.gz", cwd=pack, quiet=True)
+    print(f"   recorded {name} {version}: {', '.join(sorted(p.name for p in links.iterdir()))}")
+    return work
+
+
+def push(name: str, version: str, work: Path, url: str, token: str, expect: int = 0,
+         contains: str | None = None) -> None:
+    layout = BUILD / f"{name}.layout"
+    run(tool("custody-repo"), "push", work / "pack" / f"{name}.tar.gz", "--server", url,
+        "--token", token, "--name", name, "--version", version, "--layout", layout,
+        "--links", work / "links", expect=expect, contains=contains)
+
+
+def installed(name: str) -> str:
+    state = json.loads((HOME / "state.json").read_text())
+    return state["packages"][name]["current"]
+
+
+def check(condition: bool, what: str) -> None:
+    print(f"   {'ok' if condition else '!!'}: {what}")
+    if not condition:
+        failures.append(what)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> int:
+    shutil.rmtree(BUILD, ignore_errors=True)
+    KEYS.mkdir(parents=True)
+
+    headline("Keys: an owner, two developers (alice, bob), two rebuilders, and carol")
+    for who in ("owner", "alice", "bob", "rb1", "rb2", "carol", "mallory"):
+        run(tool("custody-keys"), "generate", KEYS / who, quiet=True)
+    print("   ed25519 keys, encrypted (password from CUSTODY_KEY_PASSWORD), in build/demo/keys")
+
+    headline("A repository (custody-repo init) and owner-signed layouts in its 'layouts' role")
+    run(tool("custody-repo"), "init", REPO, "--bins", "16", "--layout-key", KEYS / "owner")
+    for name in ("hello", "agent"):
+        (BUILD / f"{name}.toml").write_text(LAYOUT.format(name=name, developer="alice"))
+        run(tool("custody-intoto"), "layout", "new", f"{name}.toml", "-k", KEYS / "owner",
+            "-o", f"{name}.layout")
+        run(tool("custody-repo"), "layout", "add", REPO, f"{name}.layout", "--key",
+            KEYS / "owner")
+
+    headline("The supply chain of hello 1.0.0, each step recorded with custody-intoto run")
+    hello_1 = record_release("hello", "1.0.0")
+
+    headline("The repository served by gunicorn; the release pushed through the publish API")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([str(tool("custody-repo")), "serve", str(REPO), "--port",
+                               str(port), "--workers", "2"], env=ENV,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url + "/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        print(f"   serving {REPO / 'public'} at {url}")
+        token = run(tool("custody-repo"), "token", "create", REPO, "ci",
+                    quiet=True).stdout.strip()
+        push("hello", "1.0.0", hello_1, url, token)
+        story(url, token)
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+    shutil.copytree(REPO / "public", BUILD / "public")
+    shutil.copy(REPO / "public" / "metadata" / "1.root.json", BUILD / "root.json")
+    print(f"\nserved tree left in {BUILD / 'public'}, trust anchor in {BUILD / 'root.json'}")
+    if failures:
+        print(f"\ndemo FAILED: {len(failures)} unexpected outcome(s):")
+        for failure in failures:
+            print(f" - {failure}")
+        return 1
+    print("\ndemo passed: every outcome was the expected one")
+    return 0
+
+
+def story(url: str, token: str) -> None:
+    headline("A fresh client installs hello, then follows hello 1.1.0 on stable")
+    run(tool("custody"), "--home", HOME, "init", "--url", url, "--root",
+        REPO / "public" / "metadata" / "1.root.json")
+    run(tool("custody"), "--home", HOME, "install", "hello", contains="installed hello 1.0.0")
+    run(sys.executable, HOME / "packages/hello/current/src/hello.py",
+        contains="hello from hello 1.0.0")
+    push("hello", "1.1.0", record_release("hello", "1.1.0"), url, token)
+    run(tool("custody"), "--home", HOME, "update", "hello",
+        contains="updated hello 1.0.0 -> 1.1.0")
+
+    headline("An agent updates itself; its new version fails the health check and rolls back")
+    push("agent", "1.0.0", record_release("agent", "1.0.0"), url, token)
+    run(tool("custody"), "--home", HOME, "install", "agent")
+    push("agent", "2.0.0", record_release("agent", "2.0.0", message="unhealthy"), url, token)
+    run(tool("custody"), "--home", HOME, "update", "agent", "--health-check",
+        f"{sys.executable} src/agent.py --health", expect=1, contains="rolled back to 1.0.0")
+    check(installed("agent") == "1.0.0", "the agent runs 1.0.0 again")
+
+    headline("Attack: a trojaned hello 1.2.0 published with the server's online keys")
+    before = (HOME / "state.json").read_bytes()
+    evil = record_release("hello", "1.2.0", attacker=True)
+    run(sys.executable, HERE / "attacker.py", REPO, "hello", "1.2.0",
+        evil / "pack" / "hello.tar.gz", evil / "links")
+    run(tool("custody"), "--home", HOME, "update", "hello", expect=1,
+        contains="in-toto refused hello 1.2.0")
+    check((HOME / "state.json").read_bytes() == before, "the client stays on hello 1.1.0")
+    run(tool("custody-repo"), "remove", REPO, "hello", "1.2.0", quiet=True)
+
+    headline("Key rotation: alice's key is revoked by a new layout; the client follows")
+    (BUILD / "hello.toml").write_text(LAYOUT.format(name="hello", developer="carol"))
+    run(tool("custody-intoto"), "layout", "new", "hello.toml", "-k", KEYS / "owner",
+        "-o", "hello.layout")
+    run(tool("custody-repo"), "layout", "add", REPO, "hello.layout", "--key", KEYS / "owner")
+    push("hello", "1.3.0", record_release("hello", "1.3.0", developer="carol"), url, token)
+    run(tool("custody"), "--home", HOME, "update", "hello",
+        contains="updated hello 1.1.0 -> 1.3.0")
+    revoked = record_release("hello", "1.4.0", developer="alice")
+    push("hello", "1.4.0", revoked, url, token, expect=1,
+         contains="step 'tag' requires 1 link(s) by its functionaries, found 0")
+    run(sys.executable, HERE / "attacker.py", REPO, "hello", "1.4.0",
+        revoked / "pack" / "hello.tar.gz", revoked / "links")
+    run(tool("custody"), "--home", HOME, "update", "hello", expect=1,
+        contains="step 'tag' requires 1 link(s) by its functionaries, found 0")
+    check(installed("hello") == "1.3.0", "the client stays on hello 1.3.0")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
