@@ -35,10 +35,22 @@ def _fails_cleanly(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _progress(url: str, received: int, total: int | None, elapsed: float) -> None:
+    """One line, rewritten in place, for downloads that take more than a moment."""
+    name = url.rsplit("/", 1)[-1][:40]
+    done = f"{received / 2**20:.1f}" + (f"/{total / 2**20:.1f}" if total else "")
+    end = "\n" if total and received >= total else ""
+    click.echo(f"\r{name}: {done} MiB ({received / elapsed / 2**20:.1f} MiB/s)", err=True,
+               nl=False)
+    if end:
+        click.echo("", err=True)
+
+
 def _manager(ctx: click.Context):
     from client.packages import PackageManager
 
-    return PackageManager(ctx.obj["home"])
+    # Progress only for a person watching a terminal; logs and pipes stay quiet.
+    return PackageManager(ctx.obj["home"], progress=_progress if sys.stderr.isatty() else None)
 
 
 def _spec(spec: str) -> tuple[str, str | None]:

@@ -44,6 +44,7 @@ class ClientConfig:
     health_checks: dict[str, list[str]] = field(default_factory=dict)
     timeout: float = 30.0
     min_rate: float = 1024.0
+    slow_grace: float = 5.0
 
     @staticmethod
     def path(home: Path) -> Path:

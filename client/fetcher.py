@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import requests
 import urllib3
@@ -31,7 +31,9 @@ class MirrorFetcher(FetcherInterface):
     """Fetches ``mirror:/<path>`` from the first of several base URLs that answers."""
 
     def __init__(self, mirrors: Sequence[str], timeout: float = 30.0, min_rate: float = 1024.0,
-                 grace: float = 5.0, chunk_size: int = 1 << 16) -> None:
+                 grace: float = 5.0, chunk_size: int = 1 << 16,
+                 progress: Callable[[str, int, int | None, float], None] | None = None,
+                 ) -> None:
         if not mirrors:
             raise ValueError("at least one repository URL is needed")
         self.mirrors = [m.rstrip("/") for m in mirrors]
@@ -41,6 +43,7 @@ class MirrorFetcher(FetcherInterface):
         self.grace = grace
         self.chunk_size = chunk_size
         self.bytes_downloaded = 0
+        self.progress = progress
         self._session = requests.Session()
 
     def order(self) -> list[str]:
@@ -80,6 +83,7 @@ class MirrorFetcher(FetcherInterface):
     def _chunks(self, response: requests.Response, url: str) -> Iterator[bytes]:
         start = time.monotonic()
         received = 0
+        total = int(response.headers.get("Content-Length", 0)) or None
         raw = response.raw
         try:
             # read1 returns what has arrived instead of waiting for a full chunk,
@@ -93,6 +97,8 @@ class MirrorFetcher(FetcherInterface):
                         f"{url} trickled {received} bytes in {elapsed:.1f} s, below "
                         f"{self.min_rate:.0f} bytes/s"
                     )
+                if self.progress is not None and elapsed > 1.0:
+                    self.progress(url, received, total, elapsed)
                 yield chunk
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise DownloadError(f"download of {url} failed: {type(exc).__name__}") from exc

@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from packaging.version import Version
 
@@ -46,10 +47,11 @@ class Outcome:
 class PackageManager:
     """The operations of ``custody`` over one home directory."""
 
-    def __init__(self, home: Path, updater: SecureUpdater | None = None) -> None:
+    def __init__(self, home: Path, updater: SecureUpdater | None = None,
+                 progress: Any = None) -> None:
         self.home = home
         self.config = ClientConfig.load(home)
-        self.updater = updater or SecureUpdater(home, self.config)
+        self.updater = updater or SecureUpdater(home, self.config, progress=progress)
 
     def _activate(self, state: State, verified: Verified, channel: str) -> Outcome:
         resolved = verified.resolved

@@ -90,13 +90,14 @@ class SecureUpdater:
     """The client pipeline over one client home (see module docstring)."""
 
     def __init__(self, home: Path, config: ClientConfig | None = None,
-                 fetcher: MirrorFetcher | None = None) -> None:
+                 fetcher: MirrorFetcher | None = None, progress: Any = None) -> None:
         self.home = home
         self.config = config or ClientConfig.load(home)
         self.metadata_dir = home / "metadata"
         self.cache_dir = home / "cache"
-        self.fetcher = fetcher or MirrorFetcher(self.config.urls, self.config.timeout,
-                                                self.config.min_rate)
+        self.fetcher = fetcher or MirrorFetcher(
+            self.config.urls, self.config.timeout, self.config.min_rate,
+            self.config.slow_grace, progress=progress)
         self._updater: Updater | None = None
 
     # -- TUF ------------------------------------------------------------

@@ -79,3 +79,72 @@ def running_server(repo_dir: Path, workers: int = 2,
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, 15)
         proc.wait(timeout=30)
+
+
+class Mirror:
+    """A static mirror of a public tree on 127.0.0.1 that a test can turn hostile.
+
+    ``overrides`` replaces the bytes of paths ending with a key; ``trickle``
+    sends those paths one byte at a time; ``endless`` sends them without end
+    (both bounded: at most 20 seconds and 256 MiB, so the server always stops).
+    """
+
+    def __init__(self, public: Path) -> None:
+        import http.server
+        import threading
+
+        self.public = public
+        self.overrides: dict[str, bytes] = {}
+        self.trickle: set[str] = set()
+        self.endless: set[str] = set()
+        self.requests: list[str] = []
+        mirror = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                mirror.requests.append(path)
+                if any(path.endswith(p) for p in mirror.endless):
+                    return self._stream(b"\0" * 65536, 0.0)
+                data = next((v for k, v in mirror.overrides.items() if path.endswith(k)),
+                            None)
+                if data is None:
+                    file = (mirror.public / path.lstrip("/")).resolve()
+                    if not file.is_relative_to(mirror.public.resolve()) or not file.is_file():
+                        self.send_error(404)
+                        return None
+                    data = file.read_bytes()
+                if any(path.endswith(p) for p in mirror.trickle):
+                    return self._stream(data[:1], 0.5, len(data))
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return None
+
+            def _stream(self, chunk: bytes, pause: float, length: int | None = None) -> None:
+                self.send_response(200)
+                if length:
+                    self.send_header("Content-Length", str(length))
+                self.end_headers()
+                deadline, sent = time.monotonic() + 20, 0
+                try:
+                    while time.monotonic() < deadline and sent < 256 << 20:
+                        self.wfile.write(chunk)
+                        self.wfile.flush()
+                        sent += len(chunk)
+                        time.sleep(pause)
+                except OSError:
+                    pass  # the client gave up, as it should
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
