@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from client.errors import ConfigError
-from intoto.metadata import write_atomic
+from intoto.files import write_atomic
 
 HOME_ENV = "CUSTODY_HOME"
 

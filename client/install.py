@@ -15,12 +15,10 @@ any other artifact is installed as the single file it is.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
 import tarfile
-import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -29,7 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from client.errors import ClientError, InstallError, PackageNotFoundError
-from intoto.metadata import write_atomic
+from intoto.files import LockTimeout, file_lock, write_atomic
 
 
 @dataclass
@@ -89,22 +87,11 @@ class State:
 @contextlib.contextmanager
 def home_lock(home: Path, timeout: float = 300.0) -> Iterator[None]:
     """One installer at a time per home (``flock``; released if the holder dies)."""
-    home.mkdir(parents=True, exist_ok=True)
-    fd = os.open(home / "lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise ClientError(f"another installer has held {home / 'lock'} for "
-                                      f"{timeout:.0f} seconds") from None
-                time.sleep(0.05)
-        yield
-    finally:
-        os.close(fd)
+        with file_lock(home / "lock", timeout):
+            yield
+    except LockTimeout as exc:
+        raise ClientError(f"installer busy: {exc}") from exc
 
 
 def _safe_member_path(name: str, what: str) -> PurePosixPath:

@@ -174,7 +174,7 @@ def init_home(home: Path, urls: Sequence[str], root: Path, layout_keys: Sequence
     except Exception as exc:
         raise ConfigError(f"{root} is not a valid, self-signed TUF root: {exc}") from exc
     (home / "metadata").mkdir(parents=True, exist_ok=True)
-    from intoto.metadata import write_atomic
+    from intoto.files import write_atomic
 
     write_atomic(home / "metadata" / "root.json", data)
     config = ClientConfig(urls=list(urls), layout_keys=list(layout_keys),

@@ -25,6 +25,7 @@ from securesystemslib.signer import Key, Signature, Signer
 
 from intoto.canonical import encode_canonical, has_float, loads
 from intoto.errors import FormatError, SignatureError
+from intoto.files import write_atomic
 from intoto.models import Layout, Link, payload_from_dict
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -260,18 +261,3 @@ def metadata_from_bytes(data: bytes, where: str = "metadata") -> Metadata:
 def load_metadata(path: str | os.PathLike[str]) -> Metadata:
     """Read a link or layout file in either envelope."""
     return metadata_from_bytes(Path(path).read_bytes(), where=os.fspath(path))
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

@@ -20,15 +20,14 @@ new one.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
-import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from intoto.files import LockTimeout, copy_atomic, file_lock, fsync_dir, write_atomic
 from repository.errors import LockedError
+
+__all__ = ["RepoPaths", "copy_atomic", "fsync_dir", "locked", "write_atomic"]
 
 
 @dataclass(frozen=True)
@@ -79,47 +78,6 @@ class RepoPaths:
         return self.targets / folder / f"{sha256}.{name}"
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` through a temporary file, fsync and rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-def copy_atomic(source: Path, path: Path) -> None:
-    """Copy a (possibly large) file into place through a temporary name, streaming."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(source, "rb") as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-            dst.flush()
-            os.fsync(dst.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
 @contextlib.contextmanager
 def locked(paths: RepoPaths, timeout: float = 120.0) -> Iterator[None]:
     """Hold the writers' lock (``flock``): one writer at a time, across processes.
@@ -127,20 +85,8 @@ def locked(paths: RepoPaths, timeout: float = 120.0) -> Iterator[None]:
     The lock dies with its holder, so a writer killed mid-publish never
     leaves the repository locked.
     """
-    paths.private.mkdir(parents=True, exist_ok=True)
-    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise LockedError(
-                        f"another writer has held {paths.lock} for over {timeout:.0f} seconds"
-                    ) from None
-                time.sleep(0.05)
-        yield
-    finally:
-        os.close(fd)
+        with file_lock(paths.lock, timeout):
+            yield
+    except LockTimeout as exc:
+        raise LockedError(str(exc)) from exc

@@ -98,6 +98,7 @@ class Mirror:
         self.trickle: set[str] = set()
         self.endless: set[str] = set()
         self.requests: list[str] = []
+        self.bytes_sent = 0
         mirror = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -123,6 +124,7 @@ class Mirror:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+                mirror.bytes_sent += len(data)
                 return None
 
             def _stream(self, chunk: bytes, pause: float, length: int | None = None) -> None:

@@ -1,0 +1,210 @@
+"""Client cost: custody install/update vs the path a user would write today.
+
+The baseline is what python-tuf and in-toto give a user: a script that runs
+`tuf.ngclient.Updater` (refresh, look up and download the artifact, its
+layout and links) and then `in-toto-verify` on the downloaded files. custody
+is `custody install hello` and `custody update`. Both run as whole processes
+against the same repository on 127.0.0.1; the mirror counts bytes served.
+
+Then a 1 GiB artifact is published and installed, and the client's peak
+memory is reported (it must stream: goal under 100 MiB).
+
+    python bench/update.py [--repeat 3] [--big-mib 1024]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import BIN, run_process, table, write_result
+from intoto.metadata import Metablock, key_to_dict
+from intoto.models import Layout, Step
+from intoto.runner import StepRecorder
+from keys_tooling.keys import generate_key, load_public_key, load_signer, write_key_pair
+from repository.releases import Release, links_from_dir, publish_release
+from repository.repo import CustodyRepository
+from tests.helpers import Mirror, add_hello_layout, make_repo
+from tests.intoto.chain import IMPLS, make_chain
+
+KEYS = ("owner", "alice", "bob", "rb1", "rb2", "root", "targets", "online")
+
+BASELINE = textwrap.dedent('''
+    import json, os, shutil, subprocess, sys, tempfile
+    from pathlib import Path
+    from tuf.ngclient import Updater
+    home, url, owner_pub, name = sys.argv[1:5]
+    updater = Updater(f"{home}/md", url + "/metadata/", f"{home}/dl", url + "/targets/",
+                      bootstrap=None)
+    updater.refresh()
+    def fetch(path):
+        info = updater.get_targetinfo(path)
+        local = os.path.join(f"{home}/dl", path.replace("/", "_"))
+        return info, updater.find_cached_target(info, local) or updater.download_target(info, local)
+    _, index = fetch(f"packages/{name}/index.json")
+    index = json.loads(Path(index).read_text())
+    version = index["channels"]["stable"]
+    state = Path(f"{home}/installed")
+    if state.exists() and state.read_text() == version:
+        sys.exit(0)  # nothing to do
+    info, artifact = fetch(index["versions"][version]["target"])
+    work = Path(tempfile.mkdtemp())
+    layout = info.custom["in-toto"]["layout"]
+    shutil.copy(fetch(layout)[1], work / "root.layout")
+    prefix = f"in-toto/links/{info.hashes['sha256']}/"
+    for link in info.custom["in-toto"]["links"]:
+        target = work / "links" / link[len(prefix):]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(fetch(link)[1], target)
+    shutil.copy(artifact, work / os.path.basename(info.path))
+    subprocess.run([os.path.join(os.path.dirname(sys.executable), "in-toto-verify"),
+                    "--layout", "root.layout", "--verification-keys", owner_pub,
+                    "--link-dir", "links"], cwd=work, check=True)
+    dest = Path(f"{home}/pkg/{version}")
+    shutil.unpack_archive(work / os.path.basename(info.path), dest)
+    state.write_text(version)
+''')
+
+
+def size(count: float) -> str:
+    return f"{count / 1024:.1f} KiB" if count >= 1024 else f"{count:.0f} B"
+
+
+def timed(repeat: int, make_cmd, prepare=None) -> tuple[float, int]:
+    times, peaks = [], []
+    for i in range(repeat):
+        if prepare:
+            prepare(i)
+        elapsed, peak, _ = run_process(make_cmd(i))
+        times.append(elapsed)
+        peaks.append(peak)
+    return statistics.median(times), max(peaks)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--big-mib", type=int, default=1024)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="custody-bench-"))
+    try:
+        rows = run(tmp, args)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    write_result("update", "### Client: custody vs python-tuf + in-toto-verify (whole process)"
+                 "\n\n" + table(["operation", "baseline", "custody", "custody / baseline",
+                                 "bytes (baseline / custody)"], rows))
+
+
+def run(tmp: Path, args: argparse.Namespace) -> list[list[str]]:
+    keydir = tmp / "keys"
+    keydir.mkdir()
+    for name in KEYS:
+        write_key_pair(generate_key(), keydir / name, None)
+    chain = make_chain(IMPLS["custody"], IMPLS["custody"], keydir, tmp / "chain")
+    repo_dir = tmp / "repo"
+    make_repo(repo_dir, keydir, bins=16)
+    add_hello_layout(repo_dir, keydir, chain.layout)
+    repo = CustodyRepository(repo_dir)
+    with repo.transaction():
+        publish_release(repo, Release("hello", "1.0.0", chain.verify_dir / "hello.tar.gz",
+                                      chain.layout.read_bytes(), links_from_dir(chain.links)))
+    mirror = Mirror(repo_dir / "public")
+    root = repo_dir / "public/metadata/1.root.json"
+    rows = []
+    try:
+        def fresh_baseline(i: int) -> None:
+            home = tmp / f"base{i}"
+            shutil.rmtree(home, ignore_errors=True)
+            (home / "md").mkdir(parents=True)
+            (home / "dl").mkdir()
+            shutil.copy(root, home / "md/root.json")
+
+        def fresh_custody(i: int) -> None:
+            home = tmp / f"cust{i}"
+            shutil.rmtree(home, ignore_errors=True)
+            subprocess.run([BIN / "custody", "--home", home, "init", "--url", mirror.url,
+                            "--root", root, "--inspections", "run"],  # as in-toto-verify does
+                           check=True, capture_output=True)
+
+        def baseline_cmd(i: int) -> list:
+            return [sys.executable, "-c", BASELINE, tmp / f"base{i}", mirror.url,
+                    keydir / "owner.pub", "hello"]
+
+        def custody_cmd(verb: str):
+            return lambda i: [BIN / "custody", "--home", tmp / f"cust{i}", verb, "hello"]
+
+        def compare(label: str, ours_cmd, base_prepare=None, ours_prepare=None) -> None:
+            mirror.bytes_sent = 0
+            base, _ = timed(args.repeat, baseline_cmd, base_prepare)
+            base_bytes = mirror.bytes_sent / args.repeat
+            mirror.bytes_sent = 0
+            ours, _ = timed(args.repeat, ours_cmd, ours_prepare)
+            our_bytes = mirror.bytes_sent / args.repeat
+            rows.append([label, f"{base:.2f} s", f"{ours:.2f} s", f"**{ours / base:.0%}**",
+                         f"{size(base_bytes)} / {size(our_bytes)}"])
+            print(rows[-1], flush=True)
+
+        compare("cold install", custody_cmd("install"), fresh_baseline, fresh_custody)
+        compare("no-op update poll", custody_cmd("update"))
+        rows.append(big_install(tmp, keydir, repo_dir, mirror, args.big_mib))
+        print(rows[-1], flush=True)
+    finally:
+        mirror.close()
+    return rows
+
+
+def big_install(tmp: Path, keydir: Path, repo_dir: Path, mirror: Mirror,
+                mib: int) -> list[str]:
+    """Publish a MiB-sized artifact with a one-step layout; install it; peak client RSS."""
+    work = tmp / "big"
+    work.mkdir()
+    block = os.urandom(1 << 20)
+    with open(work / "big.bin", "wb") as f:
+        for _ in range(mib):
+            f.write(block)
+    bob = load_public_key(keydir / "bob.pub")
+    layout = Layout(keys={bob.keyid: key_to_dict(bob)}, expires="2035-01-01T00:00:00Z",
+                    steps=[Step("package", [bob.keyid], 1, [],
+                                [["CREATE", "big.bin"], ["DISALLOW", "*"]])])
+    block_md = Metablock.new(layout)
+    block_md.sign(load_signer(str(keydir / "owner")))
+    block_md.dump(work / "big.layout")
+    links = work / "links"
+    links.mkdir()
+    import contextlib
+
+    with contextlib.chdir(work):
+        StepRecorder("package", load_signer(str(keydir / "bob")),
+                     metadata_directory=str(links)).run([], ["big.bin"], [])
+    from repository.releases import add_layout
+
+    repo = CustodyRepository(repo_dir, {"layouts": [load_signer(str(keydir / "owner"))]})
+    with repo.transaction():
+        add_layout(repo, "big", (work / "big.layout").read_bytes())
+    repo = CustodyRepository(repo_dir)
+    with repo.transaction():
+        publish_release(repo, Release("big", "1.0.0", work / "big.bin",
+                                      (work / "big.layout").read_bytes(), links_from_dir(links)))
+    home = tmp / "bighome"
+    subprocess.run([BIN / "custody", "--home", home, "init", "--url", mirror.url, "--root",
+                    repo_dir / "public/metadata/1.root.json"], check=True, capture_output=True)
+    start = time.perf_counter()
+    elapsed, peak, _ = run_process([BIN / "custody", "--home", home, "install", "big"])
+    rate = mib / (time.perf_counter() - start)
+    return [f"install a {mib} MiB artifact", "-", f"{elapsed:.1f} s ({rate:.0f} MiB/s)",
+            "-", f"client peak RSS **{peak / 1024:.0f} MiB**"]
+
+
+if __name__ == "__main__":
+    main()
