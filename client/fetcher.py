@@ -18,7 +18,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-import requests
 import urllib3
 from tuf.api.exceptions import DownloadError, DownloadHTTPError, SlowRetrievalError
 from tuf.ngclient.fetcher import FetcherInterface
@@ -44,7 +43,9 @@ class MirrorFetcher(FetcherInterface):
         self.chunk_size = chunk_size
         self.bytes_downloaded = 0
         self.progress = progress
-        self._session = requests.Session()
+        # urllib3, which tuf.ngclient already loads: no second HTTP stack to import.
+        self._pool = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False)
 
     def order(self) -> list[str]:
         return self.mirrors[self.first:] + self.mirrors[: self.first]
@@ -63,32 +64,32 @@ class MirrorFetcher(FetcherInterface):
         not_found = None
         for base, full in candidates:
             try:
-                response = self._session.get(full, stream=True, timeout=self.timeout)
-            except requests.RequestException as exc:
+                response = self._pool.request("GET", full, preload_content=False,
+                                              decode_content=False)
+            except urllib3.exceptions.HTTPError as exc:
                 errors.append(f"{base}: {type(exc).__name__}")
                 continue
-            if response.status_code == 404:
+            if response.status == 404:
                 not_found = not_found or DownloadHTTPError(f"{path} not found", 404)
-                response.close()
+                response.release_conn()
                 continue
-            if response.status_code != 200:
-                errors.append(f"{base}: HTTP {response.status_code}")
-                response.close()
+            if response.status != 200:
+                errors.append(f"{base}: HTTP {response.status}")
+                response.release_conn()
                 continue
             return self._chunks(response, full)
         if not_found is not None:
             raise not_found
         raise DownloadError(f"no mirror served {path} ({'; '.join(errors)})")
 
-    def _chunks(self, response: requests.Response, url: str) -> Iterator[bytes]:
+    def _chunks(self, response: urllib3.BaseHTTPResponse, url: str) -> Iterator[bytes]:
         start = time.monotonic()
         received = 0
         total = int(response.headers.get("Content-Length", 0)) or None
-        raw = response.raw
         try:
             # read1 returns what has arrived instead of waiting for a full chunk,
             # so a trickling mirror is measured (and dropped) as it trickles.
-            while chunk := raw.read1(self.chunk_size):
+            while chunk := response.read1(self.chunk_size):
                 received += len(chunk)
                 self.bytes_downloaded += len(chunk)
                 elapsed = time.monotonic() - start
@@ -100,7 +101,10 @@ class MirrorFetcher(FetcherInterface):
                 if self.progress is not None and elapsed > 1.0:
                     self.progress(url, received, total, elapsed)
                 yield chunk
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            response.close()  # unread bytes: never hand this connection back
             raise DownloadError(f"download of {url} failed: {type(exc).__name__}") from exc
-        finally:
+        except BaseException:  # slow retrieval, or the consumer stopped (length limit)
             response.close()
+            raise
+        response.release_conn()

@@ -74,15 +74,16 @@ class PackageManager:
         """Resolve, verify (TUF then in-toto), install and switch to a package version."""
         with home_lock(self.home):
             state = State.load(self.home)
-            resolved = self.updater.resolve(name, version, channel)
+            wanted, _ = self.updater.resolve_version(name, version, channel)
             installed = state.packages.get(name)
-            if installed is not None and installed.current == resolved.version:
-                return Outcome(name, resolved.version, installed.current, False, [])
+            if installed is not None and installed.current == wanted:
+                return Outcome(name, wanted, installed.current, False, [])
             if installed is not None and not allow_downgrade and \
-                    Version(resolved.version) < Version(installed.current):
+                    Version(wanted) < Version(installed.current):
                 raise DowngradeError(
-                    f"{name} {resolved.version} is older than the installed "
+                    f"{name} {wanted} is older than the installed "
                     f"{installed.current}; refused (use --allow-downgrade)")
+            resolved = self.updater.resolve(name, wanted)
             verified = self.updater.verify(resolved, allow_unverified)
             return self._activate(state, verified, channel)
 

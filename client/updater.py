@@ -48,9 +48,6 @@ from client.errors import (
     TufRefusal,
 )
 from client.fetcher import VIRTUAL, MirrorFetcher
-from intoto.errors import IntotoError
-from intoto.metadata import key_from_dict, metadata_from_bytes
-from intoto.verify import InspectionPolicy, MemoryLinks, Verifier, bind_product
 
 log = logging.getLogger(__name__)
 LAYOUTS_ROLE = "layouts"
@@ -167,9 +164,13 @@ class SecureUpdater:
             raise TufRefusal(f"the index of {name!r} names another package")
         return data
 
-    def resolve(self, name: str, version: str | None = None,
-                channel: str = "stable") -> Resolved:
-        """``name``, ``name==version`` or a channel, through the package index."""
+    def resolve_version(self, name: str, version: str | None = None,
+                        channel: str = "stable") -> tuple[str, dict[str, Any]]:
+        """The version ``name``, ``name==version`` or a channel means, and its index entry.
+
+        Only the (TUF-verified) index is read: a poll that finds the installed
+        version looks nothing else up.
+        """
         index = self.index(name)
         versions = index.get("versions", {})
         if version is None:
@@ -180,20 +181,28 @@ class SecureUpdater:
             wanted = Version(version)
         except InvalidVersion as exc:
             raise PackageNotFoundError(f"{version!r} is not a PEP 440 version") from exc
-        entry = next((v for k, v in versions.items() if Version(k) == wanted), None)
-        if entry is None:
+        found = next(((k, v) for k, v in versions.items() if Version(k) == wanted), None)
+        if found is None:
             raise PackageNotFoundError(f"{name} {version} is not in the repository")
+        return str(wanted), found[1]
+
+    def resolve(self, name: str, version: str | None = None,
+                channel: str = "stable") -> Resolved:
+        """``name``, ``name==version`` or a channel, through the package index."""
+        wanted, entry = self.resolve_version(name, version, channel)
         target_path = entry["target"]
         if not target_path.startswith(f"packages/{name}/"):
             raise TufRefusal(f"the index of {name} points outside the package: {target_path}")
         info = self.target(target_path)
         if info is None:
             raise TufRefusal(f"{target_path} is listed in the index but not in TUF metadata")
-        return Resolved(name, str(wanted), info)
+        return Resolved(name, wanted, info)
 
     # -- in-toto ----------------------------------------------------------
     def layout_keys(self) -> tuple[list[Key], int]:
         """Pinned layout keys, else the ``layouts`` delegation's keys and threshold."""
+        from intoto.metadata import key_from_dict
+
         if self.config.layout_keys:
             keys = [key_from_dict(k["keyid"], k) for k in self.config.layout_keys]
             return keys, self.config.layout_threshold or len(keys)
@@ -219,6 +228,12 @@ class SecureUpdater:
 
     def verify(self, resolved: Resolved, allow_unverified: bool = False) -> Verified:
         """Steps 2-5 of the pipeline for a resolved package; the artifact stays cached."""
+        # in-toto is imported here, not at start-up: a poll that finds nothing
+        # new never needs it.
+        from intoto.errors import IntotoError
+        from intoto.metadata import metadata_from_bytes
+        from intoto.verify import InspectionPolicy, MemoryLinks, Verifier, bind_product
+
         info = resolved.target
         custom = (info.custom or {}).get("in-toto")
         artifact = self.download(info)
