@@ -1,8 +1,12 @@
 """``custody-keys``: the key holders' command line.
 
-Issue-2 scope: ``generate`` and ``show``. Rotation, revocation and the
-offline signing ceremony are operations on repository roles and arrive with
-the repository (see DESIGN.md).
+``generate`` and ``show`` work on key files; ``rotate``, ``revoke``,
+``export``, ``import`` are the operator's face for the repository's key
+operations (`repository.keyops`, `repository.ceremony`), and ``sign`` is the
+offline step of a signing ceremony, run wherever the key lives.
+
+Exit codes: 0 done, 1 refused or failed, 2 usage error, 3 saved for a
+signing ceremony (more signatures needed before anything is published).
 """
 
 from __future__ import annotations
@@ -92,3 +96,175 @@ def show(file: str, as_json: bool, password_env: str) -> None:
     click.echo(f"keyid:   {key.keyid}")
     click.echo(f"type:    {key.keytype}")
     click.echo(f"scheme:  {key.scheme}")
+
+
+# -- key lifecycle: operations on repository roles ---------------------------
+
+PENDING_EXIT = 3
+
+
+def _load_specs(specs: tuple[str, ...]) -> list:
+    password = os.environ.get(PASSWORD_ENV)
+    from keys_tooling.keys import load_signer
+
+    try:
+        return [load_signer(spec, password.encode() if password else None) for spec in specs]
+    except KeyToolingError as exc:
+        _fail(str(exc))
+        raise  # unreachable: _fail exits
+
+
+def _repo_operation(repo_dir: Path, sign_with: tuple[str, ...], operation):
+    """Run ``operation(repo)`` in a transaction, with the offline keys brought as a pool."""
+    from repository.errors import PendingSignaturesError, RepositoryError
+    from repository.repo import CustodyRepository
+
+    try:
+        repo = CustodyRepository(repo_dir, pool=_load_specs(sign_with), collect_pending=True)
+        with repo.transaction():
+            return operation(repo)
+    except PendingSignaturesError as exc:
+        click.echo(f"custody-keys: {exc}", err=True)
+        sys.exit(PENDING_EXIT)
+    except RepositoryError as exc:
+        _fail(str(exc))
+
+
+def _new_keys(repo_dir: Path, role: str, specs: tuple[str, ...]):
+    """Public keys to add; private ones of online roles are stored for the server."""
+    from keys_tooling.keys import is_signer_uri, load_signer, private_key_pem
+    from repository.config import KeySpec
+
+    keys, online = [], []
+    password = os.environ.get(PASSWORD_ENV)
+    for spec in specs:
+        data = Path(spec).read_bytes() if Path(spec).is_file() else b""
+        if b"PRIVATE KEY" in data or is_signer_uri(spec):
+            signer = load_signer(spec, password.encode() if password and b"ENCRYPTED" in data
+                                 else None)
+            keys.append(signer.public_key)
+            if role in ("snapshot", "timestamp", "releases", "bins"):
+                if is_signer_uri(spec):
+                    public = {**signer.public_key.to_dict(), "keyid": signer.public_key.keyid}
+                    online.append((signer, KeySpec(uri=spec, public=public)))
+                else:
+                    name = f"{role}-{signer.public_key.keyid[:8]}"
+                    target = repo_dir / "private" / "keys" / name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(private_key_pem(signer, None))  # type: ignore[arg-type]
+                    target.chmod(0o600)
+                    online.append((signer, KeySpec(path=f"keys/{name}")))
+        else:
+            keys.append(load_public_key(spec))
+    return keys, online
+
+
+@main.command()
+@click.option("--repo", "repo_dir", required=True, type=click.Path(file_okay=False,
+              exists=True, path_type=Path))
+@click.option("--role", required=True,
+              type=click.Choice(["root", "targets", "snapshot", "timestamp", "layouts",
+                                 "releases", "bins"]))
+@click.option("--add", "add", multiple=True,
+              help="Key to trust (public; private or URI for online roles).")
+@click.option("--remove", "remove", multiple=True, metavar="KEYID", help="Key id to drop.")
+@click.option("--threshold", type=int)
+@click.option("--sign-with", "sign_with", multiple=True,
+              help="Offline private keys you hold (root, targets, owners').")
+def rotate(repo_dir: Path, role: str, add: tuple[str, ...], remove: tuple[str, ...],
+           threshold: int | None, sign_with: tuple[str, ...]) -> None:
+    """Change the keys (and threshold) of a role; clients follow on their next refresh."""
+    from repository.keyops import rotate as do_rotate
+
+    try:
+        keys, online = _new_keys(repo_dir, role, add)
+    except KeyToolingError as exc:
+        _fail(str(exc))
+    result = _repo_operation(repo_dir, sign_with, lambda repo: do_rotate(
+        repo, role, keys, _full_keyids(repo, role, remove), threshold, online))
+    click.echo(f"{role}: added {_short(result.added)}, removed {_short(result.removed)}, "
+               f"threshold {result.threshold}; re-signed {', '.join(result.resigned)}")
+
+
+def _short(keyids: list[str]) -> str:
+    return ", ".join(k[:8] for k in keyids) or "none"
+
+
+def _full_keyids(repo, role: str, prefixes: tuple[str, ...]) -> list[str]:
+    from repository.keyops import resolve_keyid
+
+    return [resolve_keyid(repo, prefix, role) for prefix in prefixes]
+
+
+@main.command()
+@click.option("--repo", "repo_dir", required=True, type=click.Path(file_okay=False,
+              exists=True, path_type=Path))
+@click.argument("keyid")
+@click.option("--sign-with", "sign_with", multiple=True,
+              help="Offline private keys you hold (root, targets, owners').")
+def revoke(repo_dir: Path, keyid: str, sign_with: tuple[str, ...]) -> None:
+    """Stop trusting KEYID everywhere; prints every role it was removed from."""
+    from repository.keyops import resolve_keyid
+    from repository.keyops import revoke as do_revoke
+
+    def operation(repo):
+        return do_revoke(repo, resolve_keyid(repo, keyid))
+
+    results = _repo_operation(repo_dir, sign_with, operation)
+    for result in results:
+        click.echo(f"revoked {_short(result.removed)} from {result.role} "
+                   f"(threshold {result.threshold})")
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--key", "keys", multiple=True, required=True, help="Private key or signer URI.")
+def sign(file: Path, keys: tuple[str, ...]) -> None:
+    """Add signatures to exported TUF metadata (the offline step of a ceremony)."""
+    from repository.ceremony import sign_file
+
+    signed = sign_file(file, _load_specs(keys))
+    click.echo(f"signed {file} with {_short(signed)}")
+
+
+@main.command()
+@click.option("--repo", "repo_dir", required=True, type=click.Path(file_okay=False,
+              exists=True, path_type=Path))
+@click.option("--role", required=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
+def export(repo_dir: Path, role: str, output: Path | None) -> None:
+    """Write the pending (unsigned or partly signed) metadata of ROLE for signing."""
+    from repository.ceremony import export_pending
+    from repository.errors import RepositoryError
+    from repository.repo import CustodyRepository
+
+    try:
+        data = export_pending(CustodyRepository(repo_dir), role)
+    except RepositoryError as exc:
+        _fail(str(exc))
+    out = output or Path(f"{role}.json")
+    out.write_bytes(data)
+    click.echo(f"wrote {out}: sign it with 'custody-keys sign {out} --key KEY'")
+
+
+@main.command("import")
+@click.option("--repo", "repo_dir", required=True, type=click.Path(file_okay=False,
+              exists=True, path_type=Path))
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--sign-with", "sign_with", multiple=True,
+              help="Offline keys for other roles the change touches.")
+def import_(repo_dir: Path, file: Path, sign_with: tuple[str, ...]) -> None:
+    """Collect the signatures in FILE; publish the role once its thresholds are met."""
+    from repository.ceremony import describe, import_signatures, load_pending
+
+    role, published = _repo_operation(repo_dir, sign_with,
+                                      lambda repo: import_signatures(repo, file.read_bytes()))
+    if published:
+        click.echo(f"{role} published")
+        return
+    from repository.repo import CustodyRepository
+
+    repo = CustodyRepository(repo_dir)
+    click.echo(f"{role} still needs signatures: "
+               f"{describe(repo, role, load_pending(repo, role).metadata)}", err=True)
+    sys.exit(PENDING_EXIT)

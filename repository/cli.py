@@ -30,7 +30,7 @@ from keys_tooling.keys import (
 )
 from repository.config import ONLINE_ROLES, KeySpec, RepoConfig
 from repository.errors import RepositoryError
-from repository.repo import LAYOUTS, CustodyRepository
+from repository.repo import CustodyRepository
 from repository.storage import RepoPaths
 
 PASSWORD_ENV = "CUSTODY_KEY_PASSWORD"
@@ -181,10 +181,16 @@ def layout_add(directory: Path, layout_file: Path, keys: tuple[str, ...],
     """Publish LAYOUT_FILE as the newest layout of its package."""
     from repository.releases import add_layout
 
-    repo = CustodyRepository(directory, {LAYOUTS: _signers(keys)})
-    with repo.transaction():
-        path = add_layout(repo, name or layout_file.name.split(".")[0],
-                          layout_file.read_bytes())
+    from repository.errors import PendingSignaturesError
+
+    repo = CustodyRepository(directory, pool=_signers(keys), collect_pending=True)
+    try:
+        with repo.transaction():
+            path = add_layout(repo, name or layout_file.name.split(".")[0],
+                              layout_file.read_bytes())
+    except PendingSignaturesError as exc:
+        click.echo(f"custody-repo: {exc}", err=True)
+        sys.exit(3)
     click.echo(f"published {path}")
 
 

@@ -29,3 +29,11 @@ class NotFoundError(RepositoryError):
 
 class LockedError(RepositoryError):
     """Another writer holds the repository lock for longer than we would wait."""
+
+
+class PendingSignaturesError(RepositoryError):
+    """An offline role needs more signatures; it was saved for a signing ceremony."""
+
+    def __init__(self, message: str, role: str, have: int, need: int) -> None:
+        super().__init__(message)
+        self.role, self.have, self.need = role, have, need

@@ -48,6 +48,7 @@ from repository.errors import NotFoundError, RepositoryError, SigningError
 from repository.storage import RepoPaths, copy_atomic, locked, write_atomic
 
 LAYOUTS, RELEASES = "layouts", "releases"
+OFFLINE_ROLES = ("root", "targets", LAYOUTS)
 LAYOUT_PATHS = ["in-toto/layouts/*"]
 # TUF path patterns match segment by segment ("*" never crosses "/"), so each
 # depth is listed: indexes, artifacts, links, and links of nested sublayouts.
@@ -66,11 +67,17 @@ class CustodyRepository(Repository):
     """
 
     def __init__(self, path: str | Path, signers: Mapping[str, Sequence[Signer]] | None = None,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 pool: Sequence[Signer] = (), collect_pending: bool = False) -> None:
         self.paths = RepoPaths(Path(path))
         self.config = RepoConfig.load(self.paths)
         self.now = now
         self._offline = {role: list(s) for role, s in (signers or {}).items()}
+        # Offline keys a person brought, each used for the roles that trust it.
+        self.pool = list(pool)
+        # An offline role short of signatures is saved for a signing ceremony
+        # (docs/keys.md) instead of refused.
+        self.collect_pending = collect_pending
         self._online: dict[str, list[Signer]] | None = None
         self._reset()
 
@@ -81,6 +88,8 @@ class CustodyRepository(Repository):
         self._bumped: set[str] = set()
         self._targets: dict[str, Path | bytes] = {}
         self._in_transaction = False
+        self.config_changed = False
+        self.after_commit: list[Callable[[], object]] = []
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[CustodyRepository]:
@@ -95,6 +104,12 @@ class CustodyRepository(Repository):
                 self.commit()
             finally:
                 self._reset()
+                if self.config_dirty():
+                    self.config = RepoConfig.load(self.paths)  # drop uncommitted edits
+                    self._online = None
+
+    def config_dirty(self) -> bool:
+        return self.config != RepoConfig.load(self.paths)
 
     def commit(self) -> list[str]:
         """Write what is staged: targets, delegated roles, targets, root, snapshot, timestamp."""
@@ -108,7 +123,13 @@ class CustodyRepository(Repository):
             else:
                 copy_atomic(source, destination)
         order = sorted(self._staged, key=_write_order)
+        config_saved = False
         for role in order:
+            if self.config_changed and not config_saved and _write_order(role)[0] >= 3:
+                # Online keys change with the root that trusts them: saved after the
+                # root, before the snapshot and timestamp they sign.
+                self.config.save(self.paths)
+                config_saved = True
             md = self._staged[role]
             data = md.to_bytes(_SERIALIZER)
             if role == Timestamp.type:
@@ -117,6 +138,10 @@ class CustodyRepository(Repository):
                 write_atomic(self.paths.metadata_file(role, md.signed.version), data)
                 if role == Root.type:
                     write_atomic(self.paths.metadata_file(role), data)
+        if self.config_changed and not config_saved:
+            self.config.save(self.paths)
+        for hook in self.after_commit:
+            hook()
         return order
 
     # -- reading the current state ----------------------------------------
@@ -197,7 +222,14 @@ class CustodyRepository(Repository):
         for signer in self.signers_for(role):
             md.sign(signer, append=True)
         self._staged[role] = md
-        self.check_signed(role, md)
+        try:
+            self.check_signed(role, md)
+        except SigningError:
+            if not (self.collect_pending and role in OFFLINE_ROLES):
+                raise
+            from repository.ceremony import save_pending
+
+            raise save_pending(self, role, md) from None
 
     @property
     def targets_infos(self) -> dict[str, MetaFile]:
@@ -239,10 +271,24 @@ class CustodyRepository(Repository):
             return Targets.type
         return RELEASES
 
+    def trusted_keyids(self, role: str) -> set[str]:
+        """Key ids that may sign ``role``: its delegator's (and, for root, the old root's)."""
+        if role == Root.type:
+            ids = set(self.open(Root.type).signed.roles[Root.type].keyids)  # type: ignore[attr-defined]
+            previous = self._read(Root.type)
+            if previous is not None:
+                ids |= set(previous.signed.roles[Root.type].keyids)  # type: ignore[attr-defined]
+            return ids
+        delegator = self.open(self.delegator(role)).signed
+        return set(delegator.get_delegated_role(role).keyids)  # type: ignore[attr-defined]
+
     def signers_for(self, role: str) -> list[Signer]:
         """Offline signers brought for this operation, then the configured online keys."""
         if role in self._offline:
             return self._offline[role]
+        if self.pool and role in OFFLINE_ROLES:
+            trusted = self.trusted_keyids(role)
+            return [s for s in self.pool if s.public_key.keyid in trusted]
         if self._online is None:
             self._online = {
                 name: [spec.signer(self.paths) for spec in specs]

@@ -28,3 +28,27 @@ def hello_chain(keydir: Path, tmp_path_factory: pytest.TempPathFactory):
 
     root = tmp_path_factory.mktemp("hello-chain")
     return make_chain(IMPLS["custody"], IMPLS["custody"], keydir, root)
+
+
+@pytest.fixture
+def served(tmp_path: Path, keydir: Path, hello_chain):
+    """A repository with the hello layout, served by gunicorn on 127.0.0.1."""
+    from tests.helpers import Served, add_hello_layout, make_repo, running_server
+
+    repo_dir = tmp_path / "repo"
+    make_repo(repo_dir, keydir, bins=4)
+    add_hello_layout(repo_dir, keydir, hello_chain.layout)
+    with running_server(repo_dir) as url:
+        yield Served(repo_dir, url, keydir, tmp_path)
+
+
+@pytest.fixture
+def home(tmp_path: Path, served) -> Path:
+    """A client home initialised (trust on first use of 1.root.json) before any change."""
+    from tests.helpers import custody
+
+    path = tmp_path / "home"
+    result = custody(path, "init", "--url", served.url, "--root", str(served.root),
+                     "--inspections", "run")
+    assert result.returncode == 0, result.stderr
+    return path

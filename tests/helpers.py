@@ -9,13 +9,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
 from keys_tooling.keys import load_public_key, load_signer
 from repository.config import ONLINE_ROLES, KeySpec, RepoConfig
+from repository.releases import Release, links_from_dir, publish_release
 from repository.repo import CustodyRepository
+from tests.intoto.chain import IMPLS, make_chain
 
 BIN = Path(sys.executable).parent
 
@@ -150,3 +153,40 @@ class Mirror:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@dataclass
+class Served:
+    """A repository on disk, served by gunicorn, and the keys that built it."""
+
+    repo_dir: Path
+    url: str
+    keydir: Path
+    work: Path
+    chains: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        return self.repo_dir / "public/metadata/1.root.json"
+
+    def chain(self, message: str):
+        if message not in self.chains:
+            self.chains[message] = make_chain(IMPLS["custody"], IMPLS["custody"], self.keydir,
+                                              self.work / f"chain-{len(self.chains)}",
+                                              message=message)
+        return self.chains[message]
+
+    def publish(self, version: str, channel: str | None = "stable",
+                message: str | None = None) -> str:
+        chain = self.chain(message or f"hello {version}")
+        repo = CustodyRepository(self.repo_dir)
+        with repo.transaction():
+            return publish_release(repo, Release(
+                "hello", version, chain.verify_dir / "hello.tar.gz", chain.layout.read_bytes(),
+                links_from_dir(chain.links), channel))
+
+
+def custody(home: Path, *args: str, timeout: float = 120
+            ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "custody"), "--home", str(home), *args],
+                          capture_output=True, text=True, timeout=timeout, check=False)

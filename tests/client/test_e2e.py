@@ -15,8 +15,7 @@ import pytest
 
 from repository.releases import set_channel
 from repository.repo import CustodyRepository
-from tests.client.conftest import custody
-from tests.helpers import BIN
+from tests.helpers import BIN, custody
 
 pytestmark = pytest.mark.slow
 

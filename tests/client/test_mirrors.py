@@ -7,8 +7,7 @@ import time
 
 import pytest
 
-from tests.client.conftest import custody
-from tests.helpers import Mirror, free_port
+from tests.helpers import Mirror, custody, free_port
 
 pytestmark = pytest.mark.slow
 
