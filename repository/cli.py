@@ -179,9 +179,8 @@ def layout() -> None:
 def layout_add(directory: Path, layout_file: Path, keys: tuple[str, ...],
                name: str | None) -> None:
     """Publish LAYOUT_FILE as the newest layout of its package."""
-    from repository.releases import add_layout
-
     from repository.errors import PendingSignaturesError
+    from repository.releases import add_layout
 
     repo = CustodyRepository(directory, pool=_signers(keys), collect_pending=True)
     try:
