@@ -141,9 +141,11 @@ def keyid(keydir: Path, name: str) -> str:
     return load_public_key(keydir / f"{name}.pub").keyid
 
 
-def hello_layout(keydir: Path, expires: str = "2035-01-01T00:00:00Z") -> dict[str, Any]:
-    """The layout of the hello chain (unsigned), as a dict."""
-    keys = {n: load_public_key(keydir / f"{n}.pub") for n in ("alice", "bob", "rb1", "rb2")}
+def hello_layout(keydir: Path, expires: str = "2035-01-01T00:00:00Z",
+                 developer: str = "alice") -> dict[str, Any]:
+    """The layout of the hello chain (unsigned), as a dict; ``developer`` writes the source."""
+    keys = {n: load_public_key(keydir / f"{n}.pub") for n in (developer, "bob", "rb1", "rb2")}
+    keys["alice"] = keys[developer]
     py = sys.executable
     return Layout(
         keys={k.keyid: key_to_dict(k) for k in keys.values()},
@@ -186,7 +188,7 @@ class Chain:
 
 def record_hello(impl: Impl, keydir: Path, root: Path, dsse: bool = False,
                  trojan_rb2: bool = False, tamper_between: bool = False,
-                 message: str | None = None) -> Path:
+                 message: str | None = None, developer: str = "alice") -> Path:
     """Perform the three steps in ``root``; return the directory holding the links.
 
     ``message`` changes what the source prints, so versions differ in content.
@@ -195,7 +197,7 @@ def record_hello(impl: Impl, keydir: Path, root: Path, dsse: bool = False,
     dev = root / "dev"
     dev.mkdir(parents=True)
     write = [py, "-c", WRITE_SCRIPT, *([message] if message else [])]
-    impl.run("clone", keydir / "alice", [], ["src"], write, dev, dsse)
+    impl.run("clone", keydir / developer, [], ["src"], write, dev, dsse)
     if tamper_between:  # the network between clone and build alters the source
         (dev / "src" / "hello.py").write_text('print("pwned")\n')
     outputs = {}
