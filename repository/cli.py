@@ -267,14 +267,24 @@ def bump(directory: Path, force: bool) -> None:
 @_fails_cleanly
 def status(directory: Path, as_json: bool) -> None:
     """Roles: version, expiry, keys, threshold, signatures."""
-    rows = CustodyRepository(directory).status()
+    from repository.ceremony import describe, load_pending, pending_roles
+
+    repo = CustodyRepository(directory)
+    rows = repo.status()
+    pending = {role: (load_pending(repo, role).metadata.signed.version,
+                      describe(repo, role, load_pending(repo, role).metadata))
+               for role in pending_roles(repo)}
     if as_json:
-        click.echo(json.dumps(rows, indent=1))
+        click.echo(json.dumps({"roles": rows, "pending": {
+            role: {"version": v, "signatures": d} for role, (v, d) in pending.items()}},
+            indent=1))
         return
     for row in rows:
         keys = ",".join(k[:8] for k in row["keys"])
         click.echo(f"{row['role']:<12} v{row['version']:<5} expires {row['expires']}  "
                    f"signed {row['signatures']}/{row['threshold']}  keys {keys}")
+    for role, (version, signatures) in pending.items():
+        click.echo(f"pending: {role} v{version} has signatures {signatures}")
 
 
 @main.command()

@@ -85,6 +85,9 @@ def test_root_threshold_ceremony_and_chain_of_roots(served, home, tmp_path, keyd
                  f"{root2}.pub", "--threshold", "2", "--sign-with", keydir / "root")
     assert r.returncode == 3, r.stderr
     assert "1/2 by the new root's keys" in r.stderr
+    status = subprocess.run([BIN / "custody-repo", "status", served.repo_dir],
+                            capture_output=True, text=True, check=False).stdout
+    assert "pending: root v2 has signatures 1/2 by the new root's keys" in status
     exported = tmp_path / "root.json"
     assert keys_cli("export", "--repo", served.repo_dir, "--role", "root", "-o",
                     exported).returncode == 0

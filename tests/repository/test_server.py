@@ -155,7 +155,7 @@ def test_cli_end_to_end(tmp_path, keydir, hello_chain):
             str(hello_chain.links))
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "already published" in r.stderr
     r = cli("status", str(repo), "--json")
-    roles = {row["role"]: row for row in json.loads(r.stdout)}
+    roles = {row["role"]: row for row in json.loads(r.stdout)["roles"]}
     assert roles["layouts"]["version"] == 2 and roles["bins-3"]["signatures"] == 1
     assert cli("channel", str(repo), "hello", "beta", "1.0.0").returncode == 0
     assert cli("bump", str(repo), "--force").returncode == 0
