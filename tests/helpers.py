@@ -190,3 +190,16 @@ def custody(home: Path, *args: str, timeout: float = 120
             ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(BIN / "custody"), "--home", str(home), *args],
                           capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def installed_state(home: Path) -> dict[str, bytes]:
+    """Every file of the installed state (symlinks by their target), for equality checks."""
+    out = {}
+    for path in sorted(home.rglob("*")):
+        if "metadata" in path.parts or "cache" in path.parts or path.name == "lock":
+            continue
+        if path.is_symlink():
+            out[str(path.relative_to(home))] = os.readlink(path).encode()
+        elif path.is_file():
+            out[str(path.relative_to(home))] = path.read_bytes()
+    return out

@@ -15,26 +15,13 @@ import pytest
 
 from repository.releases import set_channel
 from repository.repo import CustodyRepository
-from tests.helpers import BIN, custody
+from tests.helpers import BIN, custody, installed_state
 
 pytestmark = pytest.mark.slow
 
 
 def installed_text(home: Path) -> str:
     return (home / "packages/hello/current/src/hello.py").read_text()
-
-
-def snapshot_state(home: Path) -> dict[str, bytes]:
-    """Every file of the installed state (symlinks by their target), for equality checks."""
-    out = {}
-    for path in sorted(home.rglob("*")):
-        if "metadata" in path.parts or "cache" in path.parts or path.name == "lock":
-            continue
-        if path.is_symlink():
-            out[str(path.relative_to(home))] = os.readlink(path).encode()
-        elif path.is_file():
-            out[str(path.relative_to(home))] = path.read_bytes()
-    return out
 
 
 def test_install_update_list_verify(served, home):
@@ -71,11 +58,11 @@ def test_channels_pins_and_downgrades(served, home):
     r = custody(home, "install", "hello", "--channel", "beta")
     assert r.returncode == 0, r.stderr
     assert installed_text(home) == "print('hello 2.0.0b1')\n"
-    before = snapshot_state(home)
+    before = installed_state(home)
     r = custody(home, "install", "hello==1.0.0")
     assert r.returncode == 1
     assert "older than the installed 2.0.0b1" in r.stderr
-    assert snapshot_state(home) == before
+    assert installed_state(home) == before
     r = custody(home, "install", "hello==1.0.0", "--allow-downgrade")
     assert r.returncode == 0, r.stderr
     r = custody(home, "install", "hello==9.9.9")
@@ -91,10 +78,10 @@ def test_server_moving_stable_backwards_is_refused(served, home):
     repo = CustodyRepository(served.repo_dir)
     with repo.transaction():
         set_channel(repo, "hello", "stable", "1.0.0")
-    before = snapshot_state(home)
+    before = installed_state(home)
     r = custody(home, "update")
     assert r.returncode == 1 and "refused" in r.stderr
-    assert snapshot_state(home) == before
+    assert installed_state(home) == before
 
 
 def test_failing_health_check_rolls_back(served, home):

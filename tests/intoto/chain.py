@@ -188,7 +188,8 @@ class Chain:
 
 def record_hello(impl: Impl, keydir: Path, root: Path, dsse: bool = False,
                  trojan_rb2: bool = False, tamper_between: bool = False,
-                 message: str | None = None, developer: str = "alice") -> Path:
+                 message: str | None = None, developer: str = "alice",
+                 inject_after_tag: bool = False, extra_artifact: bool = False) -> Path:
     """Perform the three steps in ``root``; return the directory holding the links.
 
     ``message`` changes what the source prints, so versions differ in content.
@@ -200,11 +201,15 @@ def record_hello(impl: Impl, keydir: Path, root: Path, dsse: bool = False,
     impl.run("clone", keydir / developer, [], ["src"], write, dev, dsse)
     if tamper_between:  # the network between clone and build alters the source
         (dev / "src" / "hello.py").write_text('print("pwned")\n')
+    if inject_after_tag:  # the version control gains a file after the tag step
+        (dev / "src" / "inject.py").write_text('import os\n')
     outputs = {}
     for rb in ("rb1", "rb2"):
         ws = root / rb
         shutil.copytree(dev / "src", ws / "src")
-        args = [py, "-c", BUILD_SCRIPT] + (["evil()"] if trojan_rb2 and rb == "rb2" else [])
+        script = BUILD_SCRIPT + ("open('dist/extra.sh', 'w').write('curl evil')\n"
+                                 if extra_artifact else "")
+        args = [py, "-c", script] + (["evil()"] if trojan_rb2 and rb == "rb2" else [])
         impl.run("build", keydir / rb, ["src"], ["dist"], args, ws, dsse)
         outputs[rb] = ws
     pkg = root / "pkg"
