@@ -107,14 +107,15 @@ class SecureUpdater:
     def _with_mirrors(self, doing: str, operation: Any) -> Any:
         """Run a TUF operation; on a refusal, retry it with each other mirror first."""
         last: Exception | None = None
-        for _ in range(len(self.fetcher.mirrors)):
+        attempts = len(self.fetcher.mirrors)
+        for attempt in range(attempts):
             try:
                 return operation()
-            except tuf_errors.RepositoryError as exc:
+            except (tuf_errors.RepositoryError, tuf_errors.DownloadError) as exc:
                 last = exc
-            except tuf_errors.DownloadError as exc:
-                last = exc
-            log.warning("mirror %s: %s; trying the next mirror", self.fetcher.order()[0], last)
+            if attempt + 1 < attempts:
+                log.warning("mirror %s: %s; trying the next mirror",
+                            self.fetcher.order()[0], last)
             self.fetcher.rotate()
             self._updater = None
         assert last is not None

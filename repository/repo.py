@@ -219,9 +219,9 @@ class CustodyRepository(Repository):
         days = self.config.expiry_days[_expiry_class(role)]
         md.signed.expires = (self.now() + timedelta(days=days)).replace(microsecond=0)
         md.signatures.clear()
+        self._staged[role] = md  # first: a new root names the keys that must sign it
         for signer in self.signers_for(role):
             md.sign(signer, append=True)
-        self._staged[role] = md
         try:
             self.check_signed(role, md)
         except SigningError:
