@@ -26,11 +26,14 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check intoto keys_tooling repository client tests bench demo
+	$(BIN)/ruff check intoto keys_tooling repository client tests bench demo docs
+	$(BIN)/mypy intoto keys_tooling repository client --ignore-missing-imports
 
 bench: $(STAMP)
 	$(BIN)/python bench/verify.py
 	$(BIN)/python bench/record.py
+	$(BIN)/python bench/publish.py
+	$(BIN)/python bench/update.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

@@ -27,7 +27,7 @@ import hashlib
 import itertools
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -90,13 +90,14 @@ def _excluder(patterns: Sequence[str]) -> Callable[[str], object]:
     """
     spec = GitIgnoreSpec.from_lines(patterns)
     active = [p for p in spec.patterns if p.include is not None and p.regex is not None]
+    regexes = [p.regex.pattern for p in active if p.regex is not None]
     if any(not p.include for p in active):
         return spec.match_file
     if not active:
         return lambda _path: None
     # Group names repeat across patterns; alternation needs them unnamed.
     combined = "|".join(
-        "(?:" + re.sub(r"\(\?P<\w+>", "(?:", p.regex.pattern) + ")" for p in active
+        "(?:" + re.sub(r"\(\?P<\w+>", "(?:", pattern) + ")" for pattern in regexes
     )
     return re.compile(combined).search
 
@@ -165,7 +166,7 @@ class ArtifactRecorder:
                     found.append((rel, entry.path))
             stack.extend(reversed(subdirs))
 
-    def _name(self, path: str, seen: dict[str, object]) -> str:
+    def _name(self, path: str, seen: Mapping[str, object]) -> str:
         path = path.replace("\\", "/")
         for prefix in self.lstrip_paths:
             if path.startswith(prefix):

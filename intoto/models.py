@@ -273,7 +273,8 @@ class Layout:
             for i, s in enumerate(_require(data, "inspect", list, where))
         ]
         seen: set[str] = set()
-        for item in [*steps, *inspect]:
+        items: list[Step | Inspection] = [*steps, *inspect]
+        for item in items:
             if item.name in seen:
                 raise FormatError(f"{where} names {item.name!r} twice; step and inspection "
                                   "names must be unique")

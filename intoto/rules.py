@@ -159,7 +159,8 @@ def apply_rules(
     artifacts = materials if source == "materials" else products
     queue = set(artifacts)
     pending: list[str] | None = None  # the queue in the link's order (see _match)
-    material_paths = products_paths = None
+    material_paths: set[str] | None = None
+    products_paths: set[str] = set()
     for raw in rules:
         rule = raw if isinstance(raw, Rule) else parse_rule(raw)
         kind = rule.kind
@@ -171,7 +172,7 @@ def apply_rules(
             if material_paths is None:
                 material_paths, products_paths = set(materials), set(products)
             wanted = (products_paths - material_paths if kind == "create"
-                      else material_paths - products_paths)  # type: ignore[operator]
+                      else material_paths - products_paths)
             consumed = wanted.intersection(filter_paths(pending, rule.pattern, queue))
         elif kind == "modify":
             consumed = {

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import click
+from securesystemslib.signer import Key
 
 from keys_tooling.errors import KeyToolingError
 from keys_tooling.keys import (
@@ -83,6 +84,7 @@ def show(file: str, as_json: bool, password_env: str) -> None:
         if is_signer_uri(file):
             _fail(f"{file} is a signer URI; show its public key file instead")
         data = Path(file).read_bytes() if Path(file).is_file() else b""
+        key: Key
         if b"PRIVATE KEY" in data:
             secret = os.environ.get(password_env)
             key = load_private_pem(file, secret.encode() if secret else None).public_key

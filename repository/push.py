@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -15,7 +16,7 @@ def push_release(server: str, token: str, name: str, version: str, artifact: Pat
                  timeout: float = 300.0) -> dict:
     """Upload a release; return the server's answer, or raise with its one-sentence reason."""
     links = links_from_dir(link_dir)
-    files: list[tuple[str, tuple[str, object]]] = [
+    files: list[tuple[str, tuple[str, Any]]] = [
         ("links", (path, data)) for path, data in links.items()
     ]
     with open(artifact, "rb") as artifact_file, open(layout, "rb") as layout_file:
