@@ -7,32 +7,18 @@ the layer and what it refused), 2 usage errors. ``--home`` defaults to
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
 from client.config import default_home
 from client.errors import ClientError
+from keys_tooling.cliutil import fails_cleanly
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _fails_cleanly(func: F) -> F:
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ClientError as exc:
-            click.echo(f"custody: {exc}", err=True)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
+_fails_cleanly = fails_cleanly("custody", ClientError)
 
 
 def _progress(url: str, received: int, total: int | None, elapsed: float) -> None:

@@ -8,18 +8,18 @@ prompt) unlocks encrypted ones.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from securesystemslib.signer import Key, Signer
 
 from intoto.errors import IntotoError
+from keys_tooling.cliutil import fails_cleanly
 from keys_tooling.errors import KeyToolingError
 from keys_tooling.keys import (
     generate_key,
@@ -34,21 +34,7 @@ from repository.repo import CustodyRepository
 from repository.storage import RepoPaths
 
 PASSWORD_ENV = "CUSTODY_KEY_PASSWORD"
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _fails_cleanly(func: F) -> F:
-    """Turn the project's errors into one sentence on stderr and exit code 1."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (RepositoryError, KeyToolingError, IntotoError) as exc:
-            click.echo(f"custody-repo: {exc}", err=True)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
+_fails_cleanly = fails_cleanly("custody-repo", RepositoryError, KeyToolingError, IntotoError)
 
 
 def _password() -> bytes | None:
@@ -193,16 +179,26 @@ def layout_add(directory: Path, layout_file: Path, keys: tuple[str, ...],
     click.echo(f"published {path}")
 
 
+def _release_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that describe a release, shared by ``publish`` and ``push``."""
+    for option in reversed([
+        click.argument("artifact", type=click.Path(dir_okay=False, exists=True,
+                                                   path_type=Path)),
+        click.option("--name", required=True),
+        click.option("--version", required=True),
+        click.option("--layout", "layout_file", required=True,
+                     type=click.Path(dir_okay=False, exists=True, path_type=Path)),
+        click.option("--links", "link_dir", required=True,
+                     type=click.Path(file_okay=False, exists=True, path_type=Path)),
+        click.option("--channel", default="stable", show_default=True),
+    ]):
+        func = option(func)
+    return func
+
+
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.argument("artifact", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--name", required=True)
-@click.option("--version", required=True)
-@click.option("--layout", "layout_file", required=True,
-              type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--links", "link_dir", required=True,
-              type=click.Path(file_okay=False, exists=True, path_type=Path))
-@click.option("--channel", default="stable", show_default=True)
+@_release_options
 @click.option("--no-channel", is_flag=True, help="Publish without moving any channel.")
 @_fails_cleanly
 def publish(directory: Path, artifact: Path, name: str, version: str, layout_file: Path,
@@ -316,17 +312,10 @@ def serve(directory: Path, host: str, port: int, workers: int, bump_interval: fl
 
 
 @main.command()
-@click.argument("artifact", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@_release_options
 @click.option("--server", required=True, help="Repository URL, e.g. http://127.0.0.1:8080")
 @click.option("--token", envvar="CUSTODY_TOKEN", required=True,
               help="API token (or CUSTODY_TOKEN).")
-@click.option("--name", required=True)
-@click.option("--version", required=True)
-@click.option("--layout", "layout_file", required=True,
-              type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--links", "link_dir", required=True,
-              type=click.Path(file_okay=False, exists=True, path_type=Path))
-@click.option("--channel", default="stable", show_default=True)
 @_fails_cleanly
 def push(artifact: Path, server: str, token: str, name: str, version: str,
          layout_file: Path, link_dir: Path, channel: str) -> None:
