@@ -268,7 +268,9 @@ class SecureUpdater:
         with tempfile.TemporaryDirectory(prefix="custody-verify-") as tmp:
             workdir = Path(tmp)
             delivered = workdir / resolved.filename
-            shutil.copyfile(artifact, delivered)
+            if policy is InspectionPolicy.RUN:
+                # Inspections see (and might touch) only their own copy of the artifact.
+                shutil.copyfile(artifact, delivered)
             verifier = Verifier(inspections=policy, workdir=workdir)
             try:
                 layout = metadata_from_bytes(layout_bytes, where=layout_info.path)
@@ -276,7 +278,8 @@ class SecureUpdater:
                     layout, keys, MemoryLinks(links), threshold=threshold,
                     parameters={"name": resolved.name, "version": resolved.version,
                                 "artifact": resolved.filename})
-                bind_product(summary, delivered, resolved.filename)
+                # Bound by hash: TUF verified the cached artifact's sha256 on download.
+                bind_product(summary, artifact, resolved.filename, sha256=sha256)
             except IntotoError as exc:
                 raise IntotoRefusal(f"in-toto refused {resolved.name} {resolved.version}: "
                                     f"{exc}") from exc

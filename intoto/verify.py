@@ -358,12 +358,15 @@ def summary_link(layout: Layout, reduced: Mapping[str, Link], name: str) -> Link
                 byproducts=last.byproducts, command=last.command)
 
 
-def bind_product(summary: Link, path: Path, name: str | None = None) -> str:
+def bind_product(summary: Link, path: Path, name: str | None = None,
+                 sha256: str | None = None) -> str:
     """Prove that the file at ``path`` is a product of the final step, under ``name``.
 
     Returns the file's SHA-256. Raises ProductBindingError when the final step
     recorded no product by that name or recorded a different hash, so in-toto
     is proven about the delivered file itself and not just about some file.
+    ``sha256`` is the file's digest when the caller has already verified it
+    (TUF has, for a downloaded target), saving a pass over a large file.
     """
     name = name or path.name
     recorded = summary.products.get(name)
@@ -372,7 +375,7 @@ def bind_product(summary: Link, path: Path, name: str | None = None) -> str:
             f"delivered file {name!r} is not a product of the layout's final step "
             f"{summary.name or ''}".rstrip()
         )
-    digest = hash_file(str(path))
+    digest = sha256 or hash_file(str(path))
     expected = recorded.get("sha256")
     if expected is None or expected != digest:
         raise ProductBindingError(
