@@ -129,7 +129,7 @@ def create_app(repo_dir: str | Path, bump_interval: float | None = None) -> Flas
         return _error(exc.code or 500, exc.description or exc.name)
 
     if bump_interval:
-        _start_bumper(paths, bump_interval)
+        app.extensions["custody-bumper"] = _start_bumper(paths, bump_interval)
     return app
 
 
@@ -137,7 +137,8 @@ def _error(status: int, message: str) -> Any:
     return jsonify(error=message), status
 
 
-def _start_bumper(paths: RepoPaths, interval: float) -> None:
+def _start_bumper(paths: RepoPaths, interval: float) -> threading.Event:
+    """Re-sign due online roles every ``interval`` seconds until the returned event is set."""
     def loop() -> None:
         while not stop.wait(interval):
             try:
@@ -151,6 +152,7 @@ def _start_bumper(paths: RepoPaths, interval: float) -> None:
 
     stop = threading.Event()
     threading.Thread(target=loop, name="custody-bump", daemon=True).start()
+    return stop
 
 
 def serve(repo_dir: str | Path, host: str, port: int, workers: int = 2,

@@ -162,3 +162,34 @@ def test_cli_end_to_end(tmp_path, keydir, hello_chain):
     assert cli("remove", str(repo), "hello", "1.0.0").returncode == 0
     assert cli("gc", str(repo)).returncode == 0
     assert cli("publish", str(repo)).returncode == 2  # usage error
+
+
+def test_server_resigns_online_roles_on_a_timer(repo_dir):
+    import time
+
+    paths = RepoPaths(repo_dir)
+    config = RepoConfig.load(paths)
+    config.bump_margin_hours = 48  # the 1-day timestamp is always "near expiry"
+    config.save(paths)
+    before = CustodyRepository(repo_dir).open("timestamp").signed.version
+    app = create_app(repo_dir, bump_interval=0.2)
+    try:
+        deadline = time.monotonic() + 20
+        while CustodyRepository(repo_dir).open("timestamp").signed.version == before:
+            assert time.monotonic() < deadline, "the timer never re-signed the timestamp"
+            time.sleep(0.1)
+    finally:
+        app.extensions["custody-bumper"].set()
+
+
+def test_token_revocation(repo_dir, hello_chain):
+    from repository.tokens import list_tokens, revoke_token
+
+    paths = RepoPaths(repo_dir)
+    token_id, token = create_token(paths, "ci")
+    assert list_tokens(paths)[token_id]["name"] == "ci"
+    revoke_token(paths, token_id)
+    client = create_app(repo_dir).test_client()
+    response = client.post("/api/v1/releases", headers={"Authorization": f"Bearer {token}"},
+                           data={"name": "hello", "version": "1.0.0"})
+    assert response.status_code == 401
