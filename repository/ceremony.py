@@ -40,7 +40,7 @@ def _counts(repo, role: str, md: Metadata) -> list[tuple[str, int, int]]:
     checks = []
     if role == Root.type:
         delegators = [("new root", md.signed)]
-        previous = repo._read(Root.type)
+        previous = repo.published(Root.type)
         if previous is not None and previous.signed.version < md.signed.version:
             delegators.append(("previous root", previous.signed))
     else:
@@ -62,7 +62,7 @@ def save_pending(repo, role: str, md: Metadata) -> PendingSignaturesError:
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "targets").mkdir(parents=True)
     manifest = {}
-    for i, (path, source) in enumerate(sorted(repo._targets.items())):
+    for i, (path, source) in enumerate(sorted(repo.staged_targets().items())):
         if repo.role_for_target(path) != role:
             continue
         data = source if isinstance(source, bytes) else Path(source).read_bytes()
@@ -134,8 +134,6 @@ def import_signatures(repo, data: bytes) -> tuple[str, bool]:
             break
     else:
         raise NotFoundError("the file matches no pending role (export it again?)")
-    repo.config = pending.config  # the keys the new version expects online
-    repo._online = None
     trusted = repo_trusted_for_pending(repo, role, pending.metadata)
     md = pending.metadata
     for keyid, signature in incoming.signatures.items():
@@ -151,7 +149,7 @@ def import_signatures(repo, data: bytes) -> tuple[str, bool]:
 def repo_trusted_for_pending(repo, role: str, md: Metadata) -> dict:
     if role == Root.type:
         keys = {k: md.signed.keys[k] for k in md.signed.roles[Root.type].keyids}
-        previous = repo._read(Root.type)
+        previous = repo.published(Root.type)
         if previous is not None:
             keys.update({k: previous.signed.keys[k]
                          for k in previous.signed.roles[Root.type].keyids})
@@ -170,17 +168,13 @@ def _valid(key, signature: Signature, payload: bytes) -> bool:
 
 def publish_pending(repo, pending: Pending) -> None:
     role, md = pending.role, pending.metadata
-    current = repo._read(role)
+    current = repo.published(role)
     if current is not None and current.signed.version != md.signed.version - 1:
         raise RepositoryError(
             f"{role} changed since this version was prepared (now v{current.signed.version}); "
             "prepare it again")
-    repo._staged[role] = md
-    repo._bumped.add(role)
-    repo.config_changed = True
-    for path, data in pending.targets.items():
-        repo._targets[path] = data
-    repo.check_signed(role, md)
+    repo.use_config(pending.config)  # the online keys the new version expects
+    repo.stage_signed(role, md, pending.targets)
     repo.do_snapshot(force=True)
     repo.do_timestamp(force=True)
     repo.after_commit.append(lambda: shutil.rmtree(pending_dir(repo, role), ignore_errors=True))

@@ -17,6 +17,7 @@ them.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -113,9 +114,9 @@ def _configure_online(repo: CustodyRepository, name: str, remove: Sequence[str],
     if not specs:
         raise RepositoryError(f"{name} is an online role: give the new private key so the "
                               "server can sign it")
-    repo.config.online_keys[name] = specs
-    repo.config_changed = True
-    repo._online = None
+    config = copy.deepcopy(repo.config)
+    config.online_keys[name] = specs
+    repo.use_config(config)
 
 
 def _resign(repo: CustodyRepository, role: str) -> list[str]:

@@ -188,6 +188,30 @@ class CustodyRepository(Repository):
                 return meta.version
         return self.open(role).signed.version
 
+    def published(self, role: str) -> Metadata | None:
+        """The role as last committed (not as staged in this transaction)."""
+        return self._read(role)
+
+    def staged_targets(self) -> dict[str, Path | bytes]:
+        """Target files this transaction will write, by target path."""
+        return dict(self._targets)
+
+    def stage_signed(self, role: str, md: Metadata, targets: Mapping[str, bytes] = {}) -> None:
+        """Stage metadata signed elsewhere (a ceremony) as is, with the files it lists.
+
+        It must verify as it stands: nothing here re-signs or bumps it.
+        """
+        self.check_signed(role, md)
+        self._staged[role] = md
+        self._bumped.add(role)
+        self._targets.update(targets)
+
+    def use_config(self, config: RepoConfig) -> None:
+        """Sign with ``config``'s online keys from now on; it is saved with the commit."""
+        self.config = config
+        self.config_changed = True
+        self._online = None
+
     def exists(self, role: str) -> bool:
         return role in self._staged or self._read(role) is not None
 

@@ -220,3 +220,23 @@ def test_revoked_functionary(served, home, tmp_path, keydir):
     r = custody(home, "install", "hello")
     assert r.returncode == 0, r.stderr
     assert current(home) == "1.1.0"
+
+
+def test_partial_ceremony_changes_nothing_published(served, tmp_path, keydir):
+    """Importing too few signatures keeps everything (metadata, online keys) as it was."""
+    from repository.config import RepoConfig
+    from repository.storage import RepoPaths
+
+    root2 = new_key(tmp_path, "root2")
+    r = keys_cli("rotate", "--repo", served.repo_dir, "--role", "root", "--add",
+                 f"{root2}.pub", "--threshold", "2", "--sign-with", keydir / "root")
+    assert r.returncode == 3
+    config_before = RepoConfig.load(RepoPaths(served.repo_dir))
+    published = sorted(p.name for p in (served.repo_dir / "public/metadata").iterdir())
+    exported = tmp_path / "root.json"
+    assert keys_cli("export", "--repo", served.repo_dir, "--role", "root", "-o",
+                    exported).returncode == 0
+    r = keys_cli("import", "--repo", served.repo_dir, exported)  # no new signature yet
+    assert r.returncode == 3 and "still needs signatures" in r.stderr
+    assert RepoConfig.load(RepoPaths(served.repo_dir)) == config_before
+    assert sorted(p.name for p in (served.repo_dir / "public/metadata").iterdir()) == published
