@@ -227,3 +227,49 @@ def prune(home: Path, name: str, keep: set[str]) -> None:
         if child.is_dir() and not child.is_symlink() and not child.name.startswith(".") \
                 and child.name not in keep:
             shutil.rmtree(child, ignore_errors=True)
+
+
+def _digest(stream: Any) -> str:
+    """SHA-256 of a binary stream, read in blocks (artifacts may be large)."""
+    import hashlib
+
+    return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
+def _archive_files(archive: Path, filename: str) -> dict[str, str]:
+    """``{relative path: sha256}`` of the regular files the artifact installs."""
+    lower = filename.lower()
+    files: dict[str, str] = {}
+    if lower.endswith((".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")):
+        with tarfile.open(archive) as tar:
+            for member in tar:
+                if member.isfile():
+                    extracted = tar.extractfile(member)
+                    assert extracted is not None
+                    files[str(PurePosixPath(member.name))] = _digest(extracted)
+    elif lower.endswith(".zip"):
+        with zipfile.ZipFile(archive) as zf:
+            for info in zf.infolist():
+                if not info.is_dir():
+                    with zf.open(info) as member_file:
+                        files[str(PurePosixPath(info.filename))] = _digest(member_file)
+    else:
+        with open(archive, "rb") as f:
+            files[filename] = _digest(f)
+    return files
+
+
+def compare_tree(archive: Path, filename: str, installed: Path) -> list[str]:
+    """What differs between an installed version and the verified artifact it came from."""
+    from intoto.artifacts import hash_file  # only this check needs the recorder's hashing
+
+    expected = _archive_files(archive, filename)
+    found = {
+        str(path.relative_to(installed).as_posix()): hash_file(str(path))
+        for path in installed.rglob("*") if path.is_file() and not path.is_symlink()
+    }
+    problems = [f"{p} was modified" for p in sorted(expected) if p in found
+                and found[p] != expected[p]]
+    problems += [f"{p} is missing" for p in sorted(set(expected) - set(found))]
+    problems += [f"{p} was added" for p in sorted(set(found) - set(expected))]
+    return problems

@@ -19,9 +19,15 @@ from typing import Any
 from packaging.version import Version
 
 from client.config import ClientConfig
-from client.errors import DowngradeError, HealthCheckError, PackageNotFoundError
+from client.errors import (
+    DowngradeError,
+    HealthCheckError,
+    InstallError,
+    PackageNotFoundError,
+)
 from client.install import (
     State,
+    compare_tree,
     home_lock,
     install_tree,
     prune,
@@ -146,7 +152,11 @@ class PackageManager:
             shutil.rmtree(self.home / "packages" / name, ignore_errors=True)
 
     def verify_installed(self, name: str) -> Outcome:
-        """Re-verify the installed version against the repository's current metadata."""
+        """Re-verify the installed version: TUF and in-toto today, and the files on disk.
+
+        The installed tree must hold exactly the regular files of the verified
+        artifact, unchanged; anything modified, missing or added is reported.
+        """
         state = State.load(self.home)
         package = state.package(name)
         resolved = self.updater.resolve(name, package.current)
@@ -155,6 +165,12 @@ class PackageManager:
             raise PackageNotFoundError(
                 f"{name} {package.current} in the repository is not the artifact installed")
         verified = self.updater.verify(resolved)
+        problems = compare_tree(verified.path, resolved.filename,
+                                self.home / "packages" / name / package.current)
+        if problems:
+            shown = "; ".join(problems[:3]) + (" ..." if len(problems) > 3 else "")
+            raise InstallError(f"{name} {package.current} on disk is not the verified "
+                               f"artifact: {shown}")
         return Outcome(name, package.current, None, False, verified.warnings)
 
     def installed(self) -> State:

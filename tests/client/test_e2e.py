@@ -44,9 +44,15 @@ def test_install_update_list_verify(served, home):
     assert "hello 1.1.0 [stable] (previous 1.0.0)" in custody(home, "list").stdout
     r = custody(home, "verify", "hello")
     assert r.returncode == 0 and "verified" in r.stdout, r.stderr
+    (home / "packages/hello/current/src/hello.py").write_text("print('tampered')\n")
+    (home / "packages/hello/current/src/extra.py").write_text("")
+    r = custody(home, "verify", "hello")
+    assert r.returncode == 1
+    assert "src/hello.py was modified; src/extra.py was added" in r.stderr
 
     r = custody(home, "rollback", "hello")
     assert r.returncode == 0 and installed_text(home) == "print('hello 1.0.0')\n"
+    assert custody(home, "verify", "hello").returncode == 0
     assert custody(home, "remove", "hello").returncode == 0
     assert not (home / "packages/hello").exists()
 
