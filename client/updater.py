@@ -192,8 +192,13 @@ class SecureUpdater:
         """``name``, ``name==version`` or a channel, through the package index."""
         wanted, entry = self.resolve_version(name, version, channel)
         target_path = entry["target"]
-        if not target_path.startswith(f"packages/{name}/"):
-            raise TufRefusal(f"the index of {name} points outside the package: {target_path}")
+        # The index is signed by online keys only: it may say which versions
+        # exist, but a version's artifact must live under that very version, so
+        # a compromised index cannot pass an older artifact off as a newer one.
+        folder, _, filename = target_path.rpartition("/")
+        if folder != f"packages/{name}/{wanted}" or not filename:
+            raise TufRefusal(f"the index of {name} maps {wanted} to {target_path}, not to an "
+                             f"artifact under packages/{name}/{wanted}/")
         info = self.target(target_path)
         if info is None:
             raise TufRefusal(f"{target_path} is listed in the index but not in TUF metadata")
