@@ -84,3 +84,27 @@ def test_signature_covers_payload():
 def test_unreadable_metadata_is_a_format_error(blob):
     with pytest.raises(FormatError):
         metadata_from_bytes(blob)
+
+
+def test_compact_files_verify_over_their_own_bytes_and_refuse_tampering():
+    """The fast path (signature over the file's bytes of 'signed') is as strict as canonical."""
+    signer = generate_key()
+    products = {f"f{i}": {"sha256": f"{i:064x}"} for i in range(1200)}  # written compactly
+    metadata = Metablock.new(Link("build", products=products,
+                                  byproducts={"stdout": "naïve ☃\n"}))
+    metadata.sign(signer)
+    data = metadata.to_bytes()
+    assert data.startswith(b'{"signatures":[')
+    again = metadata_from_bytes(data)
+    assert again._signed_text is not None  # took the fast path
+    assert again.is_signed_by(signer.public_key)  # non-ASCII escaped: canonical fallback
+    assert again.payload == metadata.payload
+    tampered = data.replace(b'"f7":{"sha256":"' + b"0" * 63 + b'7"',
+                            b'"f7":{"sha256":"' + b"0" * 63 + b'8"')
+    assert tampered != data
+    assert not metadata_from_bytes(tampered).is_signed_by(signer.public_key)
+    plain = Metablock.new(Link("build", products=products))
+    plain.sign(signer)
+    fast = metadata_from_bytes(plain.to_bytes())
+    assert fast.is_signed_by(signer.public_key)
+    assert fast._signed_text is None and fast._canonical is None  # verified without encoding
