@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import compress, repeat
-from operator import eq, itemgetter
+from operator import eq, itemgetter, methodcaller
 
 from intoto.errors import FormatError, RuleError
 
@@ -96,13 +96,17 @@ def filter_paths(paths: Iterable[str], pattern: str,
 
     The loop runs in C (``filter`` over a compiled regular expression); a
     literal pattern is a lookup in ``members`` (the same paths as a set, when
-    the caller has one), and ``*`` matches everything.
+    the caller has one), ``*`` matches everything, and ``prefix*`` with no
+    other wildcard is a prefix test (fnmatch's ``*`` crosses ``/``).
     """
     if pattern == "*":
         return list(paths)
-    if not any(c in pattern for c in "*?["):
+    wild = [i for i, c in enumerate(pattern) if c in "*?["]
+    if not wild:
         pool = members if members is not None else paths
         return [pattern] if pattern in pool else []  # type: ignore[operator]
+    if wild == [len(pattern) - 1] and pattern[-1] == "*":
+        return list(filter(methodcaller("startswith", pattern[:-1]), paths))
     return list(filter(_matcher(pattern), paths))
 
 
