@@ -383,14 +383,3 @@ def bind_product(summary: Link, path: Path, name: str | None = None,
             f"{(expected or 'no sha256')[:16]}..."
         )
     return digest
-
-
-def layout_keys(keys: Iterable[Key | Mapping[str, Any]]) -> list[Key]:
-    """Normalise keys given as securesystemslib keys or key dictionaries."""
-    out: list[Key] = []
-    for key in keys:
-        if isinstance(key, Key):
-            out.append(key)
-        else:
-            out.append(key_from_dict(str(key["keyid"]), key))
-    return out

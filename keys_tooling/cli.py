@@ -134,7 +134,7 @@ def _repo_operation(repo_dir: Path, sign_with: tuple[str, ...], operation):
 
 def _new_keys(repo_dir: Path, role: str, specs: tuple[str, ...]):
     """Public keys to add; private ones of online roles are stored for the server."""
-    from keys_tooling.keys import is_signer_uri, load_signer, private_key_pem
+    from keys_tooling.keys import is_signer_uri, load_signer
     from repository.config import KeySpec
 
     keys, online = [], []
@@ -152,9 +152,8 @@ def _new_keys(repo_dir: Path, role: str, specs: tuple[str, ...]):
                 else:
                     name = f"{role}-{signer.public_key.keyid[:8]}"
                     target = repo_dir / "private" / "keys" / name
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(private_key_pem(signer, None))  # type: ignore[arg-type]
-                    target.chmod(0o600)
+                    if not target.exists():  # named by key id: there, it is this key
+                        write_key_pair(signer, target, None)  # type: ignore[arg-type]
                     online.append((signer, KeySpec(path=f"keys/{name}")))
         else:
             keys.append(load_public_key(spec))

@@ -112,16 +112,18 @@ def init(directory: Path, bins: int, root_keys: tuple[str, ...], root_threshold:
     layout_public, layout_signers = keys_for(layout_keys, "owner")
     paths.keys.mkdir(parents=True, exist_ok=True)
     online_path = paths.keys / "online"
-    if online_key:
+    online_spec = KeySpec(path="keys/online")
+    if online_key and is_signer_uri(online_key):  # a KMS or HSM key: the URI is enough
         online = load_signer(online_key, _password())
-        write_key_pair_from(online, online_path)
+        online_spec = KeySpec(uri=online_key, public={**online.public_key.to_dict(),
+                                                      "keyid": online.public_key.keyid})
     else:
-        online = generate_key()
-        write_key_pair(online, online_path, None)
-        click.echo(f"generated online key {online.public_key.keyid[:8]} at {online_path} "
+        online = load_signer(online_key, _password()) if online_key else generate_key()
+        # The server signs unattended: its copy of the key is unencrypted, mode 0600.
+        write_key_pair(online, online_path, None)  # type: ignore[arg-type]
+        click.echo(f"online key {online.public_key.keyid[:8]} at {online_path} "
                    "(unencrypted: the server signs with it unattended)")
-    config = RepoConfig(bins=bins, online_keys={
-        role: [KeySpec(path="keys/online")] for role in ONLINE_ROLES})
+    config = RepoConfig(bins=bins, online_keys={role: [online_spec] for role in ONLINE_ROLES})
     for item in expiry:
         role, _, days = item.partition("=")
         if role not in config.expiry_days or not days.isdigit():
@@ -139,15 +141,6 @@ def init(directory: Path, bins: int, root_keys: tuple[str, ...], root_threshold:
                f"{paths.metadata_file('root', 1)}")
     if (offline_dir).exists():
         click.echo(f"move the keys in {offline_dir} offline (see docs/keys.md)")
-
-
-def write_key_pair_from(signer: Signer, path: Path) -> None:
-    """Store an existing private key unencrypted under private/ (the server needs it)."""
-    from keys_tooling.keys import private_key_pem, public_key_pem
-
-    path.write_bytes(private_key_pem(signer, None))  # type: ignore[arg-type]
-    os.chmod(path, 0o600)
-    path.with_name(path.name + ".pub").write_bytes(public_key_pem(signer.public_key))
 
 
 @main.group()

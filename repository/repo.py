@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -575,8 +574,4 @@ def _signed_by(md: Metadata, key: Key) -> bool:
     return True
 
 
-def canonical_json(data: object) -> bytes:
-    return json.dumps(data, indent=1, sort_keys=True).encode() + b"\n"
-
-
-__all__ = ["LAYOUTS", "ONLINE_ROLES", "RELEASES", "CustodyRepository", "canonical_json"]
+__all__ = ["LAYOUTS", "ONLINE_ROLES", "RELEASES", "CustodyRepository"]
