@@ -15,9 +15,10 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
-from securesystemslib.signer import Key
+from securesystemslib.signer import Key, Signer
 
 from keys_tooling.errors import KeyToolingError
 from keys_tooling.keys import (
@@ -26,13 +27,14 @@ from keys_tooling.keys import (
     is_signer_uri,
     load_private_pem,
     load_public_key,
+    load_signer,
     write_key_pair,
 )
 
 PASSWORD_ENV = "CUSTODY_KEY_PASSWORD"
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"custody-keys: {message}", err=True)
     sys.exit(1)
 
@@ -105,15 +107,12 @@ def show(file: str, as_json: bool, password_env: str) -> None:
 PENDING_EXIT = 3
 
 
-def _load_specs(specs: tuple[str, ...]) -> list:
+def _load_specs(specs: tuple[str, ...]) -> list[Signer]:
     password = os.environ.get(PASSWORD_ENV)
-    from keys_tooling.keys import load_signer
-
     try:
         return [load_signer(spec, password.encode() if password else None) for spec in specs]
     except KeyToolingError as exc:
         _fail(str(exc))
-        raise  # unreachable: _fail exits
 
 
 def _repo_operation(repo_dir: Path, sign_with: tuple[str, ...], operation):
@@ -134,7 +133,6 @@ def _repo_operation(repo_dir: Path, sign_with: tuple[str, ...], operation):
 
 def _new_keys(repo_dir: Path, role: str, specs: tuple[str, ...]):
     """Public keys to add; private ones of online roles are stored for the server."""
-    from keys_tooling.keys import is_signer_uri, load_signer
     from repository.config import KeySpec
 
     keys, online = [], []
