@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from keys_tooling.keys import PASSWORD_ENV, password_from_env
+
 _PROMPT = object()
-PASSWORD_ENV = "CUSTODY_KEY_PASSWORD"
 
 
 class _Fail(Exception):
@@ -40,8 +40,7 @@ def _password(args: argparse.Namespace, what: str) -> bytes | None:
         return getpass.getpass(f"Enter password for {what}: ").encode()
     if value is not None:
         return value.encode()
-    env = os.environ.get(PASSWORD_ENV)
-    return env.encode() if env else None
+    return password_from_env()
 
 
 def _signer(spec: str, args: argparse.Namespace):  # -> Signer

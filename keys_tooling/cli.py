@@ -23,15 +23,15 @@ from securesystemslib.signer import Key, Signer
 from keys_tooling.errors import KeyToolingError
 from keys_tooling.keys import (
     KEY_TYPES,
+    PASSWORD_ENV,
     generate_key,
     is_signer_uri,
     load_private_pem,
     load_public_key,
     load_signer,
+    password_from_env,
     write_key_pair,
 )
-
-PASSWORD_ENV = "CUSTODY_KEY_PASSWORD"
 
 
 def _fail(message: str) -> NoReturn:
@@ -88,8 +88,7 @@ def show(file: str, as_json: bool, password_env: str) -> None:
         data = Path(file).read_bytes() if Path(file).is_file() else b""
         key: Key
         if b"PRIVATE KEY" in data:
-            secret = os.environ.get(password_env)
-            key = load_private_pem(file, secret.encode() if secret else None).public_key
+            key = load_private_pem(file, password_from_env(password_env)).public_key
         else:
             key = load_public_key(file)
     except KeyToolingError as exc:
@@ -108,9 +107,8 @@ PENDING_EXIT = 3
 
 
 def _load_specs(specs: tuple[str, ...]) -> list[Signer]:
-    password = os.environ.get(PASSWORD_ENV)
     try:
-        return [load_signer(spec, password.encode() if password else None) for spec in specs]
+        return [load_signer(spec, password_from_env()) for spec in specs]
     except KeyToolingError as exc:
         _fail(str(exc))
 
@@ -136,12 +134,10 @@ def _new_keys(repo_dir: Path, role: str, specs: tuple[str, ...]):
     from repository.config import KeySpec
 
     keys, online = [], []
-    password = os.environ.get(PASSWORD_ENV)
     for spec in specs:
         data = Path(spec).read_bytes() if Path(spec).is_file() else b""
         if b"PRIVATE KEY" in data or is_signer_uri(spec):
-            signer = load_signer(spec, password.encode() if password and b"ENCRYPTED" in data
-                                 else None)
+            signer = load_signer(spec, password_from_env() if b"ENCRYPTED" in data else None)
             keys.append(signer.public_key)
             if role in ("snapshot", "timestamp", "releases", "bins"):
                 if is_signer_uri(spec):

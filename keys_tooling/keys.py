@@ -35,6 +35,16 @@ KEY_TYPES = {
 }
 """Key types ``generate_key`` accepts, and the signature scheme each gets."""
 
+PASSWORD_ENV = "CUSTODY_KEY_PASSWORD"
+"""The environment variable every custody command reads an encrypted key's password from."""
+
+
+def password_from_env(name: str = PASSWORD_ENV) -> bytes | None:
+    """The password in the environment variable ``name``, if it is set and not empty."""
+    value = os.environ.get(name)
+    return value.encode() if value else None
+
+
 _URI = re.compile(r"^[a-z][a-z0-9+.-]*:(?!//?[A-Za-z]:)")
 
 

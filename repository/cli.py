@@ -9,7 +9,6 @@ prompt) unlocks encrypted ones.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,10 +21,12 @@ from intoto.errors import IntotoError
 from keys_tooling.cliutil import fails_cleanly
 from keys_tooling.errors import KeyToolingError
 from keys_tooling.keys import (
+    PASSWORD_ENV,
     generate_key,
     is_signer_uri,
     load_public_key,
     load_signer,
+    password_from_env,
     write_key_pair,
 )
 from repository.config import ONLINE_ROLES, KeySpec, RepoConfig
@@ -33,33 +34,27 @@ from repository.errors import RepositoryError
 from repository.repo import CustodyRepository
 from repository.storage import RepoPaths
 
-PASSWORD_ENV = "CUSTODY_KEY_PASSWORD"
 _fails_cleanly = fails_cleanly("custody-repo", RepositoryError, KeyToolingError, IntotoError)
-
-
-def _password() -> bytes | None:
-    value = os.environ.get(PASSWORD_ENV)
-    return value.encode() if value else None
 
 
 def _key_or_signer(spec: str) -> tuple[Key, Signer | None]:
     """A private key path or signer URI gives a signer; a public key file only a key."""
     if is_signer_uri(spec):
-        signer = load_signer(spec, _password())
+        signer = load_signer(spec, password_from_env())
         return signer.public_key, signer
     data = Path(spec).read_bytes() if Path(spec).is_file() else b""
     if b"PRIVATE KEY" in data:
-        signer = load_signer(spec, _password())
+        signer = load_signer(spec, password_from_env())
         return signer.public_key, signer
     return load_public_key(spec), None
 
 
 def _signers(specs: Sequence[str]) -> list[Signer]:
-    return [load_signer(spec, _password()) for spec in specs]
+    return [load_signer(spec, password_from_env()) for spec in specs]
 
 
 def _new_key(path: Path, encrypt: bool) -> Signer:
-    password = _password() if encrypt else None
+    password = password_from_env() if encrypt else None
     if encrypt and password is None:
         raise RepositoryError(f"set {PASSWORD_ENV} to encrypt the generated key {path}, or "
                               "pass --no-password")
@@ -114,11 +109,11 @@ def init(directory: Path, bins: int, root_keys: tuple[str, ...], root_threshold:
     online_path = paths.keys / "online"
     online_spec = KeySpec(path="keys/online")
     if online_key and is_signer_uri(online_key):  # a KMS or HSM key: the URI is enough
-        online = load_signer(online_key, _password())
+        online = load_signer(online_key, password_from_env())
         online_spec = KeySpec(uri=online_key, public={**online.public_key.to_dict(),
                                                       "keyid": online.public_key.keyid})
     else:
-        online = load_signer(online_key, _password()) if online_key else generate_key()
+        online = load_signer(online_key, password_from_env()) if online_key else generate_key()
         # The server signs unattended: its copy of the key is unencrypted, mode 0600.
         write_key_pair(online, online_path, None)  # type: ignore[arg-type]
         click.echo(f"online key {online.public_key.keyid[:8]} at {online_path} "
