@@ -94,6 +94,17 @@ def home_lock(home: Path, timeout: float = 300.0) -> Iterator[None]:
         raise ClientError(f"installer busy: {exc}") from exc
 
 
+TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")
+
+
+def archive_kind(filename: str) -> str:
+    """``"tar"``, ``"zip"`` or ``"file"``: how an artifact is unpacked, by its name."""
+    lower = filename.lower()
+    if lower.endswith(TAR_SUFFIXES):
+        return "tar"
+    return "zip" if lower.endswith(".zip") else "file"
+
+
 def _safe_member_path(name: str, what: str) -> PurePosixPath:
     path = PurePosixPath(name)
     if path.is_absolute() or ".." in path.parts or name.startswith("\\"):
@@ -112,10 +123,10 @@ def _inside(link_dir: PurePosixPath, target: str) -> bool:
 def unpack(archive: Path, destination: Path, filename: str) -> None:
     """Unpack (or copy) the artifact into ``destination``, refusing unsafe members."""
     destination.mkdir(parents=True)
-    lower = filename.lower()
-    if lower.endswith((".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")):
+    kind = archive_kind(filename)
+    if kind == "tar":
         _untar(archive, destination)
-    elif lower.endswith(".zip"):
+    elif kind == "zip":
         _unzip(archive, destination)
     else:
         shutil.copyfile(archive, destination / filename)
@@ -238,16 +249,16 @@ def _digest(stream: Any) -> str:
 
 def _archive_files(archive: Path, filename: str) -> dict[str, str]:
     """``{relative path: sha256}`` of the regular files the artifact installs."""
-    lower = filename.lower()
+    kind = archive_kind(filename)
     files: dict[str, str] = {}
-    if lower.endswith((".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")):
+    if kind == "tar":
         with tarfile.open(archive) as tar:
             for member in tar:
                 if member.isfile():
                     extracted = tar.extractfile(member)
                     assert extracted is not None
                     files[str(PurePosixPath(member.name))] = _digest(extracted)
-    elif lower.endswith(".zip"):
+    elif kind == "zip":
         with zipfile.ZipFile(archive) as zf:
             for info in zf.infolist():
                 if not info.is_dir():

@@ -20,12 +20,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from securesystemslib.signer import Signature, Signer
+from securesystemslib.signer import Signer
 from tuf.api.metadata import Metadata, Root
 from tuf.api.serialization.json import JSONSerializer
 
 from repository.config import RepoConfig
 from repository.errors import NotFoundError, PendingSignaturesError, RepositoryError
+from repository.repo import signature_valid
 from repository.storage import write_atomic
 
 _SERIALIZER = JSONSerializer(compact=False)
@@ -137,7 +138,7 @@ def import_signatures(repo, data: bytes) -> tuple[str, bool]:
     trusted = repo_trusted_for_pending(repo, role, pending.metadata)
     md = pending.metadata
     for keyid, signature in incoming.signatures.items():
-        if keyid in trusted and _valid(trusted[keyid], signature, md.signed_bytes):
+        if keyid in trusted and signature_valid(trusted[keyid], signature, md.signed_bytes):
             md.signatures[keyid] = signature
     write_atomic(pending_dir(repo, role) / "metadata.json", md.to_bytes(_SERIALIZER))
     if any(have < need for _, have, need in _counts(repo, role, md)):
@@ -156,14 +157,6 @@ def repo_trusted_for_pending(repo, role: str, md: Metadata) -> dict:
         return keys
     delegator = repo.open(repo.delegator(role)).signed
     return {k: delegator.get_key(k) for k in delegator.get_delegated_role(role).keyids}
-
-
-def _valid(key, signature: Signature, payload: bytes) -> bool:
-    try:
-        key.verify_signature(signature, payload)
-    except Exception:
-        return False
-    return True
 
 
 def publish_pending(repo, pending: Pending) -> None:

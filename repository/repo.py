@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from securesystemslib.signer import Key, Signer
+from securesystemslib.signer import Key, Signature, Signer
 from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import (
     DelegatedRole,
@@ -563,15 +563,18 @@ def _write_order(role: str) -> tuple[int, str]:
     return rank.get(role, 0), role
 
 
-def _signed_by(md: Metadata, key: Key) -> bool:
-    signature = md.signatures.get(key.keyid)
-    if signature is None:
-        return False
+def signature_valid(key: Key, signature: Signature, payload: bytes) -> bool:
+    """Whether ``signature`` by ``key`` verifies over ``payload`` (any failure: no)."""
     try:
-        key.verify_signature(signature, md.signed_bytes)
-    except Exception:
+        key.verify_signature(signature, payload)
+    except Exception:  # any failure means "not signed by it"
         return False
     return True
 
 
-__all__ = ["LAYOUTS", "ONLINE_ROLES", "RELEASES", "CustodyRepository"]
+def _signed_by(md: Metadata, key: Key) -> bool:
+    signature = md.signatures.get(key.keyid)
+    return signature is not None and signature_valid(key, signature, md.signed_bytes)
+
+
+__all__ = ["LAYOUTS", "ONLINE_ROLES", "RELEASES", "CustodyRepository", "signature_valid"]
