@@ -80,7 +80,7 @@ class PackageManager:
         """Resolve, verify (TUF then in-toto), install and switch to a package version."""
         with home_lock(self.home):
             state = State.load(self.home)
-            wanted, _ = self.updater.resolve_version(name, version, channel)
+            wanted, entry = self.updater.resolve_version(name, version, channel)
             installed = state.packages.get(name)
             if installed is not None and installed.current == wanted:
                 return Outcome(name, wanted, installed.current, False, [])
@@ -89,7 +89,7 @@ class PackageManager:
                 raise DowngradeError(
                     f"{name} {wanted} is older than the installed "
                     f"{installed.current}; refused (use --allow-downgrade)")
-            resolved = self.updater.resolve(name, wanted)
+            resolved = self.updater.target_of(name, wanted, entry)
             verified = self.updater.verify(resolved, allow_unverified)
             return self._activate(state, verified, channel)
 

@@ -190,7 +190,10 @@ class SecureUpdater:
     def resolve(self, name: str, version: str | None = None,
                 channel: str = "stable") -> Resolved:
         """``name``, ``name==version`` or a channel, through the package index."""
-        wanted, entry = self.resolve_version(name, version, channel)
+        return self.target_of(name, *self.resolve_version(name, version, channel))
+
+    def target_of(self, name: str, wanted: str, entry: dict[str, Any]) -> Resolved:
+        """The TUF target of the index entry `resolve_version` found for ``wanted``."""
         target_path = entry["target"]
         # The index is signed by online keys only: it may say which versions
         # exist, but a version's artifact must live under that very version, so
