@@ -1,7 +1,9 @@
 """``custody``: install and update packages that TUF and in-toto have both verified.
 
-Exit codes: 0 success, 1 a refused or failed operation (one sentence naming
-the layer and what it refused), 2 usage errors. ``--home`` defaults to
+Exit codes are one table for every command (`client.errors`): 0 done or up
+to date, 1 refused for security, 2 usage, 3 repository unreachable, 4 health
+check failed and rolled back, 5 not found, 6 local failure, 130/143
+interrupted by SIGINT/SIGTERM (after rolling back). ``--home`` defaults to
 ``CUSTODY_HOME``, then a per-user directory.
 """
 
@@ -10,15 +12,35 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from importlib.metadata import version as dist_version
 from pathlib import Path
+from typing import Any
 
 import click
 
 from client.config import default_home
-from client.errors import ClientError
+from client.errors import EXIT_SIGINT, ClientError, ConfigError, Interrupted
+from client.health import DEFAULT_TIMEOUT, deferred_signals
 from keys_tooling.cliutil import fails_cleanly
 
 _fails_cleanly = fails_cleanly("custody", ClientError)
+SIGNAL_NAMES = {2: "SIGINT", 15: "SIGTERM"}
+
+
+class CustodyGroup(click.Group):
+    """Signals end a command with one sentence and 128 + the signal, never a bare 'Aborted!'."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Interrupted as exc:
+            click.echo(f"custody: interrupted by {SIGNAL_NAMES.get(exc.signum, exc.signum)}; "
+                       "anything unfinished was rolled back", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("custody: interrupted by SIGINT; anything unfinished was rolled back",
+                       err=True)
+            ctx.exit(EXIT_SIGINT)
 
 
 def _progress(url: str, received: int, total: int | None, elapsed: float) -> None:
@@ -41,21 +63,45 @@ def _manager(ctx: click.Context):
 
 def _spec(spec: str) -> tuple[str, str | None]:
     name, _, version = spec.partition("==")
+    if not name.strip():
+        raise click.BadParameter(f"{spec!r} names no package", param_hint="NAME[==VERSION]")
     return name.strip(), version.strip() or None
 
 
-@click.group()
+def _recover(ctx: click.Context) -> None:
+    """Finish any update a killed custody left unchecked, before the command runs."""
+    from client.config import ClientConfig
+
+    if not ClientConfig.path(ctx.obj["home"]).exists():
+        return
+    for sentence in _manager(ctx).recover(wait=False):
+        click.echo(f"custody: {sentence}", err=True)
+
+
+@click.group(cls=CustodyGroup)
+@click.version_option(dist_version("custody"), prog_name="custody")
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Client home (default: $CUSTODY_HOME, else ~/.local/share/custody).")
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
 @click.pass_context
 def main(ctx: click.Context, home: Path | None, verbose: bool) -> None:
-    """Install and update packages only after TUF and in-toto have verified them."""
+    """Install and update packages only after TUF and in-toto have verified them.
+
+    \b
+    Exit codes (every command):
+      0    done, or up to date          4    health check failed, rolled back
+      1    refused for security         5    not found (package, version)
+      2    usage, not initialised       6    local failure (disk, unpacking)
+      3    repository unreachable       130  interrupted (143 for SIGTERM)
+    """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="custody: %(message)s")
     if not verbose:  # command alignment notes are in-toto's warnings, not the user's
         logging.getLogger("intoto").setLevel(logging.ERROR)
     ctx.obj = {"home": home or default_home()}
+    ctx.with_resource(deferred_signals())
+    if ctx.invoked_subcommand not in ("init", None):
+        _fails_cleanly(_recover)(ctx)
 
 
 @main.command()
@@ -87,41 +133,79 @@ def init(ctx: click.Context, urls: tuple[str, ...], root: Path, layout_keys: tup
     click.echo(f"trusting {root} for {', '.join(urls)} in {ctx.obj['home']}")
 
 
+def _echo_outcome(outcome: Any, verb: str, same: str = "is up to date") -> None:
+    if outcome.note and not outcome.changed:
+        click.echo(outcome.note if "known bad" in outcome.note or "awaits" in outcome.note
+                   else f"{outcome.name} {outcome.version}: {outcome.note}")
+    elif outcome.changed:
+        was = f" (was {outcome.previous})" if outcome.previous else ""
+        note = f"; {outcome.note}" if outcome.note else ""
+        click.echo(f"{verb} {outcome.name} {outcome.version}{was}{note}")
+    else:
+        click.echo(f"{outcome.name} {outcome.version} {same}")
+
+
 @main.command()
 @click.argument("spec", metavar="NAME[==VERSION]")
 @click.option("--channel", default="stable", show_default=True)
 @click.option("--allow-downgrade", is_flag=True, help="Allow installing an older version.")
 @click.option("--allow-unverified", is_flag=True,
               help="Install a target without in-toto metadata (TUF checks only).")
+@click.option("--retry-failed", is_flag=True,
+              help="Install a version even if it failed its health check here before.")
 @click.pass_context
 @_fails_cleanly
 def install(ctx: click.Context, spec: str, channel: str, allow_downgrade: bool,
-            allow_unverified: bool) -> None:
-    """Install a package after TUF and in-toto verification."""
+            allow_unverified: bool, retry_failed: bool) -> None:
+    """Install a package after TUF and in-toto verification.
+
+    A package with a health check (see 'custody health-check') runs it in the
+    new version and rolls back if it fails.
+    """
     name, version = _spec(spec)
-    outcome = _manager(ctx).install(name, version, channel, allow_downgrade, allow_unverified)
-    if outcome.changed:
-        click.echo(f"installed {outcome.name} {outcome.version}"
-                   + (f" (was {outcome.previous})" if outcome.previous else ""))
-    else:
-        click.echo(f"{outcome.name} {outcome.version} is already installed")
+    manager = _manager(ctx)
+    outcome = manager.install(name, version, channel, allow_downgrade, allow_unverified,
+                              retry_failed, check=manager.health_check_for(name))
+    _echo_outcome(outcome, "installed", "is already installed")
 
 
 @main.command()
 @click.argument("names", nargs=-1)
-@click.option("--health-check", help="Command run in the new version; failure rolls back.")
+@click.option("--health-check", metavar="CMD",
+              help="Check for packages that have none of their own (split like a shell).")
+@click.option("--health-timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True,
+              help="Seconds --health-check may take.")
+@click.option("--retry-failed", is_flag=True,
+              help="Install versions that failed their health check here before.")
+@click.option("--confirm-within", type=float, metavar="SECONDS",
+              help="Instead of a check, keep new versions on probation until 'custody "
+                   "confirm NAME'; rolled back after SECONDS.")
 @click.pass_context
 @_fails_cleanly
-def update(ctx: click.Context, names: tuple[str, ...], health_check: str | None) -> None:
-    """Move installed packages to their channel's version (never backwards)."""
+def update(ctx: click.Context, names: tuple[str, ...], health_check: str | None,
+           health_timeout: float, retry_failed: bool, confirm_within: float | None) -> None:
+    """Move installed packages to their channel's version (never backwards).
+
+    Every package is tried, one line each; the exit code is the worst outcome
+    (a security refusal first). A version that failed its health check here is
+    skipped until a newer one is offered.
+    """
     import shlex
 
-    check = shlex.split(health_check) if health_check else None
-    for outcome in _manager(ctx).update(names, check):
-        if outcome.changed:
-            click.echo(f"updated {outcome.name} {outcome.previous} -> {outcome.version}")
+    from client.config import HealthCheck
+    from client.packages import exit_code
+
+    default = HealthCheck(shlex.split(health_check), health_timeout) if health_check else None
+    results = _manager(ctx).update(names, default, retry_failed, confirm_within)
+    for result in results:
+        if result.outcome is not None:
+            _echo_outcome(result.outcome, "updated")
         else:
-            click.echo(f"{outcome.name} {outcome.version} is up to date")
+            click.echo(f"{result.name}: {result.error}", err=True)
+            output = getattr(result.error, "output", "")
+            if output:
+                click.echo("\n".join(f"  | {line}" for line in output.splitlines()), err=True)
+    ctx.exit(exit_code(results))
 
 
 @main.command("list")
@@ -129,9 +213,11 @@ def update(ctx: click.Context, names: tuple[str, ...], health_check: str | None)
 @click.pass_context
 @_fails_cleanly
 def list_(ctx: click.Context, as_json: bool) -> None:
-    """Installed packages."""
-    from client.install import State
+    """Installed packages, with versions awaiting their check and versions that failed."""
+    from client.config import ClientConfig
+    from client.state import State
 
+    ClientConfig.load(ctx.obj["home"])  # not initialised is an error, not an empty list
     state = State.load(ctx.obj["home"])
     if as_json:
         from dataclasses import asdict
@@ -139,8 +225,14 @@ def list_(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps({n: asdict(p) for n, p in state.packages.items()}, indent=1))
         return
     for name, package in sorted(state.packages.items()):
-        previous = f" (previous {package.previous})" if package.previous else ""
-        click.echo(f"{name} {package.current} [{package.channel}]{previous}")
+        line = f"{name} {package.current} [{package.channel}]"
+        if package.previous:
+            line += f" (previous {package.previous})"
+        if package.pending:
+            line += f" (checking {package.pending.version})"
+        click.echo(line)
+        for version, failure in sorted(package.failed.items()):
+            click.echo(f"  failed {version}: {failure['reason']} ({failure['at']})")
 
 
 @main.command()
@@ -148,7 +240,7 @@ def list_(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 @_fails_cleanly
 def remove(ctx: click.Context, name: str) -> None:
-    """Uninstall a package."""
+    """Uninstall a package and drop its cached downloads."""
     _manager(ctx).remove(name)
     click.echo(f"removed {name}")
 
@@ -158,9 +250,10 @@ def remove(ctx: click.Context, name: str) -> None:
 @click.pass_context
 @_fails_cleanly
 def rollback(ctx: click.Context, name: str) -> None:
-    """Switch a package back to its previous version."""
+    """Switch a package back to its previous version; updates then skip the one left."""
     outcome = _manager(ctx).rollback(name)
-    click.echo(f"rolled back {name} {outcome.previous} -> {outcome.version}")
+    click.echo(f"rolled back {name} {outcome.previous} -> {outcome.version}; updates skip "
+               f"{outcome.previous} from now on (--retry-failed to install it again)")
 
 
 @main.command()
@@ -171,3 +264,109 @@ def verify(ctx: click.Context, name: str) -> None:
     """Re-verify an installed package against the repository's current metadata."""
     outcome = _manager(ctx).verify_installed(name)
     click.echo(f"{outcome.name} {outcome.version} verified (TUF and in-toto)")
+
+
+@main.command()
+@click.pass_context
+@_fails_cleanly
+def gc(ctx: click.Context) -> None:
+    """Delete downloads and files that no installed version needs."""
+    entries, freed = _manager(ctx).gc()
+    click.echo(f"removed {entries} entries, {freed / 2**20:.1f} MiB")
+
+
+@main.command()
+@click.pass_context
+@_fails_cleanly
+def recover(ctx: click.Context) -> None:
+    """Finish interrupted updates now (every command does this first; for unit files)."""
+    for sentence in _manager(ctx).recover():
+        click.echo(sentence)
+
+
+@main.group("health-check")
+def health_check() -> None:
+    """Each package's own health check, run in every new version before it goes live."""
+
+
+@health_check.command("set", context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True,
+              help="Seconds the check may take; longer counts as a failure.")
+@click.pass_context
+@_fails_cleanly
+def health_check_set(ctx: click.Context, name: str, command: tuple[str, ...],
+                     timeout: float) -> None:
+    """Set NAME's check: custody health-check set NAME [--timeout S] -- CMD [ARGS]...
+
+    The command runs with the new version's directory as its working
+    directory and CUSTODY_PACKAGE, CUSTODY_VERSION, CUSTODY_PREVIOUS_VERSION
+    in its environment; exit code 0 means healthy.
+    """
+    from client.config import ClientConfig, HealthCheck
+
+    if timeout <= 0:
+        raise click.BadParameter("must be positive", param_hint="--timeout")
+    config = ClientConfig.load(ctx.obj["home"])
+    config.health_checks[name] = HealthCheck(list(command), timeout)
+    config.save(ctx.obj["home"])
+    click.echo(f"{name}: health check {' '.join(command)!r}, timeout {timeout:g} s")
+
+
+@health_check.command("unset")
+@click.argument("name")
+@click.pass_context
+@_fails_cleanly
+def health_check_unset(ctx: click.Context, name: str) -> None:
+    """Remove NAME's check."""
+    from client.config import ClientConfig
+
+    config = ClientConfig.load(ctx.obj["home"])
+    if config.health_checks.pop(name, None) is None:
+        raise ConfigError(f"{name} has no health check")
+    config.save(ctx.obj["home"])
+    click.echo(f"{name}: no health check")
+
+
+@health_check.command("list")
+@click.pass_context
+@_fails_cleanly
+def health_check_list(ctx: click.Context) -> None:
+    """Every package's check and timeout."""
+    import shlex
+
+    from client.config import ClientConfig
+
+    for name, check in sorted(ClientConfig.load(ctx.obj["home"]).health_checks.items()):
+        click.echo(f"{name}: {shlex.join(check.command)} (timeout {check.timeout:g} s)")
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+@_fails_cleanly
+def run(ctx: click.Context, name: str, command: tuple[str, ...]) -> None:
+    """Run an agent and restart it into new versions: custody run NAME -- CMD [ARGS]...
+
+    CMD runs in the agent's current version directory. Exit code 75 from it
+    means "restart me"; a version awaiting confirmation that exits or misses
+    its deadline is rolled back and the previous version started again. Ends
+    with the agent's own exit code.
+    """
+    from client.agent import supervise
+
+    ctx.exit(supervise(ctx.obj["home"], name, command,
+                       log=lambda s: click.echo(f"custody: {s}", err=True)))
+
+
+@main.command()
+@click.argument("name")
+@click.pass_context
+@_fails_cleanly
+def confirm(ctx: click.Context, name: str) -> None:
+    """Confirm that the version awaiting confirmation is healthy: it goes live."""
+    outcome = _manager(ctx).confirm(name)
+    click.echo(f"{name} {outcome.version} is live" if outcome.changed else
+               f"{name}: {outcome.note}")

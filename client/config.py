@@ -7,7 +7,7 @@
     <home>/cache/             verified artifacts, by TUF target path (not downloaded again)
     <home>/packages/<name>/<version>/   installed trees
     <home>/packages/<name>/current      symlink to the active version
-    <home>/state.json         what is installed, current and previous versions
+    <home>/state.json         what is installed: current, previous, pending and failed versions
     <home>/lock               one installer at a time
 """
 
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from client.errors import ConfigError
+from client.health import DEFAULT_TIMEOUT
 from intoto.files import write_atomic
 
 HOME_ENV = "CUSTODY_HOME"
@@ -34,6 +35,20 @@ def default_home() -> Path:
 
 
 @dataclass
+class HealthCheck:
+    """A package's own health check: argv run in the new version, and its time limit."""
+
+    command: list[str]
+    timeout: float = DEFAULT_TIMEOUT
+
+    @classmethod
+    def from_json(cls, data: Any) -> HealthCheck:
+        if isinstance(data, list):  # the first round stored the bare command
+            return cls([str(a) for a in data])
+        return cls([str(a) for a in data["command"]], float(data.get("timeout", DEFAULT_TIMEOUT)))
+
+
+@dataclass
 class ClientConfig:
     """``<home>/config.json``."""
 
@@ -41,7 +56,7 @@ class ClientConfig:
     layout_keys: list[dict[str, Any]] = field(default_factory=list)
     layout_threshold: int | None = None
     inspections: str = "refuse"
-    health_checks: dict[str, list[str]] = field(default_factory=dict)
+    health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     timeout: float = 30.0
     min_rate: float = 1024.0
     slow_grace: float = 5.0
@@ -53,10 +68,13 @@ class ClientConfig:
     @classmethod
     def load(cls, home: Path) -> ClientConfig:
         try:
-            return cls(**json.loads(cls.path(home).read_text()))
+            data = json.loads(cls.path(home).read_text())
+            checks = data.pop("health_checks", {})
+            return cls(**data, health_checks={n: HealthCheck.from_json(c)
+                                              for n, c in checks.items()})
         except FileNotFoundError as exc:
             raise ConfigError(f"{home} is not initialised; run 'custody init' first") from exc
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise ConfigError(f"{cls.path(home)} is malformed: {exc}") from exc
 
     def save(self, home: Path) -> None:

@@ -1,16 +1,48 @@
-"""Every refusal of the client, in one place, saying which layer refused and what.
+"""Every refusal and failure of the client, in one place, each with its exit code.
 
 `TufRefusal` wraps python-tuf's errors (freshness, rollback, signatures,
 lengths, hashes); `IntotoRefusal` wraps the in-toto engine's (layout, step,
 rule, artifact, key). The command line prints ``str(error)`` as its one
-sentence and exits 1.
+sentence and exits with the class's ``exit_code``: one table, shared by
+every ``custody`` command, so that a fleet's monitoring can tell an attack
+(1) from an outage (3) from a bad release (4) without parsing sentences.
+
+=====  ==========================================================
+code   meaning
+=====  ==========================================================
+0      done, or already up to date (a known-bad version skipped)
+1      refused for security: TUF or in-toto (and downgrades)
+2      usage: bad arguments, client not initialised
+3      repository unreachable on every mirror; try later
+4      health check failed (or never confirmed); rolled back
+5      not found: no such package, version or channel; not installed
+6      local failure: unpacking, disk, another installer busy
+130    interrupted by SIGINT (143 by SIGTERM); rolled back first
+=====  ==========================================================
 """
 
 from __future__ import annotations
 
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+EXIT_UNHEALTHY = 4
+EXIT_NOT_FOUND = 5
+EXIT_LOCAL = 6
+EXIT_SIGINT = 130
+EXIT_SIGTERM = 143
+
+#: When ``update`` ends with several failures, the exit code is the first of
+#: these that occurred: a security refusal outranks everything else.
+EXIT_PRIORITY = (EXIT_REFUSED, EXIT_UNHEALTHY, EXIT_LOCAL, EXIT_NOT_FOUND, EXIT_UNREACHABLE,
+                 EXIT_USAGE)
+
 
 class ClientError(Exception):
     """Base class: an operation was refused or failed; the installed state is unchanged."""
+
+    exit_code = EXIT_REFUSED
 
 
 class TufRefusal(ClientError):
@@ -25,21 +57,74 @@ class MissingSupplyChainError(ClientError):
     """The target carries no in-toto metadata, and the caller did not opt out."""
 
 
+class DowngradeError(ClientError):
+    """The resolved version is older than the installed one."""
+
+
+class RepositoryUnreachable(ClientError):
+    """No mirror could be reached (connection, DNS, timeout, 5xx): an outage, not an attack."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
 class PackageNotFoundError(ClientError):
     """No such package, version or channel in the repository (or not installed)."""
 
-
-class DowngradeError(ClientError):
-    """The resolved version is older than the installed one."""
+    exit_code = EXIT_NOT_FOUND
 
 
 class InstallError(ClientError):
     """Unpacking or installing failed (unsafe archive, disk error); nothing changed."""
 
+    exit_code = EXIT_LOCAL
+
+
+class UnsafeArchiveError(InstallError):
+    """The artifact's archive would write outside its directory or create devices: refused."""
+
+    exit_code = EXIT_REFUSED
+
+
+class TamperedInstallError(ClientError):
+    """The files on disk are not those of the verified artifact (``custody verify``)."""
+
+
+class BusyError(ClientError):
+    """Another custody process held the home's lock for too long."""
+
+    exit_code = EXIT_LOCAL
+
 
 class HealthCheckError(ClientError):
-    """The new version failed its health check and was rolled back."""
+    """The new version failed its health check and was rolled back.
+
+    ``output`` holds the last lines the check printed, shown under the sentence.
+    """
+
+    exit_code = EXIT_UNHEALTHY
+
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output
 
 
 class ConfigError(ClientError):
     """The client home is missing or its configuration is malformed."""
+
+    exit_code = EXIT_USAGE
+
+
+class Interrupted(BaseException):
+    """A signal (SIGINT, SIGTERM) arrived; raised where it lands so ``finally`` blocks roll back.
+
+    A ``BaseException``, like ``KeyboardInterrupt``: no ``except Exception``
+    may swallow it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

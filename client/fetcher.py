@@ -26,6 +26,15 @@ log = logging.getLogger(__name__)
 VIRTUAL = "mirror:/"
 
 
+class MirrorsUnreachable(DownloadError):
+    """No mirror answered at all (connection refused, DNS, timeout, 5xx, 404 everywhere).
+
+    An outage, not an attack: nothing was received that failed verification.
+    A ``DownloadError`` so that ngclient passes it through unchanged; the
+    client reports it as "repository unreachable, try later".
+    """
+
+
 class MirrorFetcher(FetcherInterface):
     """Fetches ``mirror:/<path>`` from the first of several base URLs that answers."""
 
@@ -79,8 +88,8 @@ class MirrorFetcher(FetcherInterface):
                 continue
             return self._chunks(response, full)
         if not_found is not None:
-            raise not_found
-        raise DownloadError(f"no mirror served {path} ({'; '.join(errors)})")
+            raise not_found  # a live mirror's answer; ngclient needs it (end of the root chain)
+        raise MirrorsUnreachable(f"no mirror served {path} ({'; '.join(errors)})")
 
     def _chunks(self, response: urllib3.BaseHTTPResponse, url: str) -> Iterator[bytes]:
         start = time.monotonic()
@@ -103,7 +112,8 @@ class MirrorFetcher(FetcherInterface):
                 yield chunk
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             response.close()  # unread bytes: never hand this connection back
-            raise DownloadError(f"download of {url} failed: {type(exc).__name__}") from exc
+            raise MirrorsUnreachable(
+                f"download of {url} failed: {type(exc).__name__}") from exc
         except BaseException:  # slow retrieval, or the consumer stopped (length limit)
             response.close()
             raise

@@ -15,73 +15,21 @@ any other artifact is installed as the single file it is.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from client.errors import ClientError, InstallError, PackageNotFoundError
-from intoto.files import LockTimeout, file_lock, write_atomic
-
-
-@dataclass
-class PackageState:
-    current: str
-    previous: str | None = None
-    channel: str = "stable"
-    versions: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-@dataclass
-class State:
-    """``<home>/state.json``: what is installed."""
-
-    packages: dict[str, PackageState] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, home: Path) -> State:
-        try:
-            data = json.loads((home / "state.json").read_text())
-        except FileNotFoundError:
-            return cls()
-        except ValueError as exc:
-            raise ClientError(f"{home / 'state.json'} is malformed: {exc}") from exc
-        state = cls({name: PackageState(**p) for name, p in data.get("packages", {}).items()})
-        state._reconcile(home)
-        return state
-
-    def _reconcile(self, home: Path) -> None:
-        """Trust the ``current`` symlink, the install's commit point, over state.json.
-
-        An install switches the symlink (one atomic rename) and then saves the
-        state; a crash between the two leaves the symlink ahead, pointing at a
-        version that was fully unpacked, fsynced and verified. Readers see
-        that version as current, and the next save records it.
-        """
-        for name, package in self.packages.items():
-            link = home / "packages" / name / "current"
-            try:
-                target = os.readlink(link)
-            except OSError:
-                continue
-            if target != package.current and (link.parent / target).is_dir():
-                package.previous, package.current = package.current, target
-                package.versions.setdefault(target, {})
-
-    def save(self, home: Path) -> None:
-        data = {"packages": {name: asdict(p) for name, p in sorted(self.packages.items())}}
-        write_atomic(home / "state.json", json.dumps(data, indent=1).encode())
-
-    def package(self, name: str) -> PackageState:
-        if name not in self.packages:
-            raise PackageNotFoundError(f"{name} is not installed")
-        return self.packages[name]
+from client.errors import (
+    BusyError,
+    InstallError,
+    UnsafeArchiveError,
+)
+from intoto.files import LockTimeout, file_lock
 
 
 @contextlib.contextmanager
@@ -91,7 +39,7 @@ def home_lock(home: Path, timeout: float = 300.0) -> Iterator[None]:
         with file_lock(home / "lock", timeout):
             yield
     except LockTimeout as exc:
-        raise ClientError(f"installer busy: {exc}") from exc
+        raise BusyError(f"installer busy: {exc}") from exc
 
 
 TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")
@@ -108,7 +56,8 @@ def archive_kind(filename: str) -> str:
 def _safe_member_path(name: str, what: str) -> PurePosixPath:
     path = PurePosixPath(name)
     if path.is_absolute() or ".." in path.parts or name.startswith("\\"):
-        raise InstallError(f"archive member {what} {name!r} would leave the install directory")
+        raise UnsafeArchiveError(
+            f"archive member {what} {name!r} would leave the install directory")
     return path
 
 
@@ -139,14 +88,17 @@ def _untar(archive: Path, destination: Path) -> None:
             for member in tar:
                 path = _safe_member_path(member.name, "path")
                 if member.isdev() or member.isfifo():
-                    raise InstallError(f"archive member {member.name!r} is a device or fifo")
+                    raise UnsafeArchiveError(
+                        f"archive member {member.name!r} is a device or fifo")
                 if member.issym() and not _inside(path.parent, member.linkname):
-                    raise InstallError(f"symlink {member.name!r} -> {member.linkname!r} "
+                    raise UnsafeArchiveError(f"symlink {member.name!r} -> {member.linkname!r} "
                                        "leaves the install directory")
                 if member.islnk():
                     _safe_member_path(member.linkname, "hard link")
             tar.extractall(destination, filter="data")
-    except (tarfile.TarError, OSError) as exc:
+    except tarfile.FilterError as exc:
+        raise UnsafeArchiveError(f"archive {archive.name} is unsafe: {exc}") from exc
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise InstallError(f"cannot unpack {archive.name}: {exc}") from exc
 
 
@@ -156,9 +108,10 @@ def _unzip(archive: Path, destination: Path) -> None:
             for info in zf.infolist():
                 _safe_member_path(info.filename, "path")
                 if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                    raise InstallError(f"zip member {info.filename!r} is a symlink; refused")
+                    raise UnsafeArchiveError(
+                        f"zip member {info.filename!r} is a symlink; refused")
             zf.extractall(destination)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
         raise InstallError(f"cannot unpack {archive.name}: {exc}") from exc
 
 
@@ -213,31 +166,58 @@ def install_tree(home: Path, name: str, version: str, artifact: Path, filename: 
     return final
 
 
-def record_install(state: State, name: str, version: str, info: dict[str, Any],
-                   channel: str) -> None:
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    package = state.packages.get(name)
-    if package is None:
-        state.packages[name] = PackageState(version, None, channel,
-                                            {version: {**info, "installed": now}})
-        return
-    if package.current != version:
-        package.previous = package.current
-    package.current = version
-    package.channel = channel
-    package.versions[version] = {**info, "installed": now}
-    keep = {package.current, package.previous}
-    for old in [v for v in package.versions if v not in keep]:
-        del package.versions[old]
-
-
 def prune(home: Path, name: str, keep: set[str]) -> None:
-    """Remove installed versions of ``name`` other than ``keep`` (current and previous)."""
+    """Remove installed versions of ``name`` other than ``keep``, and their staging leftovers."""
     package_dir = home / "packages" / name
+    if not package_dir.is_dir():
+        return
     for child in package_dir.iterdir():
-        if child.is_dir() and not child.is_symlink() and not child.name.startswith(".") \
-                and child.name not in keep:
+        if child.is_dir() and not child.is_symlink() and child.name not in keep \
+                and (not child.name.startswith(".") or child.name.startswith(".staging-")):
             shutil.rmtree(child, ignore_errors=True)
+
+
+def _size(path: Path) -> int:
+    if path.is_file() or path.is_symlink():
+        return path.lstat().st_size
+    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() or p.is_symlink())
+
+
+def prune_cache(cache: Path, kept: dict[str, dict[str, dict[str, Any]]]) -> tuple[int, int]:
+    """Drop every cached download that no kept version needs; ``(entries, bytes)`` freed.
+
+    ``kept`` maps each installed package to the versions kept on disk and the
+    install record of each (``target``, ``sha256``, ``layout``). What stays:
+    those versions' artifacts, their links (filed under the artifact's hash)
+    and the layouts that verified them; the cache then never outgrows
+    ``packages/``. Anything dropped is downloaded again, through TUF, if a
+    ``verify`` needs it.
+    """
+    artifacts = {PurePosixPath(info.get("target", "")).parent.as_posix()
+                 for versions in kept.values() for info in versions.values()}
+    hashes = {info.get("sha256") for versions in kept.values() for info in versions.values()}
+    layouts = {info.get("layout") for versions in kept.values() for info in versions.values()}
+    doomed: list[Path] = []
+    for version_dir in cache.glob("packages/*/*"):
+        rel = version_dir.relative_to(cache).as_posix()
+        if version_dir.is_dir() and rel not in artifacts:
+            doomed.append(version_dir)
+    for package_dir in cache.glob("packages/*"):
+        if package_dir.is_dir() and package_dir.name not in kept:
+            doomed.append(package_dir)
+    doomed += [d for d in cache.glob("in-toto/links/*") if d.name not in hashes]
+    doomed += [f for f in cache.glob("in-toto/layouts/*")
+               if f.relative_to(cache).as_posix() not in layouts]
+    freed = 0
+    for path in dict.fromkeys(doomed):
+        if not path.exists():
+            continue
+        freed += _size(path)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return len(doomed), freed
 
 
 def _digest(stream: Any) -> str:

@@ -2,38 +2,51 @@
 
 Each operation holds the home's lock for its whole length and changes the
 installed state only after everything that can refuse has had its say:
-TUF, in-toto, the downgrade check, unpacking. The agent's self-update adds a
-health check after the switch and switches back if it fails.
+TUF, in-toto, the downgrade check, unpacking.
+
+A version with a health check (or one an agent must confirm) is switched to
+as *pending* (see `client.state`): it becomes current only once its check
+passed. Whatever ends the check otherwise (failure, timeout, a signal, the
+updater's death) ends on the version that was live before, with the failed
+version recorded so that later updates skip it instead of installing the
+same bad build on every poll. Every operation starts by finishing such
+interrupted updates (`PackageManager.recover`).
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-import subprocess
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from packaging.version import Version
 
-from client.config import ClientConfig
+from client.config import ClientConfig, HealthCheck
 from client.errors import (
+    EXIT_OK,
+    EXIT_PRIORITY,
+    BusyError,
+    ClientError,
     DowngradeError,
     HealthCheckError,
-    InstallError,
     PackageNotFoundError,
+    TamperedInstallError,
 )
+from client.health import run_check, signals_blocked
 from client.install import (
-    State,
     compare_tree,
     home_lock,
     install_tree,
     prune,
-    record_install,
+    prune_cache,
     switch_current,
 )
+from client.state import CONFIRMATION, HEALTH_CHECK, PackageState, Pending, State
 from client.updater import SecureUpdater, Verified
 
 log = logging.getLogger(__name__)
@@ -47,7 +60,27 @@ class Outcome:
     version: str
     previous: str | None
     changed: bool
-    warnings: list[str]
+    warnings: list[str] = field(default_factory=list)
+    note: str = ""  # why nothing changed (a known-bad version), or what is awaited
+
+
+@dataclass
+class Result:
+    """One package's part of an ``update``: its outcome, or what stopped it."""
+
+    name: str
+    outcome: Outcome | None = None
+    error: ClientError | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return self.error.exit_code if self.error else EXIT_OK
+
+
+def exit_code(results: Sequence[Result]) -> int:
+    """The exit code of a whole update: 0 when every package succeeded (see `EXIT_PRIORITY`)."""
+    codes = {r.exit_code for r in results}
+    return next((c for c in EXIT_PRIORITY if c in codes), max(codes, default=EXIT_OK))
 
 
 class PackageManager:
@@ -59,97 +92,273 @@ class PackageManager:
         self.config = ClientConfig.load(home)
         self.updater = updater or SecureUpdater(home, self.config, progress=progress)
 
-    def _activate(self, state: State, verified: Verified, channel: str) -> Outcome:
-        resolved = verified.resolved
-        install_tree(self.home, resolved.name, resolved.version, verified.path,
-                     resolved.filename)
-        previous = state.packages[resolved.name].current if resolved.name in state.packages \
-            else None
-        switch_current(self.home / "packages" / resolved.name, resolved.version)
-        record_install(state, resolved.name, resolved.version,
-                       {"target": resolved.target.path, "sha256": verified.sha256,
-                        "layout": verified.layout}, channel)
-        state.save(self.home)
-        package = state.packages[resolved.name]
-        prune(self.home, resolved.name, {package.current, package.previous or ""})
-        return Outcome(resolved.name, resolved.version, previous, previous != resolved.version,
-                       verified.warnings)
+    # -- recovery ---------------------------------------------------------
+    def recover(self, wait: bool = True) -> list[str]:
+        """Finish interrupted updates: roll back every pending version that cannot pass now.
 
+        A health-check version whose updater no longer holds the lock (it was
+        killed) and a confirmation whose deadline passed are rolled back and
+        recorded as failed. Returns one sentence per rollback. With ``wait``
+        false a busy home is left to the process that holds it.
+        """
+        try:
+            with home_lock(self.home, timeout=300.0 if wait else 0.0):
+                return self._recover(State.load(self.home))
+        except BusyError:
+            if wait:
+                raise
+            return []
+
+    def _recover(self, state: State) -> list[str]:
+        said = []
+        for name, package in sorted(state.packages.items()):
+            pending = package.pending
+            if pending is None or (pending.kind == CONFIRMATION and not pending.expired()):
+                continue
+            reason = ("interrupted during its health check" if pending.kind == HEALTH_CHECK
+                      else "did not confirm its health before the deadline")
+            self._abort(state, name, reason)
+            said.append(f"{name} {pending.version} {reason}; rolled back to {package.current}")
+            log.warning("%s", said[-1])
+        return said
+
+    def _abort(self, state: State, name: str, reason: str) -> None:
+        """Switch back to the live version, record the pending one as failed, drop its files."""
+        package = state.packages[name]
+        assert package.pending is not None
+        with signals_blocked():
+            switch_current(self.home / "packages" / name, package.current)
+            package.mark_failed(package.pending.version, reason)
+            package.pending = None
+            state.save(self.home)
+            self._prune(state, name)
+
+    def _prune(self, state: State, name: str) -> None:
+        if name in state.packages:
+            prune(self.home, name, state.packages[name].keep())
+        prune_cache(self.updater.cache_dir, self._kept(state))
+
+    @staticmethod
+    def _kept(state: State) -> dict[str, dict[str, dict[str, Any]]]:
+        kept: dict[str, dict[str, dict[str, Any]]] = {}
+        for name, package in state.packages.items():
+            versions = {v: package.versions.get(v, {}) for v in package.keep()}
+            if package.pending is not None:
+                versions[package.pending.version] = package.pending.info
+            kept[name] = versions
+        return kept
+
+    # -- install and update -----------------------------------------------
     def install(self, name: str, version: str | None = None, channel: str = "stable",
-                allow_downgrade: bool = False, allow_unverified: bool = False) -> Outcome:
-        """Resolve, verify (TUF then in-toto), install and switch to a package version."""
+                allow_downgrade: bool = False, allow_unverified: bool = False,
+                retry_failed: bool = False, check: HealthCheck | None = None,
+                confirm_within: float | None = None) -> Outcome:
+        """Resolve, verify (TUF then in-toto), install and switch to a package version.
+
+        With ``check``, the new version is pending until the check passes in
+        it; with ``confirm_within`` (seconds), until `confirm` is called (an
+        agent restarted into it). Neither applies to a first install: there is
+        no earlier version to go back to.
+        """
         with home_lock(self.home):
             state = State.load(self.home)
+            self._recover(state)
             wanted, entry = self.updater.resolve_version(name, version, channel)
             installed = state.packages.get(name)
             if installed is not None and installed.current == wanted:
-                return Outcome(name, wanted, installed.current, False, [])
+                return Outcome(name, wanted, installed.previous, False)
+            if installed is not None and installed.pending is not None:
+                return Outcome(name, installed.current, installed.previous, False, note=(
+                    f"{name} {installed.pending.version} awaits confirmation; nothing else is "
+                    "installed until it is confirmed or rolled back"))
             if installed is not None and not allow_downgrade and \
                     Version(wanted) < Version(installed.current):
                 raise DowngradeError(
                     f"{name} {wanted} is older than the installed "
                     f"{installed.current}; refused (use --allow-downgrade)")
+            failure = installed.failure(wanted) if installed is not None else None
+            if failure is not None and not retry_failed:
+                assert installed is not None
+                return Outcome(name, installed.current, installed.previous, False, note=(
+                    f"{name} {wanted} is known bad ({failure['reason']}); staying on "
+                    f"{installed.current} (--retry-failed to try it again)"))
             resolved = self.updater.target_of(name, wanted, entry)
             verified = self.updater.verify(resolved, allow_unverified)
-            return self._activate(state, verified, channel)
+            return self._activate(state, verified, channel, check, confirm_within)
 
-    def update(self, names: Sequence[str] = (), health_check: Sequence[str] | None = None,
-               ) -> list[Outcome]:
-        """Move installed packages to their channel's version; health-check and roll back.
+    def _activate(self, state: State, verified: Verified, channel: str,
+                  check: HealthCheck | None, confirm_within: float | None) -> Outcome:
+        resolved = verified.resolved
+        name, version = resolved.name, resolved.version
+        install_tree(self.home, name, version, verified.path, resolved.filename)
+        info = {"target": resolved.target.path, "sha256": verified.sha256,
+                "layout": verified.layout}
+        package = state.packages.get(name)
+        package_dir = self.home / "packages" / name
+        if package is None or (check is None and confirm_within is None):
+            previous = package.current if package is not None else None
+            package = state.packages.setdefault(name, PackageState(version, channel=channel))
+            switch_current(package_dir, version)  # the commit point (see State._reconcile)
+            package.commit(version, info, channel)
+            state.save(self.home)
+            self._prune(state, name)
+            return Outcome(name, version, previous, True, verified.warnings)
+        kind = CONFIRMATION if confirm_within is not None else HEALTH_CHECK
+        deadline = time.time() + confirm_within if confirm_within is not None else None
+        try:
+            with signals_blocked():
+                package.pending = Pending(version, kind, deadline=deadline,
+                                          info={**info, "channel": channel})
+                state.save(self.home)  # pending first: a crash from here on rolls back
+                switch_current(package_dir, version)
+            if check is None:
+                until = datetime.fromtimestamp(deadline or 0, UTC).strftime("%H:%M:%S UTC")
+                return Outcome(name, version, package.current, True, verified.warnings,
+                               note=f"awaiting confirmation until {until}")
+            return self._check(state, name, check, verified.warnings)
+        except BaseException:
+            if package.pending is not None and package.pending.kind == HEALTH_CHECK:
+                self._abort(state, name, "interrupted during its health check")
+            raise
 
-        An update never moves a package backwards: a channel pointed at an
-        older version (a compromised server may do that) is refused.
+    def _check(self, state: State, name: str, check: HealthCheck,
+               warnings: list[str]) -> Outcome:
+        package = state.packages[name]
+        assert package.pending is not None
+        version, live = package.pending.version, package.current
+        env = {"CUSTODY_PACKAGE": name, "CUSTODY_VERSION": version,
+               "CUSTODY_PREVIOUS_VERSION": live, "CUSTODY_HOME": str(self.home)}
+        result = run_check(check.command, self.home / "packages" / name / version, env,
+                           check.timeout)
+        if not result.ok:
+            self._abort(state, name, f"failed its health check ({result.reason})")
+            raise HealthCheckError(
+                f"{name} {version} failed its health check ({result.detail}); rolled back "
+                f"to {live}", output=result.tail)
+        self._commit_pending(state, name)
+        return Outcome(name, version, live, True, warnings)
+
+    def _commit_pending(self, state: State, name: str) -> None:
+        package = state.packages[name]
+        assert package.pending is not None
+        info = dict(package.pending.info)
+        channel = info.pop("channel", package.channel)
+        with signals_blocked():
+            package.commit(package.pending.version, info, channel)
+            state.save(self.home)
+            self._prune(state, name)
+
+    def health_check_for(self, name: str, default: HealthCheck | None = None,
+                         ) -> HealthCheck | None:
+        """The package's own check from the configuration, else ``default``."""
+        return self.config.health_checks.get(name, default)
+
+    def update(self, names: Sequence[str] = (), default_check: HealthCheck | None = None,
+               retry_failed: bool = False, confirm_within: float | None = None,
+               ) -> list[Result]:
+        """Move installed packages to their channel's version; one never blocks another.
+
+        Every package is tried, whatever happened to the ones before it, and
+        each gets its own `Result`. An update never moves a package backwards:
+        a channel pointed at an older version (a compromised server may do
+        that) is refused. Each package runs its own health check (see
+        `health_check_for`), or with ``confirm_within`` waits for `confirm`.
         """
         state = State.load(self.home)
-        targets = list(names) or sorted(state.packages)
-        outcomes = []
-        for name in targets:
-            channel = state.package(name).channel
-            outcome = self.install(name, None, channel)
-            if outcome.changed:
-                check = list(health_check or self.config.health_checks.get(name, []))
-                if check:
-                    self._health_check(name, outcome, check)
-            outcomes.append(outcome)
-        return outcomes
+        results = []
+        for name in list(names) or sorted(state.packages):
+            try:
+                channel = state.package(name).channel
+                check = None if confirm_within else self.health_check_for(name, default_check)
+                outcome = self.install(name, None, channel, retry_failed=retry_failed,
+                                       check=check, confirm_within=confirm_within)
+                results.append(Result(name, outcome))
+            except ClientError as exc:
+                results.append(Result(name, error=exc))
+        return results
 
-    def _health_check(self, name: str, outcome: Outcome, command: list[str]) -> None:
-        cwd = self.home / "packages" / name / "current"
-        try:
-            result = subprocess.run(command, cwd=cwd, capture_output=True, timeout=60,
-                                    check=False)
-            ok, detail = result.returncode == 0, f"exit code {result.returncode}"
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            ok, detail = False, str(exc)
-        if ok:
-            return
-        self.rollback(name)
-        raise HealthCheckError(
-            f"{name} {outcome.version} failed its health check ({detail}); rolled back to "
-            f"{outcome.previous}")
+    def confirm(self, name: str) -> Outcome:
+        """The version awaiting confirmation is healthy: make it live."""
+        with home_lock(self.home):
+            state = State.load(self.home)
+            self._recover(state)  # a confirmation after the deadline comes too late
+            package = state.package(name)
+            if package.pending is None or package.pending.kind != CONFIRMATION:
+                return Outcome(name, package.current, package.previous, False,
+                               note="nothing awaits confirmation")
+            version, previous = package.pending.version, package.current
+            self._commit_pending(state, name)
+            return Outcome(name, version, previous, True)
 
-    def rollback(self, name: str) -> Outcome:
-        """Switch back to the previous version (kept on disk by every install)."""
+    def reject(self, name: str, reason: str) -> Outcome:
+        """The version awaiting confirmation is not healthy: roll back now, record why."""
         with home_lock(self.home):
             state = State.load(self.home)
             package = state.package(name)
+            if package.pending is None:
+                return Outcome(name, package.current, package.previous, False,
+                               note="nothing awaits confirmation")
+            version = package.pending.version
+            self._abort(state, name, reason)
+            return Outcome(name, package.current, version, True, note=reason)
+
+    # -- other operations -------------------------------------------------
+    def rollback(self, name: str) -> Outcome:
+        """Switch back to the previous version; the version left is skipped by later updates.
+
+        Never to a version recorded as failed. The version rolled back from is
+        recorded as failed ("rolled back by hand"), so that the next poll does
+        not install it again; ``--retry-failed`` overrides.
+        """
+        with home_lock(self.home):
+            state = State.load(self.home)
+            self._recover(state)
+            package = state.package(name)
             if not package.previous:
                 raise PackageNotFoundError(f"{name} has no previous version to roll back to")
+            failure = package.failure(package.previous)
+            if failure is not None:
+                raise PackageNotFoundError(
+                    f"{name} {package.previous} is known bad ({failure['reason']}); "
+                    "not rolling back to it")
             if not (self.home / "packages" / name / package.previous).is_dir():
                 raise PackageNotFoundError(f"{name} {package.previous} is no longer on disk")
             current, previous = package.current, package.previous
-            switch_current(self.home / "packages" / name, previous)
-            package.current, package.previous = previous, current
-            state.save(self.home)
-            return Outcome(name, previous, current, True, [])
+            with signals_blocked():
+                switch_current(self.home / "packages" / name, previous)
+                package.current, package.previous = previous, current
+                package.mark_failed(current, "rolled back by hand")
+                state.save(self.home)
+            return Outcome(name, previous, current, True)
 
     def remove(self, name: str) -> None:
+        """Uninstall a package: its files, its state and its cached downloads."""
         with home_lock(self.home):
             state = State.load(self.home)
             state.package(name)
-            del state.packages[name]
-            state.save(self.home)
-            shutil.rmtree(self.home / "packages" / name, ignore_errors=True)
+            with signals_blocked():
+                del state.packages[name]
+                state.save(self.home)
+                shutil.rmtree(self.home / "packages" / name, ignore_errors=True)
+                prune_cache(self.updater.cache_dir, self._kept(state))
+
+    def gc(self) -> tuple[int, int]:
+        """Delete what no kept version needs: old downloads, leftovers; ``(entries, bytes)``."""
+        with home_lock(self.home):
+            state = State.load(self.home)
+            self._recover(state)
+            entries = freed = 0
+            packages = self.home / "packages"
+            for package_dir in packages.iterdir() if packages.is_dir() else ():
+                if package_dir.name not in state.packages:
+                    entries += 1
+                    freed += sum(f.lstat().st_size for f in package_dir.rglob("*")
+                                 if f.is_file())
+                    shutil.rmtree(package_dir, ignore_errors=True)
+                else:
+                    prune(self.home, package_dir.name, state.packages[package_dir.name].keep())
+            cached, cached_bytes = prune_cache(self.updater.cache_dir, self._kept(state))
+            return entries + cached, freed + cached_bytes
 
     def verify_installed(self, name: str) -> Outcome:
         """Re-verify the installed version: TUF and in-toto today, and the files on disk.
@@ -162,15 +371,15 @@ class PackageManager:
         resolved = self.updater.resolve(name, package.current)
         recorded = package.versions.get(package.current, {}).get("sha256")
         if recorded and recorded != resolved.target.hashes.get("sha256"):
-            raise PackageNotFoundError(
+            raise TamperedInstallError(
                 f"{name} {package.current} in the repository is not the artifact installed")
         verified = self.updater.verify(resolved)
         problems = compare_tree(verified.path, resolved.filename,
                                 self.home / "packages" / name / package.current)
         if problems:
             shown = "; ".join(problems[:3]) + (" ..." if len(problems) > 3 else "")
-            raise InstallError(f"{name} {package.current} on disk is not the verified "
-                               f"artifact: {shown}")
+            raise TamperedInstallError(f"{name} {package.current} on disk is not the verified "
+                                       f"artifact: {shown}")
         return Outcome(name, package.current, None, False, verified.warnings)
 
     def installed(self) -> State:

@@ -45,9 +45,10 @@ from client.errors import (
     IntotoRefusal,
     MissingSupplyChainError,
     PackageNotFoundError,
+    RepositoryUnreachable,
     TufRefusal,
 )
-from client.fetcher import VIRTUAL, MirrorFetcher
+from client.fetcher import VIRTUAL, MirrorFetcher, MirrorsUnreachable
 
 log = logging.getLogger(__name__)
 LAYOUTS_ROLE = "layouts"
@@ -83,6 +84,11 @@ def _refusal(exc: Exception, doing: str) -> TufRefusal:
     return TufRefusal(f"TUF refused {doing}: {type(exc).__name__}: {exc}")
 
 
+def _is_outage(exc: Exception) -> bool:
+    """Whether a failure is the network's (nothing was received that failed a check)."""
+    return isinstance(exc, MirrorsUnreachable | tuf_errors.DownloadHTTPError)
+
+
 class SecureUpdater:
     """The client pipeline over one client home (see module docstring)."""
 
@@ -96,6 +102,7 @@ class SecureUpdater:
             self.config.urls, self.config.timeout, self.config.min_rate,
             self.config.slow_grace, progress=progress)
         self._updater: Updater | None = None
+        self._outage: RepositoryUnreachable | None = None
 
     # -- TUF ------------------------------------------------------------
     def _new_updater(self) -> Updater:
@@ -106,6 +113,7 @@ class SecureUpdater:
 
     def _with_mirrors(self, doing: str, operation: Any) -> Any:
         """Run a TUF operation; on a refusal, retry it with each other mirror first."""
+        refusal: Exception | None = None
         last: Exception | None = None
         attempts = len(self.fetcher.mirrors)
         for attempt in range(attempts):
@@ -113,23 +121,35 @@ class SecureUpdater:
                 return operation()
             except (tuf_errors.RepositoryError, tuf_errors.DownloadError) as exc:
                 last = exc
+                if not _is_outage(exc):
+                    refusal = exc
             if attempt + 1 < attempts:
                 log.warning("mirror %s: %s; trying the next mirror",
                             self.fetcher.order()[0], last)
             self.fetcher.rotate()
             self._updater = None
         assert last is not None
-        raise _refusal(last, doing)
+        if refusal is not None:  # some mirror answered with something that did not verify
+            raise _refusal(refusal, doing)
+        raise RepositoryUnreachable(
+            f"the repository is unreachable, try later: {doing} failed on "
+            f"{', '.join(self.fetcher.mirrors)} ({last})")
 
     def refresh(self) -> Updater:
         """One TUF refresh per session (later calls reuse it)."""
+        if self._outage is not None:  # one outage per session: no second round of timeouts
+            raise self._outage
         if self._updater is None:
             def operation() -> Updater:
                 updater = self._new_updater()
                 updater.refresh()
                 return updater
 
-            self._updater = self._with_mirrors("the repository metadata", operation)
+            try:
+                self._updater = self._with_mirrors("the repository metadata", operation)
+            except RepositoryUnreachable as exc:
+                self._outage = exc
+                raise
         return self._updater
 
     def target(self, path: str) -> TargetFile | None:
@@ -185,7 +205,7 @@ class SecureUpdater:
         found = next(((k, v) for k, v in versions.items() if Version(k) == wanted), None)
         if found is None:
             raise PackageNotFoundError(f"{name} {version} is not in the repository")
-        return str(wanted), found[1]
+        return found  # the index's own spelling: 2.4 asks for 2.4.0 (PEP 440 equality)
 
     def resolve(self, name: str, version: str | None = None,
                 channel: str = "stable") -> Resolved:

@@ -13,10 +13,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fails_cleanly(program: str, *errors: type[BaseException]) -> Callable[[F], F]:
-    """Decorate a click command: the given errors print ``program: reason`` and exit 1.
+    """Decorate a click command: the given errors print ``program: reason`` and exit.
 
-    Usage errors stay click's (exit code 2); anything else is a bug and keeps
-    its traceback.
+    The exit code is the error's ``exit_code`` attribute, 1 without one; an
+    ``output`` attribute (a health check's last lines) is shown indented under
+    the sentence. Usage errors stay click's (exit code 2); anything else is a
+    bug and keeps its traceback.
     """
 
     def decorate(func: F) -> F:
@@ -26,7 +28,11 @@ def fails_cleanly(program: str, *errors: type[BaseException]) -> Callable[[F], F
                 return func(*args, **kwargs)
             except errors as exc:
                 click.echo(f"{program}: {exc}", err=True)
-                sys.exit(1)
+                output = getattr(exc, "output", "")
+                if output:
+                    click.echo("\n".join(f"  | {line}" for line in output.splitlines()),
+                               err=True)
+                sys.exit(getattr(exc, "exit_code", 1))
 
         return wrapper  # type: ignore[return-value]
 

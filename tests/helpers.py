@@ -169,21 +169,30 @@ class Served:
     def root(self) -> Path:
         return self.repo_dir / "public/metadata/1.root.json"
 
-    def chain(self, message: str):
+    def chain(self, message: str, payload_mib: int = 0):
         if message not in self.chains:
             self.chains[message] = make_chain(IMPLS["custody"], IMPLS["custody"], self.keydir,
                                               self.work / f"chain-{len(self.chains)}",
-                                              message=message)
+                                              message=message, payload_mib=payload_mib)
         return self.chains[message]
 
     def publish(self, version: str, channel: str | None = "stable",
-                message: str | None = None) -> str:
-        chain = self.chain(message or f"hello {version}")
+                message: str | None = None, name: str = "hello", payload_mib: int = 0) -> str:
+        """Publish a recorded hello chain as ``name`` (another package needs its layout)."""
+        chain = self.chain(message or f"{name} {version}", payload_mib)
         repo = CustodyRepository(self.repo_dir)
         with repo.transaction():
             return publish_release(repo, Release(
-                "hello", version, chain.verify_dir / "hello.tar.gz", chain.layout.read_bytes(),
+                name, version, chain.verify_dir / "hello.tar.gz", chain.layout.read_bytes(),
                 links_from_dir(chain.links), channel))
+
+    def add_package(self, name: str) -> None:
+        """Let ``name`` be published too, under the hello layout."""
+        from repository.releases import add_layout
+
+        repo = CustodyRepository(self.repo_dir, {"layouts": [signer(self.keydir, "owner")]})
+        with repo.transaction():
+            add_layout(repo, name, self.chain(f"{name} layout").layout.read_bytes())
 
 
 def custody(home: Path, *args: str, timeout: float = 120

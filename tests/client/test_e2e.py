@@ -72,9 +72,9 @@ def test_channels_pins_and_downgrades(served, home):
     r = custody(home, "install", "hello==1.0.0", "--allow-downgrade")
     assert r.returncode == 0, r.stderr
     r = custody(home, "install", "hello==9.9.9")
-    assert r.returncode == 1 and "not in the repository" in r.stderr
+    assert r.returncode == 5 and "not in the repository" in r.stderr
     r = custody(home, "install", "nothing")
-    assert r.returncode == 1 and "no package 'nothing'" in r.stderr
+    assert r.returncode == 5 and "no package 'nothing'" in r.stderr
 
 
 def test_server_moving_stable_backwards_is_refused(served, home):
@@ -96,7 +96,7 @@ def test_failing_health_check_rolls_back(served, home):
     served.publish("1.1.0", message="broken")
     check = "python3 -c \"import sys; sys.exit('broken' in open('src/hello.py').read())\""
     r = custody(home, "update", "--health-check", check)
-    assert r.returncode == 1
+    assert r.returncode == 4
     assert "failed its health check" in r.stderr and "rolled back to 1.0.0" in r.stderr
     assert installed_text(home) == "print('hello 1.0.0')\n"
     state = json.loads((home / "state.json").read_text())

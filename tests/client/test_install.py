@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from client.errors import InstallError
-from client.install import State, install_tree, switch_current, unpack
+from client.install import install_tree, switch_current, unpack
+from client.state import State
 
 
 def make_tar(path: Path, members: list[tarfile.TarInfo], data: bytes = b"x") -> Path:

@@ -46,6 +46,8 @@ message = sys.argv[1] if len(sys.argv) > 1 else 'hello'
 os.makedirs('src', exist_ok=True)
 open('src/hello.py', 'w').write('print(%r)\\n' % message)
 open('src/README', 'w').write('hello plugin\\n')
+if len(sys.argv) > 2:  # a payload of N MiB, incompressible, so versions are that large
+    open('src/payload.bin', 'wb').write(os.urandom(int(sys.argv[2]) << 20))
 """
 
 
@@ -189,7 +191,8 @@ class Chain:
 def record_hello(impl: Impl, keydir: Path, root: Path, dsse: bool = False,
                  trojan_rb2: bool = False, tamper_between: bool = False,
                  message: str | None = None, developer: str = "alice",
-                 inject_after_tag: bool = False, extra_artifact: bool = False) -> Path:
+                 inject_after_tag: bool = False, extra_artifact: bool = False,
+                 payload_mib: int = 0) -> Path:
     """Perform the three steps in ``root``; return the directory holding the links.
 
     ``message`` changes what the source prints, so versions differ in content.
@@ -198,6 +201,8 @@ def record_hello(impl: Impl, keydir: Path, root: Path, dsse: bool = False,
     dev = root / "dev"
     dev.mkdir(parents=True)
     write = [py, "-c", WRITE_SCRIPT, *([message] if message else [])]
+    if payload_mib:
+        write = [py, "-c", WRITE_SCRIPT, message or "hello", str(payload_mib)]
     impl.run("clone", keydir / developer, [], ["src"], write, dev, dsse)
     if tamper_between:  # the network between clone and build alters the source
         (dev / "src" / "hello.py").write_text('print("pwned")\n')
