@@ -138,9 +138,12 @@ def _echo_outcome(outcome: Any, verb: str, same: str = "is up to date") -> None:
         click.echo(outcome.note if "known bad" in outcome.note or "awaits" in outcome.note
                    else f"{outcome.name} {outcome.version}: {outcome.note}")
     elif outcome.changed:
-        was = f" (was {outcome.previous})" if outcome.previous else ""
         note = f"; {outcome.note}" if outcome.note else ""
-        click.echo(f"{verb} {outcome.name} {outcome.version}{was}{note}")
+        if verb == "updated" and outcome.previous:
+            click.echo(f"updated {outcome.name} {outcome.previous} -> {outcome.version}{note}")
+        else:
+            was = f" (was {outcome.previous})" if outcome.previous else ""
+            click.echo(f"{verb} {outcome.name} {outcome.version}{was}{note}")
     else:
         click.echo(f"{outcome.name} {outcome.version} {same}")
 

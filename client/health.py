@@ -16,6 +16,7 @@ rollback so that a second Ctrl-C cannot interrupt the switch back.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -49,12 +50,16 @@ class CheckResult:
         return self.detail + (f": {last[0][:200]}" if last else "")
 
 
-def _die_with_parent() -> None:
-    """In the check's process: be killed when custody dies (Linux; elsewhere a no-op).
+def _child_setup(mask: set[signal.Signals]) -> None:
+    """In the check's process: the caller's signal mask, and death with custody (Linux).
 
-    A custody killed by SIGKILL cannot kill its check; the kernel can. The
-    next custody command then rolls the version back (`PackageManager.recover`).
+    The parent blocks SIGINT and SIGTERM while it forks (a signal landing in
+    fork's own handlers would be lost); the check gets the mask from before.
+    A custody killed by SIGKILL cannot kill its check; the kernel can, through
+    PR_SET_PDEATHSIG. The next custody command then rolls the version back
+    (`PackageManager.recover`).
     """
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     try:
         import ctypes
 
@@ -82,21 +87,27 @@ def run_check(command: Sequence[str], cwd: Path, env: dict[str, str],
               timeout: float = DEFAULT_TIMEOUT) -> CheckResult:
     """Run ``command``; whatever interrupts the wait kills the check before it propagates."""
     with tempfile.TemporaryFile() as output:
+        proc: subprocess.Popen[bytes] | None = None
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
         try:
-            proc = subprocess.Popen(list(command), cwd=cwd, stdin=subprocess.DEVNULL,
-                                    stdout=output, stderr=subprocess.STDOUT,
-                                    env={**os.environ, **env}, start_new_session=True,
-                                    preexec_fn=_die_with_parent)
-        except OSError as exc:
-            return CheckResult(False, f"cannot run {command[0]!r}: {exc.strerror}", "")
-        started = time.monotonic()
-        try:
-            code = proc.wait(timeout=timeout)
+            try:
+                proc = subprocess.Popen(
+                    list(command), cwd=cwd, stdin=subprocess.DEVNULL, stdout=output,
+                    stderr=subprocess.STDOUT, env={**os.environ, **env},
+                    start_new_session=True, preexec_fn=functools.partial(_child_setup, mask))
+            except OSError as exc:
+                return CheckResult(False, f"cannot run {command[0]!r}: {exc.strerror}", "")
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a held signal lands here
+            started = time.monotonic()
+            code: int | None = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            assert proc is not None
             _kill_group(proc)
             code = None
         except BaseException:
-            _kill_group(proc)
+            if proc is not None:
+                _kill_group(proc)
             raise
         output.seek(0)
         text = output.read()[-65536:].decode(errors="replace")

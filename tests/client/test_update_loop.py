@@ -82,7 +82,7 @@ def test_known_bad_version_is_skipped_until_a_newer_one(served, home, tmp_path):
     served.publish("1.2.0")
     r = custody(home, "update")
     assert r.returncode == 0, r.stderr
-    assert "updated hello 1.2.0 (was 1.0.0)" in r.stdout
+    assert "updated hello 1.0.0 -> 1.2.0" in r.stdout
     hello = state(home)["hello"]
     assert (hello["current"], hello["previous"], hello["failed"]) == ("1.2.0", "1.0.0", {})
 
@@ -118,7 +118,7 @@ def test_one_package_never_blocks_another(served, home, tmp_path):
     r = custody(home, "update")
     assert r.returncode == 4, (r.stdout, r.stderr)
     assert "greet: greet 1.1.0 failed its health check" in r.stderr
-    assert "updated hello 1.1.0 (was 1.0.0)" in r.stdout
+    assert "updated hello 1.0.0 -> 1.1.0" in r.stdout
     # each package ran its own check, in its own new version
     assert json.loads(greet_log.read_text())["CUSTODY_PACKAGE"] == "greet"
     assert json.loads(hello_log.read_text())["cwd"].endswith("packages/hello/1.1.0")
