@@ -89,6 +89,13 @@ def run(*args: object, expect: int = 0, contains: str | None = None,
     return result
 
 
+def show_toml(path: Path) -> None:
+    """The layout description the owner signs, shown before it is signed."""
+    print(f"   {path.name}, to be signed by the project owner:")
+    for line in path.read_text().strip().splitlines():
+        print(f"     | {line}")
+
+
 def tool(name: str) -> Path:
     return BIN / name
 
@@ -109,18 +116,18 @@ def record_release(name: str, version: str, developer: str = "alice",
     tag_ws.mkdir()
     run(tool("custody-intoto"), "run", "-n", "tag", "--signing-key", key(developer),
         "-p", "src", "-d", links, "--", *steps, "tag", name, version, *(
-            [message] if message else []), cwd=tag_ws, quiet=True)
+            [message] if message else []), cwd=tag_ws)
     for rebuilder in ("rb1", "rb2"):
         ws = work / rebuilder
         shutil.copytree(tag_ws / "src", ws / "src")
         run(tool("custody-intoto"), "run", "-n", "build", "--signing-key", key(rebuilder),
             "-m", "src", "-p", "dist", "-d", links, "--", *steps,
-            "trojan" if attacker else "build", cwd=ws, quiet=True)
+            "trojan" if attacker else "build", cwd=ws)
     pack = work / "pack"
     shutil.copytree(work / "rb1" / "dist", pack / "dist")
     run(tool("custody-intoto"), "run", "-n", "package", "--signing-key", key("bob"),
         "-m", "dist", "-p", f"{name}.tar.gz", "-d", links, "--", "cp",
-        f"dist/{name}.tar.gz", f"{name}.tar.gz", cwd=pack, quiet=True)
+        f"dist/{name}.tar.gz", f"{name}.tar.gz", cwd=pack)
     print(f"   recorded {name} {version}: {', '.join(sorted(p.name for p in links.iterdir()))}")
     return work
 
@@ -163,6 +170,7 @@ def main() -> int:
     run(tool("custody-repo"), "init", REPO, "--bins", "16", "--layout-key", KEYS / "owner")
     for name in ("hello", "agent"):
         (BUILD / f"{name}.toml").write_text(LAYOUT.format(name=name, developer="alice"))
+        show_toml(BUILD / f"{name}.toml")
         run(tool("custody-intoto"), "layout", "new", f"{name}.toml", "-k", KEYS / "owner",
             "-o", f"{name}.layout")
         run(tool("custody-repo"), "layout", "add", REPO, f"{name}.layout", "--key",
@@ -219,10 +227,19 @@ def story(url: str, token: str) -> None:
     headline("An agent updates itself; its new version fails the health check and rolls back")
     push("agent", "1.0.0", record_release("agent", "1.0.0"), url, token)
     run(tool("custody"), "--home", HOME, "install", "agent")
+    run(tool("custody"), "--home", HOME, "health-check", "set", "agent", "--timeout", "20",
+        "--", sys.executable, "src/agent.py", "--health", contains="timeout 20 s")
     push("agent", "2.0.0", record_release("agent", "2.0.0", message="unhealthy"), url, token)
-    run(tool("custody"), "--home", HOME, "update", "agent", "--health-check",
-        f"{sys.executable} src/agent.py --health", expect=1, contains="rolled back to 1.0.0")
+    run(tool("custody"), "--home", HOME, "update", expect=4,
+        contains="agent 2.0.0 failed its health check (exit code 1); rolled back to 1.0.0")
     check(installed("agent") == "1.0.0", "the agent runs 1.0.0 again")
+    headline("The next poll skips the known-bad build instead of installing it again")
+    run(tool("custody"), "--home", HOME, "update", contains="agent 2.0.0 is known bad")
+    run(tool("custody"), "--home", HOME, "list", contains="failed 2.0.0: failed its health "
+        "check (exit code 1: agent 2.0.0: cannot open its state database)")
+    push("agent", "2.0.1", record_release("agent", "2.0.1"), url, token)
+    run(tool("custody"), "--home", HOME, "update", "agent",
+        contains="updated agent 1.0.0 -> 2.0.1")
 
     headline("Attack: a trojaned hello 1.2.0 published with the server's online keys")
     before = (HOME / "state.json").read_bytes()
@@ -236,6 +253,7 @@ def story(url: str, token: str) -> None:
 
     headline("Key rotation: alice's key is revoked by a new layout; the client follows")
     (BUILD / "hello.toml").write_text(LAYOUT.format(name="hello", developer="carol"))
+    show_toml(BUILD / "hello.toml")
     run(tool("custody-intoto"), "layout", "new", "hello.toml", "-k", KEYS / "owner",
         "-o", "hello.layout")
     run(tool("custody-repo"), "layout", "add", REPO, "hello.layout", "--key", KEYS / "owner")
@@ -250,6 +268,9 @@ def story(url: str, token: str) -> None:
     run(tool("custody"), "--home", HOME, "update", "hello", expect=1,
         contains="step 'tag' requires 1 link(s) by its functionaries, found 0")
     check(installed("hello") == "1.3.0", "the client stays on hello 1.3.0")
+    headline("Clean up: the refused release leaves the served tree")
+    run(tool("custody-repo"), "remove", REPO, "hello", "1.4.0")
+    run(tool("custody"), "--home", HOME, "update", contains="hello 1.3.0 is up to date")
 
 
 if __name__ == "__main__":

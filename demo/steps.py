@@ -18,6 +18,8 @@ import sys
 VERSION = {version!r}
 HEALTHY = {healthy!r}
 if "--health" in sys.argv:
+    if not HEALTHY:
+        print(f"agent {{VERSION}}: cannot open its state database")
     sys.exit(0 if HEALTHY else 1)
 print(f"agent {{VERSION}} running")
 '''
