@@ -33,6 +33,25 @@ EXIT_LOCAL = 6
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 
+#: The table of exit codes, as docs/cli.md and the README show it (a test keeps them equal).
+EXIT_CODES: tuple[tuple[str, str], ...] = (
+    ("0", "done, or already up to date (a known-bad version skipped counts as done)"),
+    ("1", "refused for security: TUF or in-toto refused, or a downgrade was refused"),
+    ("2", "usage: bad arguments, or the client home is not initialised"),
+    ("3", "repository unreachable on every mirror (connection, DNS, timeout, 5xx); try later"),
+    ("4", "a health check failed, or a new version never confirmed; rolled back"),
+    ("5", "not found: no such package, version or channel; not installed"),
+    ("6", "local failure: unpacking, disk, another custody process busy"),
+    ("130", "interrupted by SIGINT (143: SIGTERM), after rolling back what was unfinished"),
+)
+
+
+def exit_code_table() -> str:
+    """`EXIT_CODES` as a Markdown table."""
+    rows = [f"| {code} | {meaning} |" for code, meaning in EXIT_CODES]
+    return "\n".join(["| exit code | meaning |", "| --- | --- |", *rows])
+
+
 #: When ``update`` ends with several failures, the exit code is the first of
 #: these that occurred: a security refusal outranks everything else.
 EXIT_PRIORITY = (EXIT_REFUSED, EXIT_UNHEALTHY, EXIT_LOCAL, EXIT_NOT_FOUND, EXIT_UNREACHABLE,

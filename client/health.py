@@ -50,7 +50,7 @@ class CheckResult:
         return self.detail + (f": {last[0][:200]}" if last else "")
 
 
-def _child_setup(mask: set[signal.Signals]) -> None:
+def _child_setup(mask: set[int | signal.Signals]) -> None:
     """In the check's process: the caller's signal mask, and death with custody (Linux).
 
     The parent blocks SIGINT and SIGTERM while it forks (a signal landing in

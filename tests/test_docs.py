@@ -24,3 +24,22 @@ def test_every_attack_has_a_test():
     defined = set(re.findall(r"^def (test_[a-z0-9_]+)", sources, re.MULTILINE))
     assert len(names) == 27  # the 26 rows of ATTACKS.md and one found beyond them
     assert names <= defined, names - defined
+
+
+def test_readme_shows_the_exit_code_table():
+    from client.errors import exit_code_table
+
+    assert exit_code_table() in (ROOT / "README.md").read_text()
+
+
+def test_no_link_leaves_the_repository():
+    """Relative Markdown links in README and docs/ resolve to files of this repository."""
+    import re
+
+    for page in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" in target:
+                continue
+            resolved = (page.parent / target).resolve()
+            assert resolved.is_relative_to(ROOT), f"{page.name} links outside: {target}"
+            assert resolved.exists(), f"{page.name} links to a missing {target}"

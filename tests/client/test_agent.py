@@ -111,3 +111,18 @@ def test_the_same_flow_from_the_command_line(served, home):
     assert os.readlink(home / "packages/hello/current") == "1.1.0"
     r = custody(home, "confirm", "hello")
     assert "nothing awaits confirmation" in r.stdout
+
+
+def test_the_documented_example_agent_updates_itself(served, home):
+    """docs/examples/agent.py, as docs/agents.md tells an agent vendor to run it."""
+    example = Path(__file__).resolve().parents[2] / "docs/examples/agent.py"
+    served.publish("1.0.0")
+    assert custody(home, "install", "hello").returncode == 0
+    served.publish("1.1.0")
+    proc = subprocess.run([str(BIN / "custody"), "--home", str(home), "run", "hello", "--",
+                           str(BIN / "python"), str(example), "--once"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "hello 1.0.0 asked to be restarted" in proc.stderr
+    hello = package(home)
+    assert (hello["current"], hello["pending"]) == ("1.1.0", None)

@@ -42,7 +42,7 @@ def test_signals_and_sigkill_during_the_check_roll_back(served, home, tmp_path):
         # somewhere from start-up, through TUF and in-toto, to well inside the check
         time.sleep(rng.uniform(0.05, 2.0))
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
         during = started.exists()
         seen_during_check += during
         if during and sig != signal.SIGKILL:
