@@ -28,6 +28,7 @@ import logging
 import shutil
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version as dist_version
 from pathlib import Path
 from urllib.parse import quote
 
@@ -71,6 +72,8 @@ def cmd_download(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="custody-tuf-client")
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {dist_version('custody')}")
     parser.add_argument("--metadata-dir", required=True)
     parser.add_argument("--metadata-url")
     parser.add_argument("--target-name", action="append", default=[])

@@ -19,6 +19,7 @@ import getpass
 import logging
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version as dist_version
 from pathlib import Path
 
 from keys_tooling.keys import PASSWORD_ENV, password_from_env
@@ -210,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show more output")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {dist_version('custody')}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="record a step around a command (as in-toto-run)")

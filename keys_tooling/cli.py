@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import NoReturn
 
@@ -40,6 +41,7 @@ def _fail(message: str) -> NoReturn:
 
 
 @click.group()
+@click.version_option(dist_version("custody"), prog_name="custody-keys")
 def main() -> None:
     """Generate and inspect custody keys (securesystemslib key ids, PEM files)."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,7 @@ def _new_key(path: Path, encrypt: bool) -> Signer:
 
 
 @click.group()
+@click.version_option(dist_version("custody"), prog_name="custody-repo")
 def main() -> None:
     """Operate a custody repository: TUF metadata for artifacts and their in-toto evidence."""
 
@@ -179,6 +181,10 @@ def _release_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--links", "link_dir", required=True,
                      type=click.Path(file_okay=False, exists=True, path_type=Path)),
         click.option("--channel", default="stable", show_default=True),
+        click.option("--no-channel", is_flag=True,
+                     help="Publish without moving any channel (a backport)."),
+        click.option("--allow-channel-downgrade", is_flag=True,
+                     help="Let the channel move to a version lower than it names."),
     ]):
         func = option(func)
     return func
@@ -187,16 +193,21 @@ def _release_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @_release_options
-@click.option("--no-channel", is_flag=True, help="Publish without moving any channel.")
 @_fails_cleanly
 def publish(directory: Path, artifact: Path, name: str, version: str, layout_file: Path,
-            link_dir: Path, channel: str, no_channel: bool) -> None:
-    """Verify a release's supply chain, then publish ARTIFACT with its links."""
+            link_dir: Path, channel: str, no_channel: bool,
+            allow_channel_downgrade: bool) -> None:
+    """Verify a release's supply chain, then publish ARTIFACT with its links.
+
+    The channel never moves to a lower version than it names unless
+    --allow-channel-downgrade says so: publish a backport with --no-channel.
+    """
     from repository.releases import Release, links_from_dir, publish_release
 
     repo = CustodyRepository(directory)
     release = Release(name, version, artifact, layout_file.read_bytes(),
-                      links_from_dir(link_dir), None if no_channel else channel)
+                      links_from_dir(link_dir), None if no_channel else channel,
+                      allow_channel_downgrade=allow_channel_downgrade)
     with repo.transaction():
         target = publish_release(repo, release)
     click.echo(f"published {target}")
@@ -222,14 +233,17 @@ def remove(directory: Path, name: str, version: str) -> None:
 @click.argument("name")
 @click.argument("channel_name", metavar="CHANNEL")
 @click.argument("version")
+@click.option("--allow-channel-downgrade", is_flag=True,
+              help="Let the channel move to a version lower than it names.")
 @_fails_cleanly
-def channel(directory: Path, name: str, channel_name: str, version: str) -> None:
-    """Point CHANNEL of package NAME at VERSION."""
+def channel(directory: Path, name: str, channel_name: str, version: str,
+            allow_channel_downgrade: bool) -> None:
+    """Point CHANNEL of package NAME at VERSION (never lower, unless asked)."""
     from repository.releases import set_channel
 
     repo = CustodyRepository(directory)
     with repo.transaction():
-        set_channel(repo, name, channel_name, version)
+        set_channel(repo, name, channel_name, version, allow_channel_downgrade)
     click.echo(f"{name} {channel_name} -> {version}")
 
 
@@ -306,11 +320,14 @@ def serve(directory: Path, host: str, port: int, workers: int, bump_interval: fl
               help="API token (or CUSTODY_TOKEN).")
 @_fails_cleanly
 def push(artifact: Path, server: str, token: str, name: str, version: str,
-         layout_file: Path, link_dir: Path, channel: str) -> None:
+         layout_file: Path, link_dir: Path, channel: str, no_channel: bool,
+         allow_channel_downgrade: bool) -> None:
     """Upload a release to a repository server's publish API."""
     from repository.push import push_release
 
-    body = push_release(server, token, name, version, artifact, layout_file, link_dir, channel)
+    body = push_release(server, token, name, version, artifact, layout_file, link_dir,
+                        None if no_channel else channel,
+                        allow_channel_downgrade=allow_channel_downgrade)
     click.echo(f"published {body['target']}")
 
 

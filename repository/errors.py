@@ -15,6 +15,14 @@ class InvalidReleaseError(RepositoryError):
     """A release is malformed: name, version, layout, links or artifact."""
 
 
+class DuplicateReleaseError(InvalidReleaseError):
+    """The version (or a PEP 440-equal spelling of it) is already published."""
+
+
+class ChannelDowngradeError(InvalidReleaseError):
+    """A channel would move to a lower version, and the operator did not ask for that."""
+
+
 class SupplyChainError(InvalidReleaseError):
     """The release's in-toto verification failed before publishing."""
 

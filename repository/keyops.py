@@ -153,6 +153,28 @@ def where_trusted(repo: CustodyRepository, keyid: str) -> list[str]:
     return roles
 
 
+def layouts_naming(repo: CustodyRepository, keyid: str) -> list[str]:
+    """The newest published layout of each package that names ``keyid`` as a functionary."""
+    from intoto.errors import IntotoError
+    from intoto.metadata import metadata_from_bytes
+    from repository.releases import LAYOUT_PATH
+
+    newest: dict[str, tuple[int, str]] = {}
+    for path in repo.open(LAYOUTS).signed.targets:  # type: ignore[attr-defined]
+        if (match := LAYOUT_PATH.match(path)) and \
+                int(match["n"]) > newest.get(match["name"], (-1, ""))[0]:
+            newest[match["name"]] = (int(match["n"]), path)
+    found = []
+    for _, path in sorted(newest.values(), key=lambda item: item[1]):
+        try:
+            layout = metadata_from_bytes(repo.read_target(path), where=path).payload
+        except (IntotoError, OSError):
+            continue
+        if keyid in getattr(layout, "keys", {}):
+            found.append(path)
+    return found
+
+
 def revoke(repo: CustodyRepository, keyid: str,
            online_signers: Sequence[tuple[Signer, KeySpec]] = ()) -> list[Rotation]:
     """Remove ``keyid`` from every role that trusts it; say where that was.
@@ -162,6 +184,14 @@ def revoke(repo: CustodyRepository, keyid: str,
     """
     roles = where_trusted(repo, keyid)
     if not roles:
-        raise NotFoundError(f"no role trusts key {keyid[:8]}")
+        layouts = layouts_naming(repo, keyid)
+        if layouts:
+            raise NotFoundError(
+                f"key {keyid[:8]} is an in-toto functionary key (in {', '.join(layouts)}), not "
+                "a TUF role's: revoke it by publishing a layout without it ('custody-intoto "
+                "layout new', then 'custody-repo layout add'); clients refuse its links from "
+                "their next refresh")
+        raise NotFoundError(f"no TUF role trusts key {keyid[:8]}, and no published layout "
+                            "names it as a functionary")
     return [rotate(repo, role, remove=[keyid], online_signers=online_signers)
             for role in roles]

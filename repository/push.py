@@ -13,7 +13,7 @@ from repository.releases import links_from_dir
 
 def push_release(server: str, token: str, name: str, version: str, artifact: Path,
                  layout: Path, link_dir: Path, channel: str | None = "stable",
-                 timeout: float = 300.0) -> dict:
+                 timeout: float = 300.0, allow_channel_downgrade: bool = False) -> dict:
     """Upload a release; return the server's answer, or raise with its one-sentence reason."""
     links = links_from_dir(link_dir)
     files: list[tuple[str, tuple[str, Any]]] = [
@@ -22,7 +22,8 @@ def push_release(server: str, token: str, name: str, version: str, artifact: Pat
     with open(artifact, "rb") as artifact_file, open(layout, "rb") as layout_file:
         files += [("artifact", (artifact.name, artifact_file)),
                   ("layout", (layout.name, layout_file))]
-        data = {"name": name, "version": version, "channel": channel or ""}
+        data = {"name": name, "version": version, "channel": channel or "",
+                "allow_channel_downgrade": "1" if allow_channel_downgrade else ""}
         try:
             response = requests.post(
                 server.rstrip("/") + "/api/v1/releases", data=data, files=files,

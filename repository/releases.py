@@ -37,7 +37,13 @@ from intoto.metadata import Metadata as IntotoMetadata
 from intoto.metadata import metadata_from_bytes
 from intoto.models import Layout, link_filename
 from intoto.verify import InspectionPolicy, MemoryLinks, Verifier, bind_product
-from repository.errors import InvalidReleaseError, NotFoundError, SupplyChainError
+from repository.errors import (
+    ChannelDowngradeError,
+    DuplicateReleaseError,
+    InvalidReleaseError,
+    NotFoundError,
+    SupplyChainError,
+)
 from repository.repo import LAYOUTS, CustodyRepository
 
 NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?\Z")
@@ -55,7 +61,13 @@ def check_name(name: str) -> str:
     return name
 
 
+MAX_VERSION_LENGTH = 64
+
+
 def check_version(version: str) -> str:
+    if len(version) > MAX_VERSION_LENGTH:
+        raise InvalidReleaseError(
+            f"version {version[:20]!r}... is longer than {MAX_VERSION_LENGTH} characters")
     try:
         parsed = Version(version)
     except InvalidVersion as exc:
@@ -180,6 +192,7 @@ class Release:
     links: Mapping[str, bytes]
     channel: str | None = "stable"
     artifact_name: str | None = None
+    allow_channel_downgrade: bool = False
 
     @property
     def filename(self) -> str:
@@ -247,12 +260,37 @@ def layout_parameters(name: str, version: str, filename: str) -> dict[str, str]:
     return {"name": name, "version": version, "artifact": filename}
 
 
+def _check_channel_move(index: PackageIndex, channel: str, version: str,
+                        allowed: bool) -> None:
+    """A channel never moves to a lower version unless the operator asked for it.
+
+    Clients refuse to move backwards, so a channel moved back strands every
+    client already past the new version and gives fresh clients an older
+    build: almost always a backport published to the wrong place.
+    """
+    current = index.channels.get(channel)
+    if current is None or allowed:
+        return
+    if Version(version) < Version(current):
+        raise ChannelDowngradeError(
+            f"{index.name} {channel} is at {current}, newer than {version}; publish a backport "
+            "with --no-channel or to another channel, or move the channel back on purpose "
+            "with --allow-channel-downgrade")
+
+
 def publish_release(repo: CustodyRepository, release: Release) -> str:
     """Verify, then stage the artifact, its links and the updated index; return its path."""
     index = PackageIndex.load(repo, release.name)
-    if release.version in index.versions:
-        raise InvalidReleaseError(f"{release.name} {release.version} is already published; "
-                                  "versions are immutable")
+    check_version(release.version)
+    wanted = Version(release.version)
+    same = next((v for v in index.versions if Version(v) == wanted), None)
+    if same is not None:
+        spelled = "" if same == release.version else f" (as {same}; PEP 440 equal)"
+        raise DuplicateReleaseError(f"{release.name} {release.version} is already "
+                                    f"published{spelled}; versions are immutable")
+    if release.channel:
+        _check_channel_move(index, release.channel, release.version,
+                            release.allow_channel_downgrade)
     layout_path, digest = verify_release(repo, release)
     link_paths = []
     for path, data in sorted(release.links.items()):
@@ -293,11 +331,14 @@ def remove_release(repo: CustodyRepository, name: str, version: str) -> None:
     repo.publish_metadata()
 
 
-def set_channel(repo: CustodyRepository, name: str, channel: str, version: str) -> None:
+def set_channel(repo: CustodyRepository, name: str, channel: str, version: str,
+                allow_downgrade: bool = False) -> None:
+    """Point a channel at a published version (never lower, unless ``allow_downgrade``)."""
     check_channel(channel)
     index = PackageIndex.load(repo, name)
     if version not in index.versions:
         raise NotFoundError(f"{name} {version} is not published")
+    _check_channel_move(index, channel, version, allow_downgrade)
     index.channels[channel] = version
     repo.add_target(PackageIndex.target_path(name), index.to_bytes())
     repo.publish_metadata()

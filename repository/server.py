@@ -8,7 +8,8 @@
   must be revalidated every time.
 - ``GET /healthz``: the current timestamp version and its expiry.
 - ``POST /api/v1/releases`` (bearer token; multipart ``name``, ``version``,
-  optional ``channel``, files ``artifact``, ``layout``, ``links``): verify the
+  optional ``channel`` and ``allow_channel_downgrade``, files ``artifact``,
+  ``layout``, ``links``): verify the
   release as a client will, then publish it in one transaction. A refused
   upload changes nothing. Uploads over the configured size are refused
   before they are read; accepted ones are streamed to disk, never held whole
@@ -28,6 +29,8 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from repository.config import RepoConfig
 from repository.errors import (
+    ChannelDowngradeError,
+    DuplicateReleaseError,
     InvalidReleaseError,
     LockedError,
     RepositoryError,
@@ -106,13 +109,16 @@ def create_app(repo_dir: str | Path, bump_interval: float | None = None) -> Flas
                     name=form["name"], version=form["version"], artifact=staged,
                     layout=layout.read(), links=links, artifact_name=name,
                     channel=form.get("channel") or None,
+                    allow_channel_downgrade=form.get("allow_channel_downgrade", "").lower()
+                    in ("1", "true", "yes"),
                 )
                 repo = CustodyRepository(paths.root)
                 with repo.transaction():
                     target = publish_release(repo, release)
+        except (DuplicateReleaseError, ChannelDowngradeError) as exc:
+            return _error(409, str(exc))  # conflicts with what is published
         except InvalidReleaseError as exc:
-            status = 409 if "already published" in str(exc) else 400
-            return _error(status, str(exc))
+            return _error(400, str(exc))
         except LockedError as exc:
             return _error(503, str(exc))
         except RepositoryError as exc:

@@ -55,7 +55,7 @@ def test_latest_pointed_at_an_older_genuine_release(scene):
     scene.remember()
     repo = CustodyRepository(scene.repo_dir)
     with repo.transaction():
-        set_channel(repo, "hello", "stable", "1.0.0")
+        set_channel(repo, "hello", "stable", "1.0.0", allow_downgrade=True)
     scene.refused("update", words="older than the installed 1.1.0; refused")
 
 

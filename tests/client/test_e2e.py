@@ -60,7 +60,8 @@ def test_install_update_list_verify(served, home):
 def test_channels_pins_and_downgrades(served, home):
     served.publish("1.0.0")
     served.publish("2.0.0b1", channel="beta")
-    assert custody(home, "install", "hello==1.0.0").returncode == 0
+    r = custody(home, "install", "hello==1.0")  # PEP 440: 1.0 is 1.0.0
+    assert r.returncode == 0 and "installed hello 1.0.0" in r.stdout, r.stderr
     r = custody(home, "install", "hello", "--channel", "beta")
     assert r.returncode == 0, r.stderr
     assert installed_text(home) == "print('hello 2.0.0b1')\n"
@@ -83,7 +84,7 @@ def test_server_moving_stable_backwards_is_refused(served, home):
     assert custody(home, "install", "hello").returncode == 0
     repo = CustodyRepository(served.repo_dir)
     with repo.transaction():
-        set_channel(repo, "hello", "stable", "1.0.0")
+        set_channel(repo, "hello", "stable", "1.0.0", allow_downgrade=True)
     before = installed_state(home)
     r = custody(home, "update")
     assert r.returncode == 1 and "refused" in r.stderr

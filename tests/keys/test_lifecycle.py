@@ -240,3 +240,27 @@ def test_partial_ceremony_changes_nothing_published(served, tmp_path, keydir):
     assert r.returncode == 3 and "still needs signatures" in r.stderr
     assert RepoConfig.load(RepoPaths(served.repo_dir)) == config_before
     assert sorted(p.name for p in (served.repo_dir / "public/metadata").iterdir()) == published
+
+
+def test_revoking_a_functionary_key_says_where_it_is_revoked(tmp_path, keydir, hello_chain):
+    """custody-keys revoke on a key no TUF role trusts names the layout that does."""
+    from tests.helpers import add_hello_layout, make_repo
+
+    repo_dir = tmp_path / "repo"
+    make_repo(repo_dir, keydir)
+    add_hello_layout(repo_dir, keydir, hello_chain.layout)
+    alice = load_public_key(keydir / "alice.pub").keyid
+    r = keys_cli("revoke", "--repo", repo_dir, alice)
+    assert r.returncode == 1
+    assert f"key {alice[:8]} is an in-toto functionary key (in in-toto/layouts/hello.1.layout)" \
+        in r.stderr and "custody-repo layout add" in r.stderr
+    r = keys_cli("revoke", "--repo", repo_dir, "ab" * 32)
+    assert r.returncode == 1 and "no published layout names it" in r.stderr
+
+
+def test_every_console_script_has_a_version():
+    for script in ("custody", "custody-repo", "custody-keys", "custody-intoto",
+                   "custody-tuf-client"):
+        r = subprocess.run([str(BIN / script), "--version"], capture_output=True, text=True,
+                           check=False)
+        assert r.returncode == 0 and "0." in r.stdout, (script, r.stderr)

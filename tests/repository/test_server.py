@@ -69,6 +69,43 @@ def test_api_refusals_change_nothing(repo_dir, hello_chain):
     response = post(auth)
     assert response.status_code == 201, response.json
     assert post(auth).status_code == 409
+    after_first = _tree(repo_dir)
+    for same in ("1.0.0.0", "1.0"):  # PEP 440-equal spellings are one version
+        response = post(auth, form={"version": same})
+        assert response.status_code == 409, response.json
+        assert "already published (as 1.0.0; PEP 440 equal)" in response.json["error"]
+    response = post(auth, form={"version": "1" * 300})
+    assert response.status_code == 400 and "longer than 64" in response.json["error"]
+    assert _tree(repo_dir) == after_first
+
+
+def test_channels_never_move_backwards_unless_asked(repo_dir, hello_chain):
+    _, token = create_token(RepoPaths(repo_dir), "ci")
+    client = create_app(repo_dir).test_client()
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def post(version: str, **form: str):
+        from io import BytesIO
+
+        body: dict = {"name": "hello", "version": version, **form}
+        for field, (name, content) in _files(hello_chain):
+            body.setdefault(field, []).append((BytesIO(content), name))
+        return client.post("/api/v1/releases", data=body, headers=auth)
+
+    def channels() -> dict:
+        return PackageIndex.load(CustodyRepository(repo_dir), "hello").channels
+
+    assert post("2.5.0", channel="stable").status_code == 201
+    before = _tree(repo_dir)
+    response = post("0.9.0", channel="stable")  # a backport, sent to stable by mistake
+    assert response.status_code == 409
+    assert "hello stable is at 2.5.0, newer than 0.9.0" in response.json["error"]
+    assert _tree(repo_dir) == before and channels() == {"stable": "2.5.0"}
+    assert post("0.9.0", channel="").status_code == 201  # --no-channel
+    assert post("0.9.1", channel="lts").status_code == 201  # another channel
+    assert channels() == {"stable": "2.5.0", "lts": "0.9.1"}
+    assert post("0.9.2", channel="stable", allow_channel_downgrade="1").status_code == 201
+    assert channels()["stable"] == "0.9.2"
 
 
 def test_upload_limit(repo_dir, hello_chain):
@@ -108,7 +145,8 @@ def test_push_through_the_api_and_concurrent_publishes(repo_dir, hello_chain, tm
             results[version] = subprocess.run(
                 [BIN / "custody-repo", "push", str(hello_chain.verify_dir / "hello.tar.gz"),
                  "--server", url, "--token", token, "--name", "hello", "--version", version,
-                 "--layout", str(hello_chain.layout), "--links", str(hello_chain.links)],
+                 "--layout", str(hello_chain.layout), "--links", str(hello_chain.links),
+                 "--channel", f"c{version[2]}"],  # the order they land in is arbitrary
                 capture_output=True, text=True, timeout=120, check=False)
 
         threads = [threading.Thread(target=push, args=(f"1.{i}.0",)) for i in range(4)]
@@ -158,6 +196,18 @@ def test_cli_end_to_end(tmp_path, keydir, hello_chain):
     roles = {row["role"]: row for row in json.loads(r.stdout)["roles"]}
     assert roles["layouts"]["version"] == 2 and roles["bins-3"]["signatures"] == 1
     assert cli("channel", str(repo), "hello", "beta", "1.0.0").returncode == 0
+    r = cli("publish", str(repo), str(hello_chain.verify_dir / "hello.tar.gz"), "--name",
+            "hello", "--version", "0.9.0", "--layout", str(hello_chain.layout), "--links",
+            str(hello_chain.links))
+    assert r.returncode == 1 and "--no-channel" in r.stderr
+    r = cli("publish", str(repo), str(hello_chain.verify_dir / "hello.tar.gz"), "--name",
+            "hello", "--version", "0.9.0", "--layout", str(hello_chain.layout), "--links",
+            str(hello_chain.links), "--no-channel")
+    assert r.returncode == 0, r.stderr
+    r = cli("channel", str(repo), "hello", "beta", "0.9.0")
+    assert r.returncode == 1 and "newer than 0.9.0" in r.stderr
+    r = cli("channel", str(repo), "hello", "beta", "0.9.0", "--allow-channel-downgrade")
+    assert r.returncode == 0, r.stderr
     assert cli("bump", str(repo), "--force").returncode == 0
     assert cli("remove", str(repo), "hello", "1.0.0").returncode == 0
     assert cli("gc", str(repo)).returncode == 0
