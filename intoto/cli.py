@@ -185,6 +185,26 @@ def cmd_layout_new(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_layout_show(args: argparse.Namespace) -> int:
+    from intoto.metadata import load_metadata
+    from intoto.models import Layout
+    from intoto.show import describe_layout, describe_signatures
+    from keys_tooling.keys import load_public_key
+
+    try:
+        metadata = load_metadata(args.layout)
+    except OSError as exc:
+        raise _Fail(f"cannot read layout {args.layout}: {exc.strerror}") from exc
+    if not isinstance(metadata.payload, Layout):
+        raise _Fail(f"{args.layout} is a link, not a layout")
+    keys = {key.keyid: key for key in (load_public_key(p) for p in args.key or [])}
+    names = {keyid: Path(path).name for keyid, path in
+             zip(keys, args.key or [], strict=True)}
+    print(describe_layout(metadata, names))
+    print(describe_signatures(metadata, keys, names))
+    return 0
+
+
 # -- parser ------------------------------------------------------------------
 
 def _password_flag(p: argparse.ArgumentParser) -> None:
@@ -268,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("-p", "--prompt", action="store_const", const=_PROMPT, dest="password")
     sign.set_defaults(func=cmd_sign)
 
-    layout = sub.add_parser("layout", help="write layouts")
+    layout = sub.add_parser("layout", help="write and review layouts")
     layout_sub = layout.add_subparsers(dest="action", required=True)
     new = layout_sub.add_parser("new", help="write a signed layout from a TOML description")
     new.add_argument("description", metavar="DESCRIPTION.toml")
@@ -278,6 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("--use-dsse", action="store_true")
     _password_flag(new)
     new.set_defaults(func=cmd_layout_new)
+    show = layout_sub.add_parser("show", help="print a layout for people to review")
+    show.add_argument("layout", metavar="LAYOUT")
+    show.add_argument("-k", "--key", nargs="+", metavar="<path>",
+                      help="public keys: named by file in the output, and used to check "
+                           "the layout's signatures")
+    show.set_defaults(func=cmd_layout_show)
     return parser
 
 
