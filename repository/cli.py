@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
@@ -262,10 +263,15 @@ def bump(directory: Path, force: bool) -> None:
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--bins", "all_bins", is_flag=True, help="One line per hash bin, not a summary.")
+@click.option("--check", "check_days", type=float, metavar="DAYS",
+              help="Exit 1 if a role expires within DAYS, is under-signed, or a ceremony "
+                   "is pending (for cron and CI).")
 @_fails_cleanly
-def status(directory: Path, as_json: bool) -> None:
-    """Roles: version, expiry, keys, threshold, signatures."""
+def status(directory: Path, as_json: bool, all_bins: bool, check_days: float | None) -> None:
+    """Roles: version, expiry, keys, threshold, signatures; hash bins in one line."""
     from repository.ceremony import describe, load_pending, pending_roles
+    from repository.status import is_bin, problems, summarize_bins
 
     repo = CustodyRepository(directory)
     rows = repo.status()
@@ -276,13 +282,25 @@ def status(directory: Path, as_json: bool) -> None:
         click.echo(json.dumps({"roles": rows, "pending": {
             role: {"version": v, "signatures": d} for role, (v, d) in pending.items()}},
             indent=1))
-        return
-    for row in rows:
-        keys = ",".join(k[:8] for k in row["keys"])
-        click.echo(f"{row['role']:<12} v{row['version']:<5} expires {row['expires']}  "
-                   f"signed {row['signatures']}/{row['threshold']}  keys {keys}")
-    for role, (version, signatures) in pending.items():
-        click.echo(f"pending: {role} v{version} has signatures {signatures}")
+    else:
+        for row in rows:
+            if is_bin(row["role"]) and not all_bins:
+                continue
+            keys = ",".join(k[:8] for k in row["keys"])
+            click.echo(f"{row['role']:<12} v{row['version']:<5} expires {row['expires']}  "
+                       f"signed {row['signatures']}/{row['threshold']}  keys {keys}")
+        summary = summarize_bins(rows)
+        if summary is not None and not all_bins:
+            click.echo(summary.line())
+        for role, (version, signatures) in pending.items():
+            click.echo(f"pending: {role} v{version} has signatures {signatures}")
+    if check_days is not None:
+        margin = timedelta(hours=repo.config.bump_margin_hours / 2)
+        found = problems(rows, list(pending), check_days, margin)
+        for sentence in found:
+            click.echo(f"custody-repo status: {sentence}", err=True)
+        if found:
+            sys.exit(1)
 
 
 @main.command()

@@ -102,3 +102,19 @@ def test_layout_show_reads_classic_and_dsse_from_either_tool(project, writer, ds
     r = sh(BIN / "custody-intoto", "layout", "show", "root.layout", "-k", "alice.pub",
            cwd=project)
     assert "not checked" in r.stdout  # alice did not sign; the owner's key was not given
+
+
+def test_the_documented_example_builds(tmp_path):
+    """The complete example of docs/layouts.md is a valid description."""
+    import re
+
+    doc = (Path(__file__).resolve().parents[2] / "docs/layouts.md").read_text()
+    example = re.search(r"## A complete example\n\n```toml\n(.*?)```", doc, re.S)
+    assert example is not None
+    (tmp_path / "keys").mkdir()
+    for name in ("alice", "rb1", "rb2", "bob"):
+        write_key_pair(generate_key(), tmp_path / "keys" / name, None)
+    layout = build(tmp_path, example.group(1))
+    assert [s.name for s in layout.steps] == ["tag", "build", "package"]
+    assert layout.steps[1].threshold == 2 and layout.inspect[0].run == ["tar", "xzf",
+                                                                        "{artifact}"]
