@@ -40,7 +40,7 @@ import difflib
 import re
 import shlex
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -114,7 +114,9 @@ def _name(raw: dict[str, Any], where: str) -> str:
 def _check_match_targets(layout: Layout) -> None:
     """Every MATCH rule names a step (or inspection) of this layout, with the rule's path."""
     names = {step.name for step in layout.steps} | {i.name for i in layout.inspect}
-    for kind, items in (("steps", layout.steps), ("inspect", layout.inspect)):
+    groups: tuple[tuple[str, Sequence[Step | Inspection]], ...] = (
+        ("steps", layout.steps), ("inspect", layout.inspect))
+    for kind, items in groups:
         for i, item in enumerate(items):
             for field_name, rules in (("materials", item.expected_materials),
                                       ("products", item.expected_products)):
