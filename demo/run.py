@@ -256,7 +256,11 @@ def story(url: str, token: str) -> None:
     show_toml(BUILD / "hello.toml")
     run(tool("custody-intoto"), "layout", "new", "hello.toml", "-k", KEYS / "owner",
         "-o", "hello.layout")
-    run(tool("custody-repo"), "layout", "add", REPO, "hello.layout", "--key", KEYS / "owner")
+    # alice built the stable 1.1.0: the new layout strands it, so the owner confirms with --yes
+    run(tool("custody-repo"), "layout", "add", REPO, "hello.layout", "--key", KEYS / "owner",
+        expect=1, contains="hello 1.1.0 (the stable channel's version) would no longer install")
+    run(tool("custody-repo"), "layout", "add", REPO, "hello.layout", "--key", KEYS / "owner",
+        "--yes", contains="published in-toto/layouts/hello.2.layout")
     push("hello", "1.3.0", record_release("hello", "1.3.0", developer="carol"), url, token)
     run(tool("custody"), "--home", HOME, "update", "hello",
         contains="updated hello 1.1.0 -> 1.3.0")

@@ -80,6 +80,10 @@ class LinkSource:
         """The source for a sublayout's links, in the subdirectory ``dirname``."""
         raise NotImplementedError
 
+    def names(self, step: str) -> list[str]:
+        """File names of every link present for ``step``, trusted or not (for messages)."""
+        return []
+
 
 @dataclass(frozen=True)
 class DirectoryLinks(LinkSource):
@@ -96,6 +100,9 @@ class DirectoryLinks(LinkSource):
     def sub(self, dirname: str) -> LinkSource:
         return DirectoryLinks(self.path / dirname)
 
+    def names(self, step: str) -> list[str]:
+        return sorted(p.name for p in self.path.glob(f"{step}.*.link"))
+
 
 @dataclass(frozen=True)
 class MemoryLinks(LinkSource):
@@ -110,6 +117,12 @@ class MemoryLinks(LinkSource):
     def sub(self, dirname: str) -> LinkSource:
         return MemoryLinks(self.files, f"{self.prefix}{dirname}/")
 
+    def names(self, step: str) -> list[str]:
+        start = f"{self.prefix}{step}."
+        return sorted(name[len(self.prefix):] for name in self.files
+                      if name.startswith(start) and "/" not in name[len(self.prefix):]
+                      and name.endswith(".link"))
+
 
 @dataclass
 class Verifier:
@@ -121,6 +134,9 @@ class Verifier:
     persist_inspection_links: bool = False
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     warnings: list[str] = field(default_factory=list)
+    #: Collect warnings in `warnings` without logging them (for a caller that
+    #: verifies many releases and reports only the refusals).
+    quiet: bool = False
 
     # -- public ---------------------------------------------------------
     def verify(
@@ -192,9 +208,14 @@ class Verifier:
                 if data is not None:
                     per_key[keyid] = metadata_from_bytes(data, where=name)
             if len(per_key) < step.threshold:
+                trusted = {link_filename(step.name, keyid) for keyid in step.pubkeys}
+                ignored = [name.rsplit(".", 2)[-2] for name in links.names(step.name)
+                           if name not in trusted]
+                detail = (f"; ignored the link(s) by key {', '.join(ignored)}, which the layout "
+                          f"does not name for step {step.name!r}") if ignored else ""
                 raise LinkNotFoundError(
                     f"step {step.name!r} requires {step.threshold} link(s) by its "
-                    f"functionaries, found {len(per_key)}"
+                    f"functionaries, found {len(per_key)}{detail}"
                 )
             found[step.name] = per_key
         return found
@@ -245,7 +266,8 @@ class Verifier:
                     message = (f"{link_filename(step.name, keyid)} ran {link.command!r}, the "
                                f"layout expects {step.expected_command!r}")
                     self.warnings.append(message)
-                    log.warning("%s", message)
+                    if not self.quiet:
+                        log.warning("%s", message)
 
     def _reduce(self, layout: Layout, chain: dict[str, dict[str, Link]]) -> dict[str, Link]:
         reduced: dict[str, Link] = {}
@@ -282,7 +304,8 @@ class Verifier:
             if inspection.run and self.inspections is InspectionPolicy.SKIP:
                 message = f"inspection {inspection.name!r} skipped by policy"
                 self.warnings.append(message)
-                log.warning("%s", message)
+                if not self.quiet:
+                    log.warning("%s", message)
                 continue
             results[inspection.name] = self._inspect(inspection)
         return results

@@ -152,18 +152,37 @@ def layout() -> None:
 @click.option("--key", "keys", multiple=True, required=True,
               help="Owner key(s) that sign the 'layouts' role.")
 @click.option("--name", help="Package the layout is for (default: the file name's stem).")
+@click.option("--yes", is_flag=True,
+              help="Publish even if a channel's current version would no longer verify.")
 @_fails_cleanly
 def layout_add(directory: Path, layout_file: Path, keys: tuple[str, ...],
-               name: str | None) -> None:
-    """Publish LAYOUT_FILE as the newest layout of its package."""
-    from repository.errors import PendingSignaturesError
-    from repository.releases import add_layout
+               name: str | None, yes: bool) -> None:
+    """Publish LAYOUT_FILE as the newest layout of its package.
 
+    Clients verify every release against the newest layout, so the published
+    versions it no longer verifies are listed first (channels' versions
+    first); if a channel's current version is among them, --yes is needed.
+    """
+    from repository.errors import PendingSignaturesError
+    from repository.releases import add_layout, releases_unverified_by
+
+    package = name or layout_file.name.split(".")[0]
+    layout_bytes = layout_file.read_bytes()
     repo = CustodyRepository(directory, pool=_signers(keys), collect_pending=True)
+    stranded = releases_unverified_by(repo, package, layout_bytes)
+    for item in stranded:
+        held = f" (the {', '.join(item.channels)} channel's version)" if item.channels else ""
+        click.echo(f"custody-repo: {package} {item.version}{held} would no longer install: "
+                   f"{item.reason}", err=True)
+    on_channels = [s for s in stranded if s.channels]
+    if on_channels and not yes:
+        raise RepositoryError(
+            f"not published: {len(on_channels)} channel version(s) of {package} would become "
+            "uninstallable for every client; publish releases the new layout verifies first, "
+            "or pass --yes")
     try:
         with repo.transaction():
-            path = add_layout(repo, name or layout_file.name.split(".")[0],
-                              layout_file.read_bytes())
+            path = add_layout(repo, package, layout_bytes)
     except PendingSignaturesError as exc:
         click.echo(f"custody-repo: {exc}", err=True)
         sys.exit(3)

@@ -174,6 +174,59 @@ def add_layout(repo: CustodyRepository, name: str, layout_bytes: bytes) -> str:
     return target_path
 
 
+@dataclass
+class Stranded:
+    """A published version that a new layout would no longer verify, and why."""
+
+    version: str
+    channels: list[str]
+    reason: str
+
+
+def releases_unverified_by(repo: CustodyRepository, name: str,
+                           layout_bytes: bytes) -> list[Stranded]:
+    """The published versions of ``name`` that ``layout_bytes`` would not verify.
+
+    Clients verify every release against the newest layout (docs/concepts.md),
+    so publishing a layout that drops a functionary makes the releases that
+    functionary built uninstallable at once. This is the check an owner needs
+    before that happens: each version is verified as a client would (links
+    from the repository, keys and threshold of the ``layouts`` role,
+    inspections skipped) against the new layout. Versions a channel points at
+    come first, then the newest.
+    """
+    try:
+        layout = metadata_from_bytes(layout_bytes, where="the new layout")
+    except IntotoError as exc:
+        raise InvalidReleaseError(f"layout refused: {exc}") from exc
+    _verify_layout_signature(repo, layout)  # an unsigned layout is refused, not "stranding"
+    keys, threshold = repo.role_keys(LAYOUTS)
+    index = PackageIndex.load(repo, name)
+    channels: dict[str, list[str]] = {}
+    for channel, version in index.channels.items():
+        channels.setdefault(version, []).append(channel)
+    stranded = []
+    for version, entry in index.versions.items():
+        info = repo.find_target(entry["target"])
+        if info is None:
+            continue
+        digest = info.hashes["sha256"]
+        prefix = f"in-toto/links/{digest}/"
+        links = {path[len(prefix):]: repo.read_target(path)
+                 for path in info.custom.get("in-toto", {}).get("links", [])}
+        filename = entry["target"].rsplit("/", 1)[-1]
+        try:
+            summary = Verifier(inspections=InspectionPolicy.SKIP, quiet=True).verify(
+                layout, keys, MemoryLinks(links), threshold=threshold,
+                parameters=layout_parameters(name, version, filename))
+            bind_product(summary, Path(filename), filename, sha256=digest)
+        except IntotoError as exc:
+            stranded.append(Stranded(version, sorted(channels.get(version, [])), str(exc)))
+    stranded.sort(key=lambda s: Version(s.version), reverse=True)
+    stranded.sort(key=lambda s: not s.channels)  # stable: channels' versions first
+    return stranded
+
+
 def remove_layout(repo: CustodyRepository, target_path: str) -> None:
     repo.remove_target(target_path)
     repo.publish_metadata()

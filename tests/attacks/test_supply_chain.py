@@ -13,6 +13,7 @@ import pytest
 
 from demo.attacker import force_publish
 from intoto.models import link_filename
+from keys_tooling.keys import load_public_key
 from repository.errors import SupplyChainError
 from repository.releases import Release, links_from_dir, publish_release
 from repository.repo import CustodyRepository
@@ -145,5 +146,7 @@ def test_revoked_developer_signs_after_revocation(scene):
     chain = bad_chain(scene, "by-alice")  # alice still signs the clone step
     force_publish(scene.repo_dir, "hello", "6.6.6", chain.verify_dir / "hello.tar.gz",
                   links_from_dir(chain.links))
+    alice = load_public_key(keydir / "alice.pub").keyid[:8]
     scene.refused("update", words="step 'clone' requires 1 link(s) by its functionaries, "
-                                  "found 0")
+                                  f"found 0; ignored the link(s) by key {alice}, which the "
+                                  "layout does not name for step 'clone'")

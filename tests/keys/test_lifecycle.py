@@ -202,8 +202,8 @@ def test_revoked_functionary(served, home, tmp_path, keydir):
     path = tmp_path / "hello-v2.layout"
     layout.dump(path)
     r = subprocess.run([BIN / "custody-repo", "layout", "add", served.repo_dir, path, "--key",
-                        keydir / "owner", "--name", "hello"], capture_output=True, text=True,
-                       check=False)
+                        keydir / "owner", "--name", "hello", "--yes"], capture_output=True,
+                       text=True, check=False)  # stranding alice's stable 1.0.0 on purpose
     assert r.returncode == 0, r.stderr
     r = custody(home, "install", "hello==1.0.0")
     assert r.returncode == 1 and "in-toto refused hello 1.0.0" in r.stderr
