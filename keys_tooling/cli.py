@@ -29,7 +29,7 @@ from keys_tooling.keys import (
     is_signer_uri,
     load_private_pem,
     load_public_key,
-    load_signer,
+    open_signer,
     password_from_env,
     write_key_pair,
 )
@@ -110,7 +110,7 @@ PENDING_EXIT = 3
 
 def _load_specs(specs: tuple[str, ...]) -> list[Signer]:
     try:
-        return [load_signer(spec, password_from_env()) for spec in specs]
+        return [open_signer(spec) for spec in specs]
     except KeyToolingError as exc:
         _fail(str(exc))
 
@@ -139,7 +139,7 @@ def _new_keys(repo_dir: Path, role: str, specs: tuple[str, ...]):
     for spec in specs:
         data = Path(spec).read_bytes() if Path(spec).is_file() else b""
         if b"PRIVATE KEY" in data or is_signer_uri(spec):
-            signer = load_signer(spec, password_from_env() if b"ENCRYPTED" in data else None)
+            signer = open_signer(spec)
             keys.append(signer.public_key)
             if role in ("snapshot", "timestamp", "releases", "bins"):
                 if is_signer_uri(spec):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,55 @@ def password_from_env(name: str = PASSWORD_ENV) -> bytes | None:
     """The password in the environment variable ``name``, if it is set and not empty."""
     value = os.environ.get(name)
     return value.encode() if value else None
+
+
+def password_variable(path: str | os.PathLike[str]) -> str:
+    """The per-key variable for a key file: ``CUSTODY_KEY_PASSWORD_ROOT`` for ``keys/root``."""
+    stem = Path(path).name.split(".")[0]
+    return f"{PASSWORD_ENV}_{re.sub(r'[^A-Za-z0-9]', '_', stem).upper()}"
+
+
+def key_password(path: str | os.PathLike[str], new: bool = False,
+                 interactive: bool | None = None) -> bytes | None:
+    """The password for the key file ``path``, per key: an operator rarely has one password.
+
+    In order: the key's own variable (`password_variable`), then
+    ``CUSTODY_KEY_PASSWORD``, then a prompt when standard input is a terminal
+    (twice for a ``new`` key). ``None`` when none is to be had.
+    """
+    for name in (password_variable(path), PASSWORD_ENV):
+        value = password_from_env(name)
+        if value:
+            return value
+    if not (sys.stdin.isatty() if interactive is None else interactive):
+        return None
+    import getpass
+
+    what = f"the new key {path}" if new else f"{path}"
+    first = getpass.getpass(f"Password for {what}: ")
+    if new and first and getpass.getpass(f"Repeat the password for {what}: ") != first:
+        raise PasswordError(f"the passwords for {path} do not match")
+    return first.encode() or None
+
+
+def open_signer(spec: str, public_key: Key | None = None) -> Signer:
+    """A signer for a key file or URI, asking for a password only if the key is encrypted.
+
+    An unencrypted key loads whatever the environment says; an encrypted one
+    takes `key_password`. This is what every custody command line uses.
+    """
+    if is_signer_uri(spec) and not spec.startswith("file2:"):
+        return load_signer(spec, None, public_key)
+    path = spec[len("file2:"):] if spec.startswith("file2:") else spec
+    try:
+        encrypted = b"ENCRYPTED" in Path(path).read_bytes()
+    except OSError as exc:
+        raise KeyFileError(f"cannot read private key {path}: {exc.strerror}") from exc
+    password = key_password(path) if encrypted else None
+    if encrypted and password is None:
+        raise PasswordError(f"private key {path} is encrypted: set {password_variable(path)} "
+                            f"(or {PASSWORD_ENV}), or run on a terminal to be asked")
+    return load_signer(spec, password, public_key)
 
 
 _URI = re.compile(r"^[a-z][a-z0-9+.-]*:(?!//?[A-Za-z]:)")
@@ -135,12 +185,11 @@ def load_private_pem(path: str | os.PathLike[str], password: bytes | None = None
         data = Path(path).read_bytes()
     except OSError as exc:
         raise KeyFileError(f"cannot read private key {path}: {exc.strerror}") from exc
+    if b"ENCRYPTED" not in data:
+        password = None  # an unencrypted key loads whatever password the caller had
     try:
         private = serialization.load_pem_private_key(data, password or None)
     except TypeError as exc:
-        if password:
-            raise PasswordError(f"private key {path} is not encrypted; drop the password") \
-                from exc
         raise PasswordError(f"private key {path} is encrypted and no password was given") \
             from exc
     except ValueError as exc:

@@ -26,9 +26,10 @@ from keys_tooling.keys import (
     PASSWORD_ENV,
     generate_key,
     is_signer_uri,
+    key_password,
     load_public_key,
-    load_signer,
-    password_from_env,
+    open_signer,
+    password_variable,
     write_key_pair,
 )
 from repository.config import ONLINE_ROLES, KeySpec, RepoConfig
@@ -42,24 +43,24 @@ _fails_cleanly = fails_cleanly("custody-repo", RepositoryError, KeyToolingError,
 def _key_or_signer(spec: str) -> tuple[Key, Signer | None]:
     """A private key path or signer URI gives a signer; a public key file only a key."""
     if is_signer_uri(spec):
-        signer = load_signer(spec, password_from_env())
+        signer = open_signer(spec)
         return signer.public_key, signer
     data = Path(spec).read_bytes() if Path(spec).is_file() else b""
     if b"PRIVATE KEY" in data:
-        signer = load_signer(spec, password_from_env())
+        signer = open_signer(spec)
         return signer.public_key, signer
     return load_public_key(spec), None
 
 
 def _signers(specs: Sequence[str]) -> list[Signer]:
-    return [load_signer(spec, password_from_env()) for spec in specs]
+    return [open_signer(spec) for spec in specs]
 
 
 def _new_key(path: Path, encrypt: bool) -> Signer:
-    password = password_from_env() if encrypt else None
+    password = key_password(path, new=True) if encrypt else None
     if encrypt and password is None:
-        raise RepositoryError(f"set {PASSWORD_ENV} to encrypt the generated key {path}, or "
-                              "pass --no-password")
+        raise RepositoryError(f"set {password_variable(path)} (or {PASSWORD_ENV}) to encrypt "
+                              f"the generated key {path}, or pass --no-password")
     signer = generate_key()
     write_key_pair(signer, path, password)
     click.echo(f"generated {path.name} key {signer.public_key.keyid[:8]} at {path} "
@@ -112,11 +113,11 @@ def init(directory: Path, bins: int, root_keys: tuple[str, ...], root_threshold:
     online_path = paths.keys / "online"
     online_spec = KeySpec(path="keys/online")
     if online_key and is_signer_uri(online_key):  # a KMS or HSM key: the URI is enough
-        online = load_signer(online_key, password_from_env())
+        online = open_signer(online_key)
         online_spec = KeySpec(uri=online_key, public={**online.public_key.to_dict(),
                                                       "keyid": online.public_key.keyid})
     else:
-        online = load_signer(online_key, password_from_env()) if online_key else generate_key()
+        online = open_signer(online_key) if online_key else generate_key()
         # The server signs unattended: its copy of the key is unencrypted, mode 0600.
         write_key_pair(online, online_path, None)  # type: ignore[arg-type]
         click.echo(f"online key {online.public_key.keyid[:8]} at {online_path} "

@@ -43,8 +43,28 @@ def test_password_errors_are_distinct(tmp_path):
     with pytest.raises(PasswordError, match="wrong password"):
         load_signer(str(private), b"nope")
     plain, _ = write_key_pair(generate_key(), tmp_path / "p", None)
-    with pytest.raises(PasswordError, match="not encrypted"):
-        load_signer(str(plain), b"secret")
+    assert load_signer(str(plain), b"secret").public_key  # a password it does not need
+
+
+def test_passwords_per_key(tmp_path, monkeypatch):
+    """One encrypted and one plain key in one command; each encrypted key its own password."""
+    from keys_tooling.keys import open_signer, password_variable
+
+    root, _ = write_key_pair(generate_key(), tmp_path / "root", b"root-secret")
+    owner, _ = write_key_pair(generate_key(), tmp_path / "owner", b"owner-secret")
+    plain, _ = write_key_pair(generate_key(), tmp_path / "targets", None)
+    assert password_variable(root) == "CUSTODY_KEY_PASSWORD_ROOT"
+    monkeypatch.setenv("CUSTODY_KEY_PASSWORD", "owner-secret")
+    monkeypatch.setenv("CUSTODY_KEY_PASSWORD_ROOT", "root-secret")
+    for path in (root, owner, plain):
+        assert open_signer(str(path)).public_key
+    monkeypatch.delenv("CUSTODY_KEY_PASSWORD_ROOT")
+    with pytest.raises(PasswordError, match="wrong password"):
+        open_signer(str(root))
+    monkeypatch.delenv("CUSTODY_KEY_PASSWORD")
+    assert open_signer(str(plain)).public_key
+    with pytest.raises(PasswordError, match="set CUSTODY_KEY_PASSWORD_OWNER"):
+        open_signer(str(owner))  # no terminal here: no prompt
 
 
 def test_refuses_to_overwrite_and_to_mix_halves(tmp_path):
