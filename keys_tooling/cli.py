@@ -231,12 +231,16 @@ def sign(file: Path, keys: tuple[str, ...]) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
 def export(repo_dir: Path, role: str, output: Path | None) -> None:
     """Write the pending (unsigned or partly signed) metadata of ROLE for signing."""
+    from repository import genesis
     from repository.ceremony import export_pending
     from repository.errors import RepositoryError
     from repository.repo import CustodyRepository
+    from repository.storage import RepoPaths
 
     try:
-        data = export_pending(CustodyRepository(repo_dir), role)
+        paths = RepoPaths(repo_dir)
+        data = genesis.export(paths, role) if genesis.is_draft(paths) else \
+            export_pending(CustodyRepository(repo_dir), role)
     except RepositoryError as exc:
         _fail(str(exc))
     out = output or Path(f"{role}.json")
@@ -252,7 +256,24 @@ def export(repo_dir: Path, role: str, output: Path | None) -> None:
               help="Offline keys for other roles the change touches.")
 def import_(repo_dir: Path, file: Path, sign_with: tuple[str, ...]) -> None:
     """Collect the signatures in FILE; publish the role once its thresholds are met."""
+    from repository import genesis
     from repository.ceremony import describe, import_signatures, load_pending
+    from repository.errors import RepositoryError
+    from repository.storage import RepoPaths
+
+    paths = RepoPaths(repo_dir)
+    if genesis.is_draft(paths):  # the first version of a new repository
+        try:
+            role, published = genesis.import_signatures(paths, file.read_bytes())
+            left = [] if published else genesis.describe(paths)
+        except RepositoryError as exc:
+            _fail(str(exc))
+        if published:
+            click.echo(f"{role} signed; every role is signed: the repository is published "
+                       f"(clients trust {paths.metadata_file('root', 1)})")
+            return
+        click.echo(f"{role} imported; still unpublished: {'; '.join(left)}", err=True)
+        sys.exit(PENDING_EXIT)
 
     role, published = _repo_operation(repo_dir, sign_with,
                                       lambda repo: import_signatures(repo, file.read_bytes()))

@@ -9,7 +9,10 @@ prompt) unlocks encrypted ones.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from importlib.metadata import version as dist_version
@@ -56,15 +59,16 @@ def _signers(specs: Sequence[str]) -> list[Signer]:
     return [open_signer(spec) for spec in specs]
 
 
-def _new_key(path: Path, encrypt: bool) -> Signer:
+def _new_key(path: Path, encrypt: bool, said: list[str]) -> Signer:
     password = key_password(path, new=True) if encrypt else None
     if encrypt and password is None:
         raise RepositoryError(f"set {password_variable(path)} (or {PASSWORD_ENV}) to encrypt "
-                              f"the generated key {path}, or pass --no-password")
+                              f"the generated key {path.name}, or pass --no-password")
     signer = generate_key()
     write_key_pair(signer, path, password)
-    click.echo(f"generated {path.name} key {signer.public_key.keyid[:8]} at {path} "
-               f"({'encrypted' if password else 'NOT encrypted'})")
+    said.append(f"generated {path.name} key {signer.public_key.keyid[:8]} at "
+                f"{{directory}}/offline-keys/{path.name} "
+                f"({'encrypted' if password else 'NOT encrypted'})")
     return signer
 
 
@@ -80,7 +84,7 @@ def main() -> None:
               help="Hash-bin delegations under 'releases' (a power of two; 0 for none).")
 @click.option("--root-key", "root_keys", multiple=True, help="Root key (private, URI or .pub).")
 @click.option("--root-threshold", type=int, default=1, show_default=True)
-@click.option("--targets-key", help="Private key of the targets role.")
+@click.option("--targets-key", help="Targets key (private, URI or .pub).")
 @click.option("--layout-key", "layout_keys", multiple=True,
               help="Project owner key (private, URI or .pub) for the 'layouts' role.")
 @click.option("--layout-threshold", type=int, default=1, show_default=True)
@@ -92,25 +96,69 @@ def main() -> None:
 def init(directory: Path, bins: int, root_keys: tuple[str, ...], root_threshold: int,
          targets_key: str | None, layout_keys: tuple[str, ...], layout_threshold: int,
          online_key: str | None, expiry: tuple[str, ...], no_password: bool) -> None:
-    """Create a repository in DIRECTORY, generating every key not given."""
-    paths = RepoPaths(directory)
-    if paths.config.exists():
+    """Create a repository in DIRECTORY, generating every key not given.
+
+    Offline keys may be given as public keys (.pub): the repository is then
+    created with its first version awaiting a signing ceremony (exit 3), and
+    published when the ceremony completes. All or nothing: the repository is
+    built beside DIRECTORY and moved into place at the end, so a failure (or
+    a kill) leaves DIRECTORY as it was and a re-run starts afresh.
+    """
+    if RepoPaths(directory).config.exists():
         raise RepositoryError(f"{directory} already holds a repository")
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise RepositoryError(f"{directory} exists and is not an empty directory")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{directory.name}.init-", dir=directory.parent))
+    said: list[str] = []
+    try:
+        pending = _build(stage, bins, root_keys, root_threshold, targets_key, layout_keys,
+                         layout_threshold, online_key, expiry, not no_password, said)
+        if directory.exists():
+            directory.rmdir()  # empty, checked above
+        os.rename(stage, directory)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    for line in said:
+        click.echo(line.format(directory=directory))
+    paths = RepoPaths(directory)
+    if (directory / "offline-keys").exists():
+        click.echo(f"move the keys in {directory / 'offline-keys'} offline (see docs/keys.md)")
+    if pending:
+        from repository.genesis import describe
+
+        click.echo(f"custody-repo: repository created in {directory}, not yet published: "
+                   f"{'; '.join(describe(paths))}. For each of {', '.join(pending)}: "
+                   f"custody-keys export --repo {directory} --role ROLE -o ROLE.json, then "
+                   "custody-keys sign ROLE.json --key KEY where the key is, then "
+                   f"custody-keys import --repo {directory} ROLE.json", err=True)
+        sys.exit(3)
+    click.echo(f"repository created in {directory}: serve {paths.public}; clients trust "
+               f"{paths.metadata_file('root', 1)}")
+
+
+def _build(directory: Path, bins: int, root_keys: tuple[str, ...], root_threshold: int,
+           targets_key: str | None, layout_keys: tuple[str, ...], layout_threshold: int,
+           online_key: str | None, expiry: tuple[str, ...], encrypt: bool,
+           said: list[str]) -> list[str]:
+    """Make the repository in ``directory``; the offline roles left pending, if any."""
+    from repository.genesis import pending_roles
+
+    paths = RepoPaths(directory)
     offline_dir = directory / "offline-keys"
-    encrypt = not no_password
 
     def keys_for(specs: Sequence[str], name: str) -> tuple[list[Key], list[Signer]]:
         if not specs:
-            signer = _new_key(offline_dir / name, encrypt)
+            signer = _new_key(offline_dir / name, encrypt, said)
             return [signer.public_key], [signer]
         pairs = [_key_or_signer(s) for s in specs]
         return [k for k, _ in pairs], [s for _, s in pairs if s is not None]
 
     root_public, root_signers = keys_for(root_keys, "root")
-    _, targets_signers = keys_for([targets_key] if targets_key else [], "targets")
+    targets_public, targets_signers = keys_for([targets_key] if targets_key else [], "targets")
     layout_public, layout_signers = keys_for(layout_keys, "owner")
     paths.keys.mkdir(parents=True, exist_ok=True)
-    online_path = paths.keys / "online"
     online_spec = KeySpec(path="keys/online")
     if online_key and is_signer_uri(online_key):  # a KMS or HSM key: the URI is enough
         online = open_signer(online_key)
@@ -119,27 +167,27 @@ def init(directory: Path, bins: int, root_keys: tuple[str, ...], root_threshold:
     else:
         online = open_signer(online_key) if online_key else generate_key()
         # The server signs unattended: its copy of the key is unencrypted, mode 0600.
-        write_key_pair(online, online_path, None)  # type: ignore[arg-type]
-        click.echo(f"online key {online.public_key.keyid[:8]} at {online_path} "
-                   "(unencrypted: the server signs with it unattended)")
+        write_key_pair(online, paths.keys / "online", None)  # type: ignore[arg-type]
+        said.append(f"online key {online.public_key.keyid[:8]} at {{directory}}/private/keys/"
+                    "online (unencrypted: the server signs with it unattended)")
     config = RepoConfig(bins=bins, online_keys={role: [online_spec] for role in ONLINE_ROLES})
     for item in expiry:
         role, _, days = item.partition("=")
         if role not in config.expiry_days or not days.isdigit():
             raise click.UsageError(f"--expires takes ROLE=DAYS for a known role, got {item!r}")
         config.expiry_days[role] = int(days)
-    signer_ids = {s.public_key.keyid for s in root_signers}
+    root_ids = {s.public_key.keyid for s in root_signers}
+    targets_ids = {s.public_key.keyid for s in targets_signers}
     CustodyRepository.create(
         directory, root_signers=root_signers, root_threshold=root_threshold,
-        extra_root_keys=[k for k in root_public if k.keyid not in signer_ids],
-        targets_signers=targets_signers, layout_keys=layout_public,
-        layout_threshold=layout_threshold, layout_signers=layout_signers,
-        online={role: [online] for role in ONLINE_ROLES}, config=config,
+        extra_root_keys=[k for k in root_public if k.keyid not in root_ids],
+        targets_signers=targets_signers,
+        extra_targets_keys=[k for k in targets_public if k.keyid not in targets_ids],
+        layout_keys=layout_public, layout_threshold=layout_threshold,
+        layout_signers=layout_signers, online={role: [online] for role in ONLINE_ROLES},
+        config=config, allow_offline_pending=True,
     )
-    click.echo(f"repository created in {directory}: serve {paths.public}; clients trust "
-               f"{paths.metadata_file('root', 1)}")
-    if (offline_dir).exists():
-        click.echo(f"move the keys in {offline_dir} offline (see docs/keys.md)")
+    return pending_roles(paths)
 
 
 @main.group()
@@ -290,10 +338,18 @@ def bump(directory: Path, force: bool) -> None:
 @_fails_cleanly
 def status(directory: Path, as_json: bool, all_bins: bool, check_days: float | None) -> None:
     """Roles: version, expiry, keys, threshold, signatures; hash bins in one line."""
+    from repository import genesis
     from repository.ceremony import describe, load_pending, pending_roles
     from repository.status import is_bin, problems, summarize_bins
 
     repo = CustodyRepository(directory)
+    if genesis.is_draft(repo.paths):  # created, but the first ceremony is not done
+        click.echo(f"{directory} is not published yet: "
+                   + "; ".join(genesis.describe(repo.paths)))
+        if check_days is not None:
+            click.echo("custody-repo status: the first signing ceremony is pending", err=True)
+            sys.exit(1)
+        return
     rows = repo.status()
     pending = {role: (load_pending(repo, role).metadata.signed.version,
                       describe(repo, role, load_pending(repo, role).metadata))

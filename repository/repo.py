@@ -77,6 +77,10 @@ class CustodyRepository(Repository):
         # An offline role short of signatures is saved for a signing ceremony
         # (docs/keys.md) instead of refused.
         self.collect_pending = collect_pending
+        # At init only: offline roles short of signatures (their keys are offline)
+        # are collected here, and the commit saves a draft instead of publishing.
+        self._genesis: set[str] | None = None
+        self.completing_genesis = False  # set by repository.genesis.publish only
         self._online: dict[str, list[Signer]] | None = None
         self._reset()
 
@@ -95,6 +99,13 @@ class CustodyRepository(Repository):
         """Lock, stage every edit in memory, and commit them all at the end (or none)."""
         if self._in_transaction:
             raise RepositoryError("transactions do not nest")
+        if self._genesis is None and not self.completing_genesis:
+            from repository.genesis import is_draft
+
+            if is_draft(self.paths):
+                raise RepositoryError(
+                    f"{self.paths.root} is not published yet: its first signing ceremony is "
+                    "pending (custody-repo status shows what is missing)")
         with locked(self.paths):
             self._reset()
             self._in_transaction = True
@@ -112,6 +123,11 @@ class CustodyRepository(Repository):
 
     def commit(self) -> list[str]:
         """Write what is staged: targets, delegated roles, targets, root, snapshot, timestamp."""
+        if self._genesis:  # a new repository whose offline roles await a ceremony
+            from repository.genesis import save_draft
+
+            save_draft(self.paths, self._staged, self._genesis)
+            return []
         for target_path, source in self._targets.items():
             info = self._find_staged_target(target_path)
             destination = self.paths.target_file(target_path, info.hashes["sha256"])
@@ -248,6 +264,9 @@ class CustodyRepository(Repository):
         try:
             self.check_signed(role, md)
         except SigningError:
+            if self._genesis is not None and role in OFFLINE_ROLES:
+                self._genesis.add(role)
+                return
             if not (self.collect_pending and role in OFFLINE_ROLES):
                 raise
             from repository.ceremony import save_pending
@@ -406,11 +425,17 @@ class CustodyRepository(Repository):
         online: Mapping[str, Sequence[Signer]],
         config: RepoConfig,
         extra_root_keys: Sequence[Key] = (),
+        extra_targets_keys: Sequence[Key] = (),
+        allow_offline_pending: bool = False,
     ) -> CustodyRepository:
         """Write a new repository: root v1, targets, layouts, releases, bins, snapshot, timestamp.
 
         ``online`` maps each online role class (timestamp, snapshot, releases,
-        bins) to its signers, whose keys must be named in ``config``.
+        bins) to its signers, whose keys must be named in ``config``. With
+        ``allow_offline_pending``, offline keys may be given as public keys
+        only (``extra_*_keys``, ``layout_keys`` without signers): the roles
+        they must sign are saved as a draft for a signing ceremony
+        (`repository.genesis`) and nothing is published until it completes.
         """
         paths = RepoPaths(Path(path))
         if paths.config.exists():
@@ -428,6 +453,8 @@ class CustodyRepository(Repository):
                    LAYOUTS: list(layout_signers)}
         repo = cls(path, signers)
         repo._online = {role: list(s) for role, s in online.items()}
+        if allow_offline_pending:
+            repo._genesis = set()
         with repo.transaction():
             with repo.edit_root() as root:
                 for signer in root_signers:
@@ -437,6 +464,8 @@ class CustodyRepository(Repository):
                 root.roles[Root.type].threshold = root_threshold
                 for signer in targets_signers:
                     root.add_key(signer.public_key, Targets.type)
+                for key in extra_targets_keys:
+                    root.add_key(key, Targets.type)
                 for role in (Snapshot.type, Timestamp.type):
                     for signer in online[role]:
                         root.add_key(signer.public_key, role)
