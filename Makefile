@@ -26,8 +26,8 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check intoto keys_tooling repository client tests bench demo docs
-	$(BIN)/mypy intoto keys_tooling repository client --ignore-missing-imports
+	$(BIN)/ruff check formats intoto keys_tooling repository client tests bench demo docs
+	$(BIN)/mypy formats intoto keys_tooling repository client --ignore-missing-imports
 
 bench: $(STAMP)
 	$(BIN)/python bench/verify.py

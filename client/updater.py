@@ -24,7 +24,6 @@ installable only while the current layout still verifies them.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import shutil
@@ -33,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
 from securesystemslib.signer import Key
 from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import Metadata, TargetFile, Targets
@@ -49,6 +47,9 @@ from client.errors import (
     TufRefusal,
 )
 from client.fetcher import VIRTUAL, MirrorFetcher, MirrorsUnreachable
+from formats.custom import InTotoCustom
+from formats.errors import FormatError
+from formats.index import PackageIndex, VersionEntry, parse_version
 
 log = logging.getLogger(__name__)
 LAYOUTS_ROLE = "layouts"
@@ -176,45 +177,50 @@ class SecureUpdater:
             raise TufRefusal(f"TUF has no verified {role} metadata: {exc}") from exc
 
     # -- packages ---------------------------------------------------------
-    def index(self, name: str) -> dict[str, Any]:
-        info = self.target(f"packages/{name}/index.json")
+    def index(self, name: str) -> PackageIndex:
+        """The package's index, downloaded through TUF and parsed as hostile input."""
+        path = PackageIndex.target_path(name)
+        info = self.target(path)
         if info is None:
             raise PackageNotFoundError(f"the repository has no package {name!r}")
-        data = json.loads(self.download(info).read_bytes())
-        if data.get("name") != name:
+        try:
+            index = PackageIndex.from_bytes(self.download(info).read_bytes(), path)
+        except FormatError as exc:
+            raise TufRefusal(f"TUF refused {path}: {exc}") from exc
+        if index.name != name:
             raise TufRefusal(f"the index of {name!r} names another package")
-        return data
+        return index
 
     def resolve_version(self, name: str, version: str | None = None,
-                        channel: str = "stable") -> tuple[str, dict[str, Any]]:
+                        channel: str = "stable") -> tuple[str, VersionEntry]:
         """The version ``name``, ``name==version`` or a channel means, and its index entry.
 
         Only the (TUF-verified) index is read: a poll that finds the installed
-        version looks nothing else up.
+        version looks nothing else up. The index's own spelling is returned:
+        ``2.4`` asks for ``2.4.0`` (PEP 440 equality).
         """
         index = self.index(name)
-        versions = index.get("versions", {})
         if version is None:
-            version = index.get("channels", {}).get(channel)
+            version = index.channels.get(channel)
             if version is None:
                 raise PackageNotFoundError(f"{name} has no {channel!r} channel")
         try:
-            wanted = Version(version)
-        except InvalidVersion as exc:
-            raise PackageNotFoundError(f"{version!r} is not a PEP 440 version") from exc
-        found = next(((k, v) for k, v in versions.items() if Version(k) == wanted), None)
+            parse_version(version, "the version asked for")
+        except FormatError as exc:
+            raise PackageNotFoundError(str(exc)) from exc
+        found = index.find(version)
         if found is None:
             raise PackageNotFoundError(f"{name} {version} is not in the repository")
-        return found  # the index's own spelling: 2.4 asks for 2.4.0 (PEP 440 equality)
+        return found, index.versions[found]
 
     def resolve(self, name: str, version: str | None = None,
                 channel: str = "stable") -> Resolved:
         """``name``, ``name==version`` or a channel, through the package index."""
         return self.target_of(name, *self.resolve_version(name, version, channel))
 
-    def target_of(self, name: str, wanted: str, entry: dict[str, Any]) -> Resolved:
+    def target_of(self, name: str, wanted: str, entry: VersionEntry) -> Resolved:
         """The TUF target of the index entry `resolve_version` found for ``wanted``."""
-        target_path = entry["target"]
+        target_path = entry.target
         # The index is signed by online keys only: it may say which versions
         # exist, but a version's artifact must live under that very version, so
         # a compromised index cannot pass an older artifact off as a newer one.
@@ -264,7 +270,10 @@ class SecureUpdater:
         from intoto.verify import InspectionPolicy, MemoryLinks, Verifier, bind_product
 
         info = resolved.target
-        custom = (info.custom or {}).get("in-toto")
+        try:
+            custom = InTotoCustom.from_custom(info.custom)
+        except FormatError as exc:
+            raise TufRefusal(f"TUF refused the metadata of {info.path}: {exc}") from exc
         artifact = self.download(info)
         sha256 = info.hashes.get("sha256", "")
         if not custom:
@@ -275,7 +284,7 @@ class SecureUpdater:
             raise MissingSupplyChainError(
                 f"{info.path} carries no in-toto metadata, so its supply chain cannot be "
                 "verified (refused)")
-        named = custom.get("layout", "")
+        named = custom.layout
         match = LAYOUT_PATH.match(named)
         if not match or match["name"] != resolved.name:
             raise IntotoRefusal(f"{info.path} names layout {named!r}, not a layout of "
@@ -284,7 +293,7 @@ class SecureUpdater:
         layout_bytes = self.download(layout_info).read_bytes()
         prefix = f"{LINK_PREFIX}{sha256}/"
         links: dict[str, bytes] = {}
-        for link_path in custom.get("links", []):
+        for link_path in custom.links:
             if not link_path.startswith(prefix):
                 raise IntotoRefusal(f"link {link_path} is not filed under the artifact's hash")
             link_info = self.target(link_path)

@@ -14,7 +14,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from repository.releases import PackageIndex, layout_versions, links_from_dir, set_channel
+from formats.index import VersionEntry
+from repository.releases import layout_versions, links_from_dir, load_index, set_channel
 from repository.repo import CustodyRepository
 
 
@@ -39,9 +40,9 @@ def force_publish(repo_dir: Path, name: str, version: str, artifact: Path,
             layout = layout or layout_versions(repo, name)[-1][1]
             custom = {"in-toto": {"layout": layout, "links": paths}}
         repo.add_target(target_path, artifact, custom=custom)
-        index = PackageIndex.load(repo, name)
-        index.versions[version] = {"target": target_path}
-        repo.add_target(PackageIndex.target_path(name), index.to_bytes())
+        index = load_index(repo, name)
+        index.versions[version] = VersionEntry(target_path)
+        repo.add_target(index.target_path(name), index.to_bytes())
         set_channel(repo, name, "stable", version)
     return target_path
 

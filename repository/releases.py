@@ -20,18 +20,19 @@ Target paths (all below the ``targets/`` URL):
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from packaging.version import InvalidVersion, Version
+from tuf.api.metadata import TargetFile
 
+from formats.custom import InTotoCustom
+from formats.index import PackageIndex, VersionEntry
 from intoto.errors import IntotoError
 from intoto.metadata import Metadata as IntotoMetadata
 from intoto.metadata import metadata_from_bytes
@@ -95,37 +96,18 @@ def check_link_path(path: str) -> str:
 
 # -- package index -------------------------------------------------------------
 
-@dataclass
-class PackageIndex:
-    """``packages/<name>/index.json``: the versions of a package and its channels."""
+def _links_of(info: TargetFile) -> list[str]:
+    custom = InTotoCustom.from_custom(info.custom)
+    return custom.links if custom else []
 
-    name: str
-    versions: dict[str, dict[str, Any]] = field(default_factory=dict)
-    channels: dict[str, str] = field(default_factory=dict)
 
-    @staticmethod
-    def target_path(name: str) -> str:
-        return f"packages/{name}/index.json"
-
-    def to_bytes(self) -> bytes:
-        ordered = dict(sorted(self.versions.items(), key=lambda kv: Version(kv[0])))
-        data = {"name": self.name, "versions": ordered, "channels": self.channels}
-        return json.dumps(data, indent=1, sort_keys=False).encode() + b"\n"
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> PackageIndex:
-        obj = json.loads(data)
-        return cls(obj["name"], dict(obj.get("versions", {})), dict(obj.get("channels", {})))
-
-    @classmethod
-    def load(cls, repo: CustodyRepository, name: str) -> PackageIndex:
-        try:
-            return cls.from_bytes(repo.read_target(cls.target_path(name)))
-        except NotFoundError:
-            return cls(name)
-
-    def latest(self) -> str | None:
-        return max(self.versions, key=Version) if self.versions else None
+def load_index(repo: CustodyRepository, name: str) -> PackageIndex:
+    """The package's published (or staged) index; an empty one for a new package."""
+    try:
+        return PackageIndex.from_bytes(repo.read_target(PackageIndex.target_path(name)),
+                                       PackageIndex.target_path(name))
+    except NotFoundError:
+        return PackageIndex(name)
 
 
 # -- layouts -------------------------------------------------------------------
@@ -201,20 +183,20 @@ def releases_unverified_by(repo: CustodyRepository, name: str,
         raise InvalidReleaseError(f"layout refused: {exc}") from exc
     _verify_layout_signature(repo, layout)  # an unsigned layout is refused, not "stranding"
     keys, threshold = repo.role_keys(LAYOUTS)
-    index = PackageIndex.load(repo, name)
+    index = load_index(repo, name)
     channels: dict[str, list[str]] = {}
     for channel, version in index.channels.items():
         channels.setdefault(version, []).append(channel)
     stranded = []
     for version, entry in index.versions.items():
-        info = repo.find_target(entry["target"])
+        info = repo.find_target(entry.target)
         if info is None:
             continue
         digest = info.hashes["sha256"]
         prefix = f"in-toto/links/{digest}/"
         links = {path[len(prefix):]: repo.read_target(path)
-                 for path in info.custom.get("in-toto", {}).get("links", [])}
-        filename = entry["target"].rsplit("/", 1)[-1]
+                 for path in _links_of(info)}
+        filename = entry.filename
         try:
             summary = Verifier(inspections=InspectionPolicy.SKIP, quiet=True).verify(
                 layout, keys, MemoryLinks(links), threshold=threshold,
@@ -333,7 +315,7 @@ def _check_channel_move(index: PackageIndex, channel: str, version: str,
 
 def publish_release(repo: CustodyRepository, release: Release) -> str:
     """Verify, then stage the artifact, its links and the updated index; return its path."""
-    index = PackageIndex.load(repo, release.name)
+    index = load_index(repo, release.name)
     check_version(release.version)
     wanted = Version(release.version)
     same = next((v for v in index.versions if Version(v) == wanted), None)
@@ -352,11 +334,9 @@ def publish_release(repo: CustodyRepository, release: Release) -> str:
         link_paths.append(target)
     artifact_path = f"packages/{release.name}/{release.version}/{release.filename}"
     repo.add_target(artifact_path, release.artifact,
-                    custom={"in-toto": {"layout": layout_path, "links": link_paths}})
-    index.versions[release.version] = {
-        "target": artifact_path,
-        "published": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
+                    custom=InTotoCustom(layout_path, link_paths).to_custom())
+    index.versions[release.version] = VersionEntry(
+        artifact_path, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     if release.channel:
         index.channels[release.channel] = release.version
     repo.add_target(PackageIndex.target_path(release.name), index.to_bytes())
@@ -366,12 +346,12 @@ def publish_release(repo: CustodyRepository, release: Release) -> str:
 
 def remove_release(repo: CustodyRepository, name: str, version: str) -> None:
     """Withdraw a version: its targets leave metadata; channels pointing at it move back."""
-    index = PackageIndex.load(repo, name)
+    index = load_index(repo, name)
     entry = index.versions.pop(version, None)
     if entry is None:
         raise NotFoundError(f"{name} {version} is not published")
-    info = repo.remove_target(entry["target"])
-    for link in info.custom.get("in-toto", {}).get("links", []):
+    info = repo.remove_target(entry.target)
+    for link in _links_of(info):
         repo.remove_target(link)
     for channel, pinned in list(index.channels.items()):
         if pinned == version:
@@ -388,7 +368,7 @@ def set_channel(repo: CustodyRepository, name: str, channel: str, version: str,
                 allow_downgrade: bool = False) -> None:
     """Point a channel at a published version (never lower, unless ``allow_downgrade``)."""
     check_channel(channel)
-    index = PackageIndex.load(repo, name)
+    index = load_index(repo, name)
     if version not in index.versions:
         raise NotFoundError(f"{name} {version} is not published")
     _check_channel_move(index, channel, version, allow_downgrade)
@@ -406,4 +386,4 @@ def links_from_dir(link_dir: Path) -> dict[str, bytes]:
     return found
 
 
-__all__ = ["PackageIndex", "Release", "add_layout", "link_filename", "publish_release"]
+__all__ = ["Release", "add_layout", "link_filename", "load_index", "publish_release"]

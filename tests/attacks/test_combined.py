@@ -149,13 +149,14 @@ def test_stolen_root_key_below_threshold_then_rotated_out(scene, tmp_path):
 
 def test_index_passes_an_older_artifact_off_as_a_new_version(scene):
     """The online-signed index maps a new version number to the old, genuine artifact."""
-    from repository.releases import PackageIndex
+    from formats.index import VersionEntry
+    from repository.releases import load_index
 
     repo = CustodyRepository(scene.repo_dir)
     with repo.transaction():
-        index = PackageIndex.load(repo, "hello")
-        index.versions["9.0.0"] = dict(index.versions["1.0.0"])
+        index = load_index(repo, "hello")
+        index.versions["9.0.0"] = VersionEntry(index.versions["1.0.0"].target)
         index.channels["stable"] = "9.0.0"
-        repo.add_target(PackageIndex.target_path("hello"), index.to_bytes())
+        repo.add_target(index.target_path("hello"), index.to_bytes())
         repo.publish_metadata()
     scene.refused("update", words="maps 9.0.0 to packages/hello/1.0.0/hello.tar.gz")

@@ -12,9 +12,9 @@ from tuf.ngclient import Updater
 
 from repository.errors import InvalidReleaseError, NotFoundError, SigningError, SupplyChainError
 from repository.releases import (
-    PackageIndex,
     Release,
     links_from_dir,
+    load_index,
     publish_release,
     remove_release,
     set_channel,
@@ -143,13 +143,13 @@ def test_channels_and_removal(repo_dir, hello_chain):
     publish(repo_dir, hello_release(hello_chain, "1.0.0"))
     publish(repo_dir, hello_release(hello_chain, "1.1.0", channel="beta"))
     repo = CustodyRepository(repo_dir)
-    index = PackageIndex.load(repo, "hello")
+    index = load_index(repo, "hello")
     assert index.channels == {"stable": "1.0.0", "beta": "1.1.0"}
     with repo.transaction():
         set_channel(repo, "hello", "stable", "1.1.0")
     with repo.transaction():
         remove_release(repo, "hello", "1.1.0")
-    index = PackageIndex.load(CustodyRepository(repo_dir), "hello")
+    index = load_index(CustodyRepository(repo_dir), "hello")
     assert set(index.versions) == {"1.0.0"}
     assert index.channels == {"stable": "1.0.0", "beta": "1.0.0"}
     with pytest.raises(NotFoundError), repo.transaction():

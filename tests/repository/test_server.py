@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from repository.config import RepoConfig
-from repository.releases import PackageIndex
+from repository.releases import load_index
 from repository.repo import CustodyRepository
 from repository.server import create_app
 from repository.storage import RepoPaths
@@ -93,7 +93,7 @@ def test_channels_never_move_backwards_unless_asked(repo_dir, hello_chain):
         return client.post("/api/v1/releases", data=body, headers=auth)
 
     def channels() -> dict:
-        return PackageIndex.load(CustodyRepository(repo_dir), "hello").channels
+        return load_index(CustodyRepository(repo_dir), "hello").channels
 
     assert post("2.5.0", channel="stable").status_code == 201
     before = _tree(repo_dir)
@@ -156,7 +156,7 @@ def test_push_through_the_api_and_concurrent_publishes(repo_dir, hello_chain, tm
             t.join()
         assert all(r.returncode == 0 for r in results.values()), {
             v: r.stderr for v, r in results.items()}
-        index = PackageIndex.load(CustodyRepository(repo_dir), "hello")
+        index = load_index(CustodyRepository(repo_dir), "hello")
         assert set(index.versions) == {"1.0.0", "1.1.0", "1.2.0", "1.3.0"}
         assert requests.get(url + "/healthz", timeout=5).json()["timestamp_version"] >= 5
         bad = subprocess.run(
