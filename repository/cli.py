@@ -381,8 +381,8 @@ def status(directory: Path, as_json: bool, all_bins: bool, check_days: float | N
 
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--keep", type=int, default=3, show_default=True,
-              help="Snapshots whose files are kept.")
+@click.option("--keep", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Snapshots whose files are kept (the newest always is).")
 @_fails_cleanly
 def gc(directory: Path, keep: int) -> None:
     """Delete metadata and targets that no recent snapshot reaches."""

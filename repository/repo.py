@@ -539,7 +539,12 @@ class CustodyRepository(Repository):
         Keeps everything reachable from the current snapshot and the
         ``keep_snapshots - 1`` before it, so a client in the middle of an
         update (holding a slightly older timestamp) still finds its files.
+        What the newest timestamp reaches is kept whatever ``keep_snapshots``
+        says (at least 1). Temporary files of writers that were killed
+        mid-write (``.NAME.PID.tmp``) are removed: gc holds the repository
+        lock, so no live writer owns one.
         """
+        keep_snapshots = max(1, keep_snapshots)
         current = self._read(Snapshot.type)
         if current is None:
             return []
@@ -561,13 +566,17 @@ class CustodyRepository(Repository):
                         live_targets.add(self.paths.target_file(target_path,
                                                                 info.hashes["sha256"]))
         removed = []
+        for folder in (self.paths.metadata, self.paths.targets):
+            for path in folder.rglob(".*.tmp"):
+                path.unlink(missing_ok=True)
+                removed.append(path)
         for path in self.paths.metadata.glob("*.json"):
             first_part = path.name.split(".")[0]
             if first_part.isdigit() and not path.name.endswith(".root.json") and path not in keep:
                 path.unlink()
                 removed.append(path)
         for path in self.paths.targets.rglob("*"):
-            if path.is_file() and path not in live_targets:
+            if path.is_file() and path not in live_targets and path not in removed:
                 path.unlink()
                 removed.append(path)
         return removed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from repository.releases import (
     set_channel,
 )
 from repository.repo import CustodyRepository
-from tests.helpers import add_hello_layout, make_repo, running_server, signer
+from tests.helpers import BIN, add_hello_layout, make_repo, running_server, signer
 
 
 def hello_release(chain, version="1.0.0", **kw) -> Release:
@@ -190,6 +191,25 @@ def test_gc_keeps_what_recent_snapshots_reach(repo_dir, hello_chain):
     assert repo.read_target("packages/hello/1.2.0/hello.tar.gz")
     snapshot_files = list((repo_dir / "public/metadata").glob("*.snapshot.json"))
     assert len(snapshot_files) == 1
+
+
+@pytest.mark.parametrize("keep", [0, -1])
+def test_gc_never_deletes_what_the_timestamp_reaches(repo_dir, hello_chain, tmp_path, keep):
+    publish(repo_dir, hello_release(hello_chain, "1.0.0"))
+    metadata = repo_dir / "public/metadata"
+    leftover = metadata / ".7.snapshot.json.4242.tmp"  # a publisher killed mid-write
+    leftover.write_bytes(b"{")
+    repo = CustodyRepository(repo_dir)
+    with repo.transaction():
+        removed = repo.gc(keep_snapshots=keep)
+    assert leftover in removed and not leftover.exists()
+    with running_server(repo_dir) as url:  # an unmodified ngclient still refreshes
+        client = updater(repo_dir, url, tmp_path / "client")
+        client.refresh()
+        assert client.get_targetinfo("packages/hello/1.0.0/hello.tar.gz") is not None
+    r = subprocess.run([str(BIN / "custody-repo"), "gc", str(repo_dir), "--keep", "0"],
+                       capture_output=True, text=True, check=False)
+    assert r.returncode == 2 and "--keep" in r.stderr
 
 
 def test_transaction_is_all_or_nothing(repo_dir, hello_chain):
