@@ -21,6 +21,7 @@ from typing import Any
 
 from client.errors import ConfigError
 from client.health import DEFAULT_TIMEOUT
+from client.unpack import DEFAULT_LIMITS, UnpackLimits
 from intoto.files import write_atomic
 
 HOME_ENV = "CUSTODY_HOME"
@@ -60,6 +61,13 @@ class ClientConfig:
     timeout: float = 30.0
     min_rate: float = 1024.0
     slow_grace: float = 5.0
+    max_unpacked_mib: int = DEFAULT_LIMITS.max_bytes >> 20
+    max_unpack_ratio: float = DEFAULT_LIMITS.max_ratio
+
+    @property
+    def unpack_limits(self) -> UnpackLimits:
+        """The bounds on what one artifact may unpack to (`client.unpack`)."""
+        return UnpackLimits(self.max_unpacked_mib << 20, self.max_unpack_ratio)
 
     @staticmethod
     def path(home: Path) -> Path:

@@ -104,6 +104,12 @@ class UnsafeArchiveError(InstallError):
     exit_code = EXIT_REFUSED
 
 
+class CorruptArchiveError(InstallError):
+    """The artifact is truncated or corrupt: it verified, but cannot be what was built."""
+
+    exit_code = EXIT_REFUSED
+
+
 class TamperedInstallError(ClientError):
     """The files on disk are not those of the verified artifact (``custody verify``)."""
 

@@ -7,9 +7,8 @@ then switches the ``current`` symlink with one ``rename`` and writes
 current and usable; leftovers of an interrupted install (``.staging-*``) are
 removed by the next install. A lock keeps two installers apart.
 
-Archives (``.tar.gz``, ``.tgz``, ``.tar``, ``.zip``) are unpacked refusing
-absolute paths, ``..``, links that leave the destination and device files;
-any other artifact is installed as the single file it is.
+Archives are unpacked by `client.unpack`, which refuses what could harm the
+host; any other artifact is installed as the single file it is.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import os
 import shutil
 import tarfile
 import zipfile
-import zlib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -27,8 +25,8 @@ from typing import Any
 from client.errors import (
     BusyError,
     InstallError,
-    UnsafeArchiveError,
 )
+from client.unpack import DEFAULT_LIMITS, UnpackLimits, archive_kind, unpack
 from intoto.files import LockTimeout, file_lock
 
 
@@ -40,79 +38,6 @@ def home_lock(home: Path, timeout: float = 300.0) -> Iterator[None]:
             yield
     except LockTimeout as exc:
         raise BusyError(f"installer busy: {exc}") from exc
-
-
-TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")
-
-
-def archive_kind(filename: str) -> str:
-    """``"tar"``, ``"zip"`` or ``"file"``: how an artifact is unpacked, by its name."""
-    lower = filename.lower()
-    if lower.endswith(TAR_SUFFIXES):
-        return "tar"
-    return "zip" if lower.endswith(".zip") else "file"
-
-
-def _safe_member_path(name: str, what: str) -> PurePosixPath:
-    path = PurePosixPath(name)
-    if path.is_absolute() or ".." in path.parts or name.startswith("\\"):
-        raise UnsafeArchiveError(
-            f"archive member {what} {name!r} would leave the install directory")
-    return path
-
-
-def _inside(link_dir: PurePosixPath, target: str) -> bool:
-    """Whether a symlink in ``link_dir`` pointing at ``target`` stays in the tree."""
-    if os.path.isabs(target):
-        return False
-    resolved = os.path.normpath(os.path.join(str(link_dir), target))
-    return not (resolved.startswith("..") or os.path.isabs(resolved))
-
-
-def unpack(archive: Path, destination: Path, filename: str) -> None:
-    """Unpack (or copy) the artifact into ``destination``, refusing unsafe members."""
-    destination.mkdir(parents=True)
-    kind = archive_kind(filename)
-    if kind == "tar":
-        _untar(archive, destination)
-    elif kind == "zip":
-        _unzip(archive, destination)
-    else:
-        shutil.copyfile(archive, destination / filename)
-        os.chmod(destination / filename, 0o755 if os.access(archive, os.X_OK) else 0o644)
-
-
-def _untar(archive: Path, destination: Path) -> None:
-    try:
-        with tarfile.open(archive) as tar:
-            for member in tar:
-                path = _safe_member_path(member.name, "path")
-                if member.isdev() or member.isfifo():
-                    raise UnsafeArchiveError(
-                        f"archive member {member.name!r} is a device or fifo")
-                if member.issym() and not _inside(path.parent, member.linkname):
-                    raise UnsafeArchiveError(f"symlink {member.name!r} -> {member.linkname!r} "
-                                       "leaves the install directory")
-                if member.islnk():
-                    _safe_member_path(member.linkname, "hard link")
-            tar.extractall(destination, filter="data")
-    except tarfile.FilterError as exc:
-        raise UnsafeArchiveError(f"archive {archive.name} is unsafe: {exc}") from exc
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        raise InstallError(f"cannot unpack {archive.name}: {exc}") from exc
-
-
-def _unzip(archive: Path, destination: Path) -> None:
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
-                _safe_member_path(info.filename, "path")
-                if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                    raise UnsafeArchiveError(
-                        f"zip member {info.filename!r} is a symlink; refused")
-            zf.extractall(destination)
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-        raise InstallError(f"cannot unpack {archive.name}: {exc}") from exc
 
 
 def _fsync_tree(root: Path) -> None:
@@ -146,7 +71,8 @@ def switch_current(package_dir: Path, version: str) -> None:
         os.close(fd)
 
 
-def install_tree(home: Path, name: str, version: str, artifact: Path, filename: str) -> Path:
+def install_tree(home: Path, name: str, version: str, artifact: Path, filename: str,
+                 limits: UnpackLimits = DEFAULT_LIMITS) -> Path:
     """Stage, fsync and rename the unpacked artifact into ``packages/<name>/<version>``."""
     package_dir = home / "packages" / name
     package_dir.mkdir(parents=True, exist_ok=True)
@@ -157,11 +83,16 @@ def install_tree(home: Path, name: str, version: str, artifact: Path, filename: 
         return final  # already unpacked by an earlier install of the same version
     staging = package_dir / f".staging-{version}-{os.getpid()}"
     try:
-        unpack(artifact, staging, filename)
+        unpack(artifact, staging, filename, limits)
         _fsync_tree(staging)
         os.rename(staging, final)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            package_dir.rmdir()  # a first install leaves no empty directory behind
+        if isinstance(exc, OSError):
+            raise InstallError(f"cannot install {name} {version}: {exc.strerror or exc}") \
+                from exc
         raise
     return final
 

@@ -190,7 +190,8 @@ class PackageManager:
                   check: HealthCheck | None, confirm_within: float | None) -> Outcome:
         resolved = verified.resolved
         name, version = resolved.name, resolved.version
-        install_tree(self.home, name, version, verified.path, resolved.filename)
+        install_tree(self.home, name, version, verified.path, resolved.filename,
+                     self.config.unpack_limits)
         info = {"target": resolved.target.path, "sha256": verified.sha256,
                 "layout": verified.layout}
         package = state.packages.get(name)

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from client.errors import InstallError
-from client.install import install_tree, switch_current, unpack
+from client.errors import CorruptArchiveError, InstallError, UnsafeArchiveError
+from client.install import install_tree, switch_current
 from client.state import State
+from client.unpack import UnpackLimits, safe_member_path, unpack
 
 
 def make_tar(path: Path, members: list[tarfile.TarInfo], data: bytes = b"x") -> Path:
@@ -74,7 +75,7 @@ def test_failed_unpack_leaves_no_staging(tmp_path):
     archive = make_tar(tmp_path / "a.tar.gz", [member("ok"), member("../bad")])
     with pytest.raises(InstallError):
         install_tree(tmp_path / "home", "pkg", "1.0", archive, "a.tar.gz")
-    assert list((tmp_path / "home/packages/pkg").iterdir()) == []
+    assert not (tmp_path / "home/packages/pkg").exists()  # nothing left behind
 
 
 def test_state_trusts_the_symlink_after_a_crash(tmp_path):
@@ -87,3 +88,85 @@ def test_state_trusts_the_symlink_after_a_crash(tmp_path):
         "versions": {"1.0": {"sha256": "aa"}}}}}))
     package = State.load(home).packages["pkg"]
     assert (package.current, package.previous) == ("1.1", "1.0")
+
+
+# -- hostile archives (issue 17): refused before or while writing, nothing left ---------
+
+def _bomb_tar(path: Path, size: int) -> Path:
+    """A .tar.gz of one member of ``size`` zero bytes, streamed (never held in memory)."""
+    import gzip
+
+    class Zeros(io.RawIOBase):
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer) -> int:  # type: ignore[override]
+            count = min(len(buffer), self.n)
+            buffer[:count] = bytes(count)
+            self.n -= count
+            return count
+
+    with gzip.open(path, "wb", compresslevel=1) as gz, \
+            tarfile.open(fileobj=gz, mode="w") as tar:
+        info = tarfile.TarInfo("zeros.bin")
+        info.size = size
+        tar.addfile(info, io.BufferedReader(Zeros(size), 1 << 20))
+    return path
+
+
+def test_a_decompression_bomb_is_refused_before_it_is_written(tmp_path):
+    archive = _bomb_tar(tmp_path / "bomb.tar.gz", 1200 << 20)  # 1.2 GiB of zeros
+    assert archive.stat().st_size < 8 << 20
+    with pytest.raises(UnsafeArchiveError, match="unpacks to more than"):
+        install_tree(tmp_path / "home", "bomb", "1.0", archive, "bomb.tar.gz")
+    assert not (tmp_path / "home/packages/bomb").exists()
+
+
+def test_a_zip_member_that_lies_about_its_size_is_stopped_while_written(tmp_path):
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("big.bin", bytes(64 << 20))
+    limits = UnpackLimits(max_bytes=8 << 20, max_ratio=1000)
+    with pytest.raises(UnsafeArchiveError, match="unpacks to more than 8 MiB"):
+        unpack(archive, tmp_path / "out", "a.zip", limits)
+
+
+@pytest.mark.parametrize("name", ["a\\..\\evil", "C:evil", "C:/evil", "/"])
+@pytest.mark.parametrize("kind", ["tar", "zip"])
+def test_hostile_member_names_are_refused(tmp_path, name, kind):
+    if kind == "tar":
+        archive = make_tar(tmp_path / "a.tar.gz", [member(name)])
+    else:
+        archive = tmp_path / "a.zip"
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.writestr(zipfile.ZipInfo(name), "x")
+    with pytest.raises(UnsafeArchiveError):
+        unpack(archive, tmp_path / "out", f"a.{'tar.gz' if kind == 'tar' else 'zip'}")
+    assert not any((tmp_path / "out").iterdir())
+
+
+def test_nul_in_a_member_name_is_refused():
+    """Neither tarfile nor zipfile writes a NUL into a name; a hand-made header can."""
+    with pytest.raises(UnsafeArchiveError, match="NUL"):
+        safe_member_path("ok\x00../../evil")
+
+
+@pytest.mark.parametrize("kind", ["tar.gz", "zip"])
+def test_truncated_and_corrupt_archives_are_refusals(tmp_path, kind):
+    if kind == "zip":
+        good = tmp_path / "good.zip"
+        with zipfile.ZipFile(good, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("pkg/mod.py", "x = 1\n" * 10000)
+    else:
+        good = make_tar(tmp_path / "good.tar.gz", [member(f"f{i}") for i in range(50)])
+    data = good.read_bytes()
+    for broken in (data[: len(data) // 2], data[:40] + bytes(len(data) - 40)):
+        path = tmp_path / f"broken.{kind}"
+        path.write_bytes(broken)
+        with pytest.raises(CorruptArchiveError, match="truncated or corrupt") as caught:
+            install_tree(tmp_path / "home", "pkg", "1.0", path, f"broken.{kind}")
+        assert caught.value.exit_code == 1
+        assert not (tmp_path / "home/packages/pkg").exists()

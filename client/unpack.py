@@ -1,0 +1,172 @@
+"""Unpacking verified artifacts, treating the archive as hostile all the same.
+
+in-toto proves who built an archive, not that its contents are harmless to
+unpack: a build step can be made to produce a tarball whose members climb
+out of their directory, name devices, or expand a few megabytes into the
+whole disk. So, whatever signed it, an archive is refused when a member
+
+- has an absolute path, ``..``, a backslash, a drive letter or a NUL in its
+  name (a traversal on some host, if not this one);
+- is a device, a fifo, a symlink leaving the tree (tar) or any symlink (zip);
+- would take the unpacked total over ``max_bytes`` or over ``max_ratio``
+  times the archive's own size (checked member by member, before each is
+  written, and while a zip member is written, whatever its header says);
+
+and a truncated or corrupt archive is a refusal too. The caller unpacks
+into a staging directory and deletes it on any refusal.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tarfile
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from client.errors import CorruptArchiveError, UnsafeArchiveError
+
+TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")
+_DRIVE = re.compile(r"^[A-Za-z]:")
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class UnpackLimits:
+    """Bounds on what one artifact may unpack to (``ClientConfig`` carries them)."""
+
+    max_bytes: int = 16 << 30  # a large agent with its runtime fits; a disk does not fill
+    max_ratio: float = 200.0  # source code compresses 3-10x; zeros 1000x
+    max_members: int = 200_000
+
+    def bound(self, archive_size: int) -> int:
+        return int(min(self.max_bytes, max(archive_size, 1 << 20) * self.max_ratio))
+
+
+DEFAULT_LIMITS = UnpackLimits()
+
+
+def archive_kind(filename: str) -> str:
+    """``"tar"``, ``"zip"`` or ``"file"``: how an artifact is unpacked, by its name."""
+    lower = filename.lower()
+    if lower.endswith(TAR_SUFFIXES):
+        return "tar"
+    return "zip" if lower.endswith(".zip") else "file"
+
+
+def safe_member_path(name: str, what: str = "path") -> PurePosixPath:
+    """The member's relative path, or a refusal naming it."""
+    if "\\" in name or "\x00" in name or _DRIVE.match(name):
+        raise UnsafeArchiveError(f"archive member {what} {name!r} has a backslash, a drive "
+                                 "letter or a NUL; refused")
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts or not name.strip("/"):
+        raise UnsafeArchiveError(
+            f"archive member {what} {name!r} would leave the install directory")
+    return path
+
+
+def _inside(link_dir: PurePosixPath, target: str) -> bool:
+    """Whether a symlink in ``link_dir`` pointing at ``target`` stays in the tree."""
+    if os.path.isabs(target) or "\\" in target:
+        return False
+    resolved = os.path.normpath(os.path.join(str(link_dir), target))
+    return not (resolved.startswith("..") or os.path.isabs(resolved))
+
+
+class _Budget:
+    """The bytes an archive may still unpack to."""
+
+    def __init__(self, archive: Path, limits: UnpackLimits) -> None:
+        self.name = archive.name
+        self.limits = limits
+        self.allowed = limits.bound(archive.stat().st_size)
+        self.left = self.allowed
+        self.members = 0
+
+    def spend(self, size: int, member: str) -> None:
+        self.members += 1
+        self.left -= size
+        if self.left < 0:
+            raise UnsafeArchiveError(
+                f"{self.name} unpacks to more than {self.allowed >> 20} MiB (at most "
+                f"{self.limits.max_bytes >> 20} MiB and {self.limits.max_ratio:g} times the "
+                f"archive's size; at member {member!r}); refused")
+        if self.members > self.limits.max_members:
+            raise UnsafeArchiveError(
+                f"{self.name} holds more than {self.limits.max_members} members; refused")
+
+
+def unpack(archive: Path, destination: Path, filename: str,
+           limits: UnpackLimits = DEFAULT_LIMITS) -> None:
+    """Unpack (or copy) the artifact into ``destination``, refusing unsafe members."""
+    destination.mkdir(parents=True)
+    kind = archive_kind(filename)
+    if kind == "tar":
+        _untar(archive, destination, _Budget(archive, limits))
+    elif kind == "zip":
+        _unzip(archive, destination, _Budget(archive, limits))
+    else:
+        shutil.copyfile(archive, destination / filename)
+        os.chmod(destination / filename, 0o755 if os.access(archive, os.X_OK) else 0o644)
+
+
+def _untar(archive: Path, destination: Path, budget: _Budget) -> None:
+    try:
+        with tarfile.open(archive) as tar:
+            for member in tar:  # one pass: each member checked, then written
+                path = safe_member_path(member.name)
+                if member.isdev() or member.isfifo():
+                    raise UnsafeArchiveError(
+                        f"archive member {member.name!r} is a device or fifo")
+                if member.issym() and not _inside(path.parent, member.linkname):
+                    raise UnsafeArchiveError(f"symlink {member.name!r} -> {member.linkname!r} "
+                                             "leaves the install directory")
+                if member.islnk():
+                    safe_member_path(member.linkname, "hard link")
+                budget.spend(member.size if member.isfile() else 0, member.name)
+                tar.extract(member, destination, filter="data")
+    except tarfile.FilterError as exc:
+        raise UnsafeArchiveError(f"archive {archive.name} is unsafe: {exc}") from exc
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        if isinstance(exc, OSError) and not isinstance(exc, tarfile.TarError) and \
+                exc.errno is not None:
+            raise  # the disk's failure, not the archive's
+        raise CorruptArchiveError(f"{archive.name} is truncated or corrupt: {exc}") from exc
+
+
+def _copy_counted(source: IO[bytes], target: IO[bytes], budget: _Budget, name: str) -> None:
+    while chunk := source.read(CHUNK):
+        budget.spend(len(chunk), name)
+        budget.members -= 1  # one member, many chunks
+        target.write(chunk)
+    budget.members += 1
+
+
+def _unzip(archive: Path, destination: Path, budget: _Budget) -> None:
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            infos = zf.infolist()
+            for info in infos:  # refuse before writing anything
+                safe_member_path(info.filename)
+                if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                    raise UnsafeArchiveError(
+                        f"zip member {info.filename!r} is a symlink; refused")
+            for info in infos:
+                target = destination / info.filename
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as source, open(target, "xb") as out:
+                    _copy_counted(source, out, budget, info.filename)
+                mode = (info.external_attr >> 16) & 0o777
+                os.chmod(target, 0o755 if mode & 0o111 else 0o644)
+    except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as exc:
+        raise CorruptArchiveError(f"{archive.name} is truncated or corrupt: {exc}") from exc
+    except FileExistsError as exc:
+        raise UnsafeArchiveError(f"{archive.name} names {exc.filename} twice; refused") from exc
