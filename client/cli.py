@@ -21,7 +21,7 @@ import click
 from client.config import default_home
 from client.errors import EXIT_SIGINT, ClientError, ConfigError, Interrupted
 from client.health import DEFAULT_TIMEOUT, deferred_signals
-from keys_tooling.cliutil import fails_cleanly
+from keys_tooling.cliutil import POSITIVE, Seconds, fails_cleanly, guarded
 
 _fails_cleanly = fails_cleanly("custody", ClientError)
 SIGNAL_NAMES = {2: "SIGINT", 15: "SIGTERM"}
@@ -62,9 +62,18 @@ def _manager(ctx: click.Context):
 
 
 def _spec(spec: str) -> tuple[str, str | None]:
+    """``NAME`` or ``NAME==VERSION``, checked before anything is asked of the network."""
+    from formats.errors import FormatError
+    from formats.index import parse_version
+
     name, _, version = spec.partition("==")
     if not name.strip():
-        raise click.BadParameter(f"{spec!r} names no package", param_hint="NAME[==VERSION]")
+        raise click.BadParameter(f"{spec[:40]!r} names no package", param_hint="NAME[==VERSION]")
+    if version.strip():
+        try:
+            parse_version(version.strip(), "the version")
+        except FormatError as exc:
+            raise click.BadParameter(str(exc), param_hint="NAME[==VERSION]") from exc
     return name.strip(), version.strip() or None
 
 
@@ -112,7 +121,7 @@ def main(ctx: click.Context, home: Path | None, verbose: bool) -> None:
 @click.option("--layout-key", "layout_keys", multiple=True,
               type=click.Path(dir_okay=False, exists=True),
               help="Pin layout keys instead of trusting the 'layouts' role's.")
-@click.option("--layout-threshold", type=int)
+@click.option("--layout-threshold", type=POSITIVE)
 @click.option("--inspections", type=click.Choice(["refuse", "skip", "run"]), default="refuse",
               show_default=True, help="Whether layouts may run inspection commands here.")
 @click.pass_context
@@ -176,11 +185,11 @@ def install(ctx: click.Context, spec: str, channel: str, allow_downgrade: bool,
 @click.argument("names", nargs=-1)
 @click.option("--health-check", metavar="CMD",
               help="Check for packages that have none of their own (split like a shell).")
-@click.option("--health-timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True,
+@click.option("--health-timeout", type=Seconds(), default=DEFAULT_TIMEOUT, show_default=True,
               help="Seconds --health-check may take.")
 @click.option("--retry-failed", is_flag=True,
               help="Install versions that failed their health check here before.")
-@click.option("--confirm-within", type=float, metavar="SECONDS",
+@click.option("--confirm-within", type=Seconds(), metavar="SECONDS",
               help="Instead of a check, keep new versions on probation until 'custody "
                    "confirm NAME'; rolled back after SECONDS.")
 @click.pass_context
@@ -198,7 +207,12 @@ def update(ctx: click.Context, names: tuple[str, ...], health_check: str | None,
     from client.config import HealthCheck
     from client.packages import exit_code
 
-    default = HealthCheck(shlex.split(health_check), health_timeout) if health_check else None
+    try:
+        default = HealthCheck(shlex.split(health_check), health_timeout) if health_check \
+            else None
+    except ValueError as exc:  # unbalanced quotes
+        raise click.BadParameter(f"{health_check!r}: {exc}", param_hint="--health-check") \
+            from exc
     results = _manager(ctx).update(names, default, retry_failed, confirm_within)
     for result in results:
         if result.outcome is not None:
@@ -295,7 +309,7 @@ def health_check() -> None:
 @health_check.command("set", context_settings={"ignore_unknown_options": True})
 @click.argument("name")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-@click.option("--timeout", type=float, default=DEFAULT_TIMEOUT, show_default=True,
+@click.option("--timeout", type=Seconds(), default=DEFAULT_TIMEOUT, show_default=True,
               help="Seconds the check may take; longer counts as a failure.")
 @click.pass_context
 @_fails_cleanly
@@ -309,8 +323,6 @@ def health_check_set(ctx: click.Context, name: str, command: tuple[str, ...],
     """
     from client.config import ClientConfig, HealthCheck
 
-    if timeout <= 0:
-        raise click.BadParameter("must be positive", param_hint="--timeout")
     config = ClientConfig.load(ctx.obj["home"])
     config.health_checks[name] = HealthCheck(list(command), timeout)
     config.save(ctx.obj["home"])
@@ -373,3 +385,7 @@ def confirm(ctx: click.Context, name: str) -> None:
     outcome = _manager(ctx).confirm(name)
     click.echo(f"{name} {outcome.version} is live" if outcome.changed else
                f"{name}: {outcome.note}")
+
+
+#: The console script: bugs exit 70 with one sentence (keys_tooling.cliutil.guarded).
+console = guarded("custody", main)

@@ -37,6 +37,7 @@ from tuf.api.exceptions import RepositoryError
 from tuf.ngclient import Updater
 
 from client.fetcher import MirrorFetcher
+from keys_tooling.cliutil import guarded
 
 
 def _updater(args: argparse.Namespace, target_dir: str | None = None,
@@ -98,3 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"custody-tuf-client: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+#: The console script: bugs exit 70 with one sentence (keys_tooling.cliutil.guarded).
+console = guarded("custody-tuf-client", main)

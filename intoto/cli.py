@@ -17,11 +17,13 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from importlib.metadata import version as dist_version
 from pathlib import Path
 
+from keys_tooling.cliutil import guarded
 from keys_tooling.keys import PASSWORD_ENV, password_from_env
 
 _PROMPT = object()
@@ -207,6 +209,24 @@ def cmd_layout_show(args: argparse.Namespace) -> int:
 
 # -- parser ------------------------------------------------------------------
 
+_STEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}\Z")
+
+
+def _step_name(value: str) -> str:
+    """A step name is part of the link's file name: no path separators, no leading dot."""
+    if not _STEP_NAME.match(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a step name (letters, digits, '.', '_', '+', '-'; it names "
+            "the link file)")
+    return value
+
+
+def _parameter(value: str) -> str:
+    if "=" not in value or not value.split("=", 1)[0]:
+        raise argparse.ArgumentTypeError(f"{value!r} is not NAME=VALUE")
+    return value
+
+
 def _password_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("-P", "--password", nargs="?", const=_PROMPT, default=None,
                    help=f"password of an encrypted key; -P alone prompts (or set {PASSWORD_ENV})")
@@ -236,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="record a step around a command (as in-toto-run)")
-    run.add_argument("-n", "--step-name", required=True, metavar="<name>")
+    run.add_argument("-n", "--step-name", required=True, metavar="<name>", type=_step_name)
     run.add_argument("-k", "--signing-key", "--key", required=True, metavar="<path|uri>")
     run.add_argument("-m", "--materials", nargs="+", metavar="<path>")
     run.add_argument("-p", "--products", nargs="+", metavar="<path>")
@@ -253,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     record_sub = record.add_subparsers(dest="action", required=True)
     for action in ("start", "stop"):
         p = record_sub.add_parser(action)
-        p.add_argument("-n", "--step-name", required=True, metavar="<name>")
+        p.add_argument("-n", "--step-name", required=True, metavar="<name>", type=_step_name)
         p.add_argument("-k", "--signing-key", "--key", required=True, metavar="<path|uri>")
         if action == "start":
             p.add_argument("-m", "--materials", nargs="+", metavar="<path>")
@@ -274,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("-t", "--threshold", type=int, metavar="K",
                         help="accept a layout signed by any K of the keys (default: all)")
     verify.add_argument("--parameter", dest="parameters", action="append", metavar="NAME=VALUE",
+                        type=_parameter,
                         help="substitute {NAME} in the layout")
     verify.add_argument("--inspections", choices=["run", "skip", "refuse"], default="run",
                         help="run inspection commands (default), skip them, or refuse to")
@@ -331,5 +352,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
+#: The console script: bugs exit 70 with one sentence (keys_tooling.cliutil.guarded).
+console = guarded("custody-intoto", main)

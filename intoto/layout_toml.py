@@ -145,8 +145,8 @@ def layout_from_toml(path: str | Path, load_key: Callable[[Path], Key]) -> Layou
     """
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise FormatError(f"cannot read layout description {path}: {exc}") from exc
     _known_fields(data, TOP_LEVEL, "the layout description")
     keyids: dict[str, str] = {}

@@ -21,6 +21,7 @@ from typing import NoReturn
 import click
 from securesystemslib.signer import Key, Signer
 
+from keys_tooling.cliutil import guarded
 from keys_tooling.errors import KeyToolingError
 from keys_tooling.keys import (
     KEY_TYPES,
@@ -165,7 +166,7 @@ def _new_keys(repo_dir: Path, role: str, specs: tuple[str, ...]):
 @click.option("--add", "add", multiple=True,
               help="Key to trust (public; private or URI for online roles).")
 @click.option("--remove", "remove", multiple=True, metavar="KEYID", help="Key id to drop.")
-@click.option("--threshold", type=int)
+@click.option("--threshold", type=click.IntRange(min=1))
 @click.option("--sign-with", "sign_with", multiple=True,
               help="Offline private keys you hold (root, targets, owners').")
 def rotate(repo_dir: Path, role: str, add: tuple[str, ...], remove: tuple[str, ...],
@@ -219,8 +220,12 @@ def revoke(repo_dir: Path, keyid: str, sign_with: tuple[str, ...]) -> None:
 def sign(file: Path, keys: tuple[str, ...]) -> None:
     """Add signatures to exported TUF metadata (the offline step of a ceremony)."""
     from repository.ceremony import sign_file
+    from repository.errors import RepositoryError
 
-    signed = sign_file(file, _load_specs(keys))
+    try:
+        signed = sign_file(file, _load_specs(keys))
+    except RepositoryError as exc:
+        _fail(str(exc))
     click.echo(f"signed {file} with {_short(signed)}")
 
 
@@ -286,3 +291,7 @@ def import_(repo_dir: Path, file: Path, sign_with: tuple[str, ...]) -> None:
     click.echo(f"{role} still needs signatures: "
                f"{describe(repo, role, load_pending(repo, role).metadata)}", err=True)
     sys.exit(PENDING_EXIT)
+
+
+#: The console script: bugs exit 70 with one sentence (keys_tooling.cliutil.guarded).
+console = guarded("custody-keys", main)

@@ -37,3 +37,67 @@ def fails_cleanly(program: str, *errors: type[BaseException]) -> Callable[[F], F
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+class Seconds(click.ParamType):
+    """A finite number of seconds (or days): ``nan``, ``inf`` and negatives are usage errors."""
+
+    name = "seconds"
+
+    def __init__(self, allow_zero: bool = False) -> None:
+        self.allow_zero = allow_zero
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        import math
+
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number) or number < 0 or (number == 0 and not self.allow_zero):
+            self.fail(f"{value!r} must be a finite number above 0"
+                      + (" (or 0)" if self.allow_zero else ""), param, ctx)
+        return number
+
+
+PORT = click.IntRange(1, 65535)
+POSITIVE = click.IntRange(min=1)
+
+
+EX_SOFTWARE = 70  # sysexits.h: an internal software error
+
+
+def guarded(program: str, main: Callable[[], Any]) -> Callable[[], None]:
+    """A console-script entry point: a bug prints one sentence and exits 70, not a traceback.
+
+    The traceback is written to a file under the temporary directory (named
+    in the sentence, for a bug report) and also printed with ``-v`` or
+    ``--verbose``. Everything the command expects to go wrong is handled in
+    the command itself, with its own exit code; this is for the rest.
+    """
+
+    def run() -> None:
+        try:
+            result = main()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # the last line of defence: a bug
+            import tempfile
+            import time
+            import traceback
+
+            details = traceback.format_exc()
+            fd, path = tempfile.mkstemp(prefix=f"{program}-crash-{time.strftime('%Y%m%d')}-",
+                                        suffix=".txt")
+            with open(fd, "w") as out:
+                out.write(f"{program} {' '.join(sys.argv[1:])}\n\n{details}")
+            if "-v" in sys.argv[1:] or "--verbose" in sys.argv[1:]:
+                sys.stderr.write(details)
+            message = str(exc).splitlines()[0][:200] if str(exc) else ""
+            click.echo(f"{program}: internal error ({type(exc).__name__}: {message}); details "
+                       f"in {path}", err=True)
+            sys.exit(EX_SOFTWARE)
+        sys.exit(result if isinstance(result, int) else 0)
+
+    return run

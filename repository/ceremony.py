@@ -32,6 +32,16 @@ from repository.storage import write_atomic
 _SERIALIZER = JSONSerializer(compact=False)
 
 
+def read_metadata(data: bytes, where: str) -> Metadata:
+    """TUF metadata from a file a person carried around, or a one-sentence refusal."""
+    from tuf.api.serialization import DeserializationError
+
+    try:
+        return Metadata.from_bytes(data)
+    except DeserializationError as exc:
+        raise RepositoryError(f"{where} is not TUF metadata: {exc}") from exc
+
+
 def pending_dir(repo, role: str) -> Path:  # repo: CustodyRepository
     return repo.paths.private / "pending" / role
 
@@ -115,7 +125,11 @@ def export_pending(repo, role: str) -> bytes:
 
 def sign_file(path: Path, signers: list[Signer]) -> list[str]:
     """Add each signer's signature to the TUF metadata file ``path`` (the offline step)."""
-    md = Metadata.from_bytes(path.read_bytes())
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RepositoryError(f"cannot read {path}: {exc.strerror}") from exc
+    md = read_metadata(data, str(path))
     for signer in signers:
         md.sign(signer, append=True)
     write_atomic(path, md.to_bytes(_SERIALIZER))
@@ -128,7 +142,7 @@ def import_signatures(repo, data: bytes) -> tuple[str, bool]:
     Returns (role, published). Runs inside a transaction; publishes the role
     (and re-signs snapshot and timestamp) when every threshold is met.
     """
-    incoming = Metadata.from_bytes(data)
+    incoming = read_metadata(data, "the file")
     for role in pending_roles(repo):
         pending = load_pending(repo, role)
         if pending.metadata.signed_bytes == incoming.signed_bytes:

@@ -23,7 +23,7 @@ import click
 from securesystemslib.signer import Key, Signer
 
 from intoto.errors import IntotoError
-from keys_tooling.cliutil import fails_cleanly
+from keys_tooling.cliutil import PORT, POSITIVE, Seconds, fails_cleanly, guarded
 from keys_tooling.errors import KeyToolingError
 from keys_tooling.keys import (
     PASSWORD_ENV,
@@ -80,14 +80,14 @@ def main() -> None:
 
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--bins", type=int, default=0, show_default=True,
+@click.option("--bins", type=click.IntRange(0, 1 << 16), default=0, show_default=True,
               help="Hash-bin delegations under 'releases' (a power of two; 0 for none).")
 @click.option("--root-key", "root_keys", multiple=True, help="Root key (private, URI or .pub).")
-@click.option("--root-threshold", type=int, default=1, show_default=True)
+@click.option("--root-threshold", type=POSITIVE, default=1, show_default=True)
 @click.option("--targets-key", help="Targets key (private, URI or .pub).")
 @click.option("--layout-key", "layout_keys", multiple=True,
               help="Project owner key (private, URI or .pub) for the 'layouts' role.")
-@click.option("--layout-threshold", type=int, default=1, show_default=True)
+@click.option("--layout-threshold", type=POSITIVE, default=1, show_default=True)
 @click.option("--online-key", help="Private key for the online roles (copied into private/).")
 @click.option("--expires", "expiry", multiple=True, metavar="ROLE=DAYS",
               help="Expiry period of a role, e.g. timestamp=1.")
@@ -332,7 +332,7 @@ def bump(directory: Path, force: bool) -> None:
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--bins", "all_bins", is_flag=True, help="One line per hash bin, not a summary.")
-@click.option("--check", "check_days", type=float, metavar="DAYS",
+@click.option("--check", "check_days", type=Seconds(allow_zero=True), metavar="DAYS",
               help="Exit 1 if a role expires within DAYS, is under-signed, or a ceremony "
                    "is pending (for cron and CI).")
 @_fails_cleanly
@@ -395,9 +395,10 @@ def gc(directory: Path, keep: int) -> None:
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8080, show_default=True)
-@click.option("--workers", type=int, default=2, show_default=True)
-@click.option("--bump-interval", type=float, default=3600.0, show_default=True,
+@click.option("--port", type=PORT, default=8080, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True)
+@click.option("--bump-interval", type=Seconds(allow_zero=True), default=3600.0,
+              show_default=True,
               help="Seconds between checks for online roles to re-sign (0: never).")
 @_fails_cleanly
 def serve(directory: Path, host: str, port: int, workers: int, bump_interval: float) -> None:
@@ -454,3 +455,7 @@ def token_revoke(directory: Path, token_id: str) -> None:
 
     revoke_token(RepoPaths(directory), token_id)
     click.echo(f"revoked {token_id}")
+
+
+#: The console script: bugs exit 70 with one sentence (keys_tooling.cliutil.guarded).
+console = guarded("custody-repo", main)

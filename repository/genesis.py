@@ -97,8 +97,10 @@ def import_signatures(paths: RepoPaths, data: bytes) -> tuple[str, bool]:
     Returns (role, published). Signatures by keys the role's delegator does
     not trust, or that do not verify, are dropped.
     """
+    from repository.ceremony import read_metadata
+
     drafts, pending = _load(paths)
-    incoming = Metadata.from_bytes(data)
+    incoming = read_metadata(data, "the file")
     role = next((r for r in pending if drafts[r].signed_bytes == incoming.signed_bytes), None)
     if role is None:
         raise NotFoundError("the file matches no role of the unpublished repository "
