@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench clean
+.PHONY: demo test test-fast fuzz lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,14 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q -m "not slow"
+
+# The fuzz tests of `make test`, with FUZZ_EXAMPLES (default 20000) examples per property
+# and schemathesis case count: about half an hour on 2 cores at the default.
+FUZZ_EXAMPLES ?= 20000
+fuzz: $(STAMP)
+	CUSTODY_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -n 2 -q \
+		tests/formats tests/intoto/test_fuzz.py tests/client/test_unpack_fuzz.py \
+		tests/repository/test_api_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check formats intoto keys_tooling repository client tests bench demo docs

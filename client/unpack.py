@@ -18,6 +18,7 @@ into a staging directory and deletes it on any refusal.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -26,7 +27,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, NoReturn
 
 from client.errors import CorruptArchiveError, UnsafeArchiveError
 
@@ -64,7 +65,7 @@ def safe_member_path(name: str, what: str = "path") -> PurePosixPath:
         raise UnsafeArchiveError(f"archive member {what} {name!r} has a backslash, a drive "
                                  "letter or a NUL; refused")
     path = PurePosixPath(name)
-    if path.is_absolute() or ".." in path.parts or not name.strip("/"):
+    if path.is_absolute() or ".." in path.parts or not path.parts or path == PurePosixPath("."):
         raise UnsafeArchiveError(
             f"archive member {what} {name!r} would leave the install directory")
     return path
@@ -132,11 +133,34 @@ def _untar(archive: Path, destination: Path, budget: _Budget) -> None:
                 tar.extract(member, destination, filter="data")
     except tarfile.FilterError as exc:
         raise UnsafeArchiveError(f"archive {archive.name} is unsafe: {exc}") from exc
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        if isinstance(exc, OSError) and not isinstance(exc, tarfile.TarError) and \
-                exc.errno is not None:
-            raise  # the disk's failure, not the archive's
-        raise CorruptArchiveError(f"{archive.name} is truncated or corrupt: {exc}") from exc
+    except OSError as exc:
+        _refuse_or_raise(archive, exc)
+    except (KeyError, RuntimeError) as exc:  # a hard link to nothing; a symlink loop
+        raise UnsafeArchiveError(f"{archive.name} has a link member that cannot be "
+                                 f"resolved ({_first_line(exc)}); refused") from exc
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        raise CorruptArchiveError(f"{archive.name} is truncated or corrupt: "
+                                  f"{_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    """tarfile's messages run over several lines; a refusal is one sentence."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(":")
+
+
+#: Failures of the disk, not of the archive: reported as local failures by the caller.
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _refuse_or_raise(archive: Path, exc: OSError) -> NoReturn:
+    """An OSError while unpacking: the disk's (re-raised) or the archive's (refused)."""
+    if exc.errno in _DISK_ERRORS:
+        raise exc
+    if exc.errno is None:  # gzip.BadGzipFile and friends
+        raise CorruptArchiveError(f"{archive.name} is truncated or corrupt: "
+                                  f"{_first_line(exc)}") from exc
+    raise UnsafeArchiveError(f"{archive.name} has members that conflict ({exc.strerror}: "
+                             f"{Path(exc.filename or '').name!r}); refused") from exc
 
 
 def _copy_counted(source: IO[bytes], target: IO[bytes], budget: _Budget, name: str) -> None:
@@ -167,6 +191,7 @@ def _unzip(archive: Path, destination: Path, budget: _Budget) -> None:
                 mode = (info.external_attr >> 16) & 0o777
                 os.chmod(target, 0o755 if mode & 0o111 else 0o644)
     except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as exc:
-        raise CorruptArchiveError(f"{archive.name} is truncated or corrupt: {exc}") from exc
-    except FileExistsError as exc:
-        raise UnsafeArchiveError(f"{archive.name} names {exc.filename} twice; refused") from exc
+        raise CorruptArchiveError(f"{archive.name} is truncated or corrupt: "
+                                  f"{_first_line(exc)}") from exc
+    except OSError as exc:
+        _refuse_or_raise(archive, exc)

@@ -13,7 +13,6 @@ pre-authentication encoding of the payload (payload type
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -243,7 +242,7 @@ def _signatures(raw: Any, dsse: bool, where: str) -> list[Signature]:
         if dsse:
             try:
                 value = base64.b64decode(value, validate=True).hex()
-            except binascii.Error as exc:
+            except ValueError as exc:  # binascii.Error, or non-ASCII text
                 raise FormatError(f"{where}.signatures[{i}].sig is not base64") from exc
         extra = {k: v for k, v in sig.items() if k not in ("keyid", "sig")}
         out.append(Signature(sig["keyid"], value, extra))
@@ -262,7 +261,7 @@ def metadata_from_dict(data: Any, where: str = "metadata", parsed: bool = False)
             raise FormatError(f"{where}.payloadType must be {PAYLOAD_TYPE!r}")
         try:
             payload = base64.b64decode(data["payload"], validate=True)
-        except (binascii.Error, TypeError) as exc:
+        except (ValueError, TypeError) as exc:  # binascii.Error, or non-ASCII text
             raise FormatError(f"{where}.payload is not base64") from exc
         return Envelope(payload, _signatures(data.get("signatures"), True, where))
     if "signed" in data and "signatures" in data:
@@ -302,7 +301,7 @@ def _compact_metablock(data: bytes, where: str) -> Metablock | None:
             return None
         signed = body[start:-1]
         payload = loads(signed)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(payload, dict):
         return None
@@ -318,7 +317,7 @@ def metadata_from_bytes(data: bytes, where: str = "metadata") -> Metadata:
         parsed = loads(data)
     except FormatError as exc:
         raise FormatError(f"{where}: {exc}") from exc
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise FormatError(f"{where} is not valid JSON: {exc}") from exc
     return metadata_from_dict(parsed, where, parsed=True)
 

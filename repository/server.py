@@ -7,6 +7,8 @@
   keep them forever (``immutable``); ``timestamp.json`` and ``root.json``
   must be revalidated every time.
 - ``GET /healthz``: the current timestamp version and its expiry.
+- ``GET /api/v1/openapi.json``: the OpenAPI description of all of this
+  (`repository.openapi`).
 - ``POST /api/v1/releases`` (bearer token; multipart ``name``, ``version``,
   optional ``channel`` and ``allow_channel_downgrade``, files ``artifact``,
   ``layout``, ``links``): verify the
@@ -83,6 +85,12 @@ def create_app(repo_dir: str | Path, bump_interval: float | None = None) -> Flas
         return jsonify(status="ok", timestamp_version=timestamp.version,
                        timestamp_expires=timestamp.expires.strftime("%Y-%m-%dT%H:%M:%SZ"))
 
+    @app.get("/api/v1/openapi.json")
+    def openapi_description() -> Any:
+        from repository.openapi import openapi
+
+        return jsonify(openapi(config.max_upload_mib))
+
     @app.post("/api/v1/releases")
     def releases() -> Any:
         header = request.headers.get("Authorization", "")
@@ -133,6 +141,11 @@ def create_app(repo_dir: str | Path, bump_interval: float | None = None) -> Flas
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
         return _error(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def bug(exc: Exception) -> Any:  # never a stack trace to a client; always in the log
+        log.exception("internal error serving %s %s", request.method, request.path)
+        return _error(500, "internal error; the server's log has the details")
 
     if bump_interval:
         app.extensions["custody-bumper"] = _start_bumper(paths, bump_interval)

@@ -7,6 +7,7 @@ the client prints as a TUF refusal), never another exception.
 from __future__ import annotations
 
 import json
+import os
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -31,7 +32,8 @@ INDEXES = st.fixed_dictionaries(
     optional={"versions": st.dictionaries(VERSIONS, ENTRY | JSON, max_size=4) | JSON,
               "channels": st.dictionaries(st.sampled_from(["stable", "beta", "Bad", ""]),
                                           VERSIONS | JSON, max_size=3) | JSON})
-SETTINGS = settings(max_examples=300, deadline=None,
+SETTINGS = settings(max_examples=int(os.environ.get("CUSTODY_FUZZ_EXAMPLES", "300")),
+                    deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
