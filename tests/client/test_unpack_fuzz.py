@@ -10,6 +10,7 @@ never a byte outside. ``make fuzz`` runs more (``CUSTODY_FUZZ_EXAMPLES``).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -57,10 +58,8 @@ def build_zip(members) -> bytes:
             info = zipfile.ZipInfo(name or "x")
             if kind == tarfile.SYMTYPE:
                 info.external_attr = 0o120777 << 16
-            try:
+            with contextlib.suppress(ValueError, OSError):  # names zipfile itself refuses
                 zf.writestr(info, data)
-            except (ValueError, OSError):
-                pass  # zipfile refuses to write some names itself
     return buffer.getvalue()
 
 
