@@ -76,6 +76,13 @@ def test_api_refusals_change_nothing(repo_dir, hello_chain):
         assert "already published (as 1.0.0; PEP 440 equal)" in response.json["error"]
     response = post(auth, form={"version": "1" * 300})
     assert response.status_code == 400 and "longer than 64" in response.json["error"]
+    response = post(auth, form={"version": "9" * 5000})
+    assert response.status_code == 400 and "longer than 64" in response.json["error"]
+    deep = [("links", ("build.abcdef01.link", b"[" * 100_000 + b"]" * 100_000)),
+            *_files(hello_chain)]
+    response = post(auth, form={"version": "2.0.0"}, files=deep)
+    assert response.status_code == 400, response.json
+    assert "link build.abcdef01.link refused" in response.json["error"]
     assert _tree(repo_dir) == after_first
 
 
