@@ -105,8 +105,9 @@ def main(ctx: click.Context, home: Path | None, verbose: bool) -> None:
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="custody: %(message)s")
-    if not verbose:  # command alignment notes are in-toto's warnings, not the user's
-        logging.getLogger("intoto").setLevel(logging.ERROR)
+    if not verbose:  # command alignment notes are in-toto's warnings, not the user's;
+        logging.getLogger("intoto").setLevel(logging.ERROR)  # a connection retried is
+        logging.getLogger("urllib3").setLevel(logging.ERROR)  # urllib3's business
     ctx.obj = {"home": home or default_home()}
     ctx.with_resource(deferred_signals())
     if ctx.invoked_subcommand not in ("init", None):

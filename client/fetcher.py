@@ -53,8 +53,13 @@ class MirrorFetcher(FetcherInterface):
         self.bytes_downloaded = 0
         self.progress = progress
         # urllib3, which tuf.ngclient already loads: no second HTTP stack to import.
+        # A server may close a kept-alive connection between two requests (object
+        # stores do, after some answers); one retry of the request, before any byte
+        # of the body, is the standard remedy. Bodies are never retried mid-way.
         self._pool = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=timeout, read=timeout), retries=False)
+            timeout=urllib3.Timeout(connect=timeout, read=timeout),
+            retries=urllib3.Retry(total=2, connect=1, read=1, redirect=0, status=0,
+                                  other=0, raise_on_status=False))
 
     def order(self) -> list[str]:
         return self.mirrors[self.first:] + self.mirrors[: self.first]

@@ -38,7 +38,7 @@ from keys_tooling.keys import (
 from repository.config import ONLINE_ROLES, KeySpec, RepoConfig
 from repository.errors import RepositoryError
 from repository.repo import CustodyRepository
-from repository.storage import RepoPaths
+from repository.storage import RepoPaths, locked
 
 _fails_cleanly = fails_cleanly("custody-repo", RepositoryError, KeyToolingError, IntotoError)
 
@@ -92,10 +92,15 @@ def main() -> None:
 @click.option("--expires", "expiry", multiple=True, metavar="ROLE=DAYS",
               help="Expiry period of a role, e.g. timestamp=1.")
 @click.option("--no-password", is_flag=True, help="Write generated offline keys unencrypted.")
+@click.option("--public", "public_url", metavar="s3://BUCKET[/PREFIX]",
+              help="Also publish the served tree to this S3-compatible bucket (credentials "
+                   "from the AWS environment); every write command keeps it in step.")
+@click.option("--endpoint-url", help="The object store's endpoint (MinIO, Ceph, Swift, GCS).")
 @_fails_cleanly
 def init(directory: Path, bins: int, root_keys: tuple[str, ...], root_threshold: int,
          targets_key: str | None, layout_keys: tuple[str, ...], layout_threshold: int,
-         online_key: str | None, expiry: tuple[str, ...], no_password: bool) -> None:
+         online_key: str | None, expiry: tuple[str, ...], no_password: bool,
+         public_url: str | None, endpoint_url: str | None) -> None:
     """Create a repository in DIRECTORY, generating every key not given.
 
     Offline keys may be given as public keys (.pub): the repository is then
@@ -112,8 +117,13 @@ def init(directory: Path, bins: int, root_keys: tuple[str, ...], root_threshold:
     stage = Path(tempfile.mkdtemp(prefix=f".{directory.name}.init-", dir=directory.parent))
     said: list[str] = []
     try:
+        if public_url:
+            from repository.bucket import check_bucket
+
+            said.append(check_bucket(public_url, endpoint_url))
         pending = _build(stage, bins, root_keys, root_threshold, targets_key, layout_keys,
-                         layout_threshold, online_key, expiry, not no_password, said)
+                         layout_threshold, online_key, expiry, not no_password, said,
+                         public_url, endpoint_url)
         if directory.exists():
             directory.rmdir()  # empty, checked above
         os.rename(stage, directory)
@@ -141,7 +151,8 @@ def init(directory: Path, bins: int, root_keys: tuple[str, ...], root_threshold:
 def _build(directory: Path, bins: int, root_keys: tuple[str, ...], root_threshold: int,
            targets_key: str | None, layout_keys: tuple[str, ...], layout_threshold: int,
            online_key: str | None, expiry: tuple[str, ...], encrypt: bool,
-           said: list[str]) -> list[str]:
+           said: list[str], public_url: str | None = None,
+           endpoint_url: str | None = None) -> list[str]:
     """Make the repository in ``directory``; the offline roles left pending, if any."""
     from repository.genesis import pending_roles
 
@@ -170,7 +181,8 @@ def _build(directory: Path, bins: int, root_keys: tuple[str, ...], root_threshol
         write_key_pair(online, paths.keys / "online", None)  # type: ignore[arg-type]
         said.append(f"online key {online.public_key.keyid[:8]} at {{directory}}/private/keys/"
                     "online (unencrypted: the server signs with it unattended)")
-    config = RepoConfig(bins=bins, online_keys={role: [online_spec] for role in ONLINE_ROLES})
+    config = RepoConfig(bins=bins, online_keys={role: [online_spec] for role in ONLINE_ROLES},
+                        public_url=public_url, endpoint_url=endpoint_url)
     for item in expiry:
         role, _, days = item.partition("=")
         if role not in config.expiry_days or not days.isdigit():
@@ -383,13 +395,32 @@ def status(directory: Path, as_json: bool, all_bins: bool, check_days: float | N
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--keep", type=click.IntRange(min=1), default=3, show_default=True,
               help="Snapshots whose files are kept (the newest always is).")
+@click.option("--retention", type=Seconds(allow_zero=True), metavar="HOURS",
+              help="Keep what a snapshot current in the last HOURS reaches (default: the "
+                   "configuration's gc_retention_hours, 24).")
 @_fails_cleanly
-def gc(directory: Path, keep: int) -> None:
-    """Delete metadata and targets that no recent snapshot reaches."""
+def gc(directory: Path, keep: int, retention: float | None) -> None:
+    """Delete metadata and targets that no recent snapshot reaches (and from the bucket)."""
     repo = CustodyRepository(directory)
     with repo.transaction():
-        removed = repo.gc(keep)
+        removed = repo.gc(keep, None if retention is None else timedelta(hours=retention))
     click.echo(f"removed {len(removed)} file(s)")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@_fails_cleanly
+def sync(directory: Path) -> None:
+    """Make the bucket hold exactly the local served tree (safe order, timestamp last)."""
+    from repository.bucket import sync as sync_bucket
+
+    repo = CustodyRepository(directory)
+    bucket = repo.bucket()
+    if bucket is None:
+        raise RepositoryError(f"{directory} publishes to no bucket (custody-repo init --public)")
+    with locked(repo.paths):
+        uploaded, deleted = sync_bucket(repo.paths, bucket)
+    click.echo(f"{bucket.location}: uploaded {uploaded}, deleted {deleted}")
 
 
 @main.command()

@@ -53,6 +53,13 @@ class RepoConfig:
     run_inspections: bool = False
     max_upload_mib: int = 1024
     bump_margin_hours: int = 12
+    # The served tree's replica in an S3-compatible bucket (repository.bucket), if any:
+    # ``s3://bucket/prefix`` and the endpoint of a non-AWS store.
+    public_url: str | None = None
+    endpoint_url: str | None = None
+    # gc deletes what no current snapshot reaches only this long after it stopped being
+    # current, so that a client's refresh in flight still finds its files.
+    gc_retention_hours: float = 24.0
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -351,8 +351,14 @@ def remove_release(repo: CustodyRepository, name: str, version: str) -> None:
     if entry is None:
         raise NotFoundError(f"{name} {version} is not published")
     info = repo.remove_target(entry.target)
+    # Links are filed under the artifact's hash: another version of the same bytes (a
+    # re-release under a new number) shares them, and keeps them.
+    shared = {link for other in index.versions.values()
+              if (found := repo.find_target(other.target)) is not None
+              for link in _links_of(found)}
     for link in _links_of(info):
-        repo.remove_target(link)
+        if link not in shared:
+            repo.remove_target(link)
     for channel, pinned in list(index.channels.items()):
         if pinned == version:
             latest = index.latest()

@@ -81,6 +81,7 @@ class CustodyRepository(Repository):
         # are collected here, and the commit saves a draft instead of publishing.
         self._genesis: set[str] | None = None
         self.completing_genesis = False  # set by repository.genesis.publish only
+        self._bucket = None
         self._online: dict[str, list[Signer]] | None = None
         self._reset()
 
@@ -107,6 +108,11 @@ class CustodyRepository(Repository):
                     f"{self.paths.root} is not published yet: its first signing ceremony is "
                     "pending (custody-repo status shows what is missing)")
         with locked(self.paths):
+            bucket = self.bucket()
+            if bucket is not None:  # finish the upload of a publisher that was killed
+                from repository.bucket import replay
+
+                replay(self.paths, bucket)
             self._reset()
             self._in_transaction = True
             try:
@@ -118,6 +124,16 @@ class CustodyRepository(Repository):
                     self.config = RepoConfig.load(self.paths)  # drop uncommitted edits
                     self._online = None
 
+    def bucket(self):  # -> repository.bucket.Bucket | None
+        """The bucket the served tree is replicated to, if the configuration names one."""
+        if self.config.public_url is None:
+            return None
+        if self._bucket is None:
+            from repository.bucket import open_bucket
+
+            self._bucket = open_bucket(self.config.public_url, self.config.endpoint_url)
+        return self._bucket
+
     def config_dirty(self) -> bool:
         return self.config != RepoConfig.load(self.paths)
 
@@ -128,6 +144,7 @@ class CustodyRepository(Repository):
 
             save_draft(self.paths, self._staged, self._genesis)
             return []
+        written: list[Path] = []  # in order: what a bucket replica uploads, in this order
         for target_path, source in self._targets.items():
             info = self._find_staged_target(target_path)
             destination = self.paths.target_file(target_path, info.hashes["sha256"])
@@ -137,6 +154,7 @@ class CustodyRepository(Repository):
                 write_atomic(destination, source)
             else:
                 copy_atomic(source, destination)
+            written.append(destination)
         order = sorted(self._staged, key=_write_order)
         config_saved = False
         for role in order:
@@ -147,14 +165,21 @@ class CustodyRepository(Repository):
                 config_saved = True
             md = self._staged[role]
             data = md.to_bytes(_SERIALIZER)
-            if role == Timestamp.type:
-                write_atomic(self.paths.metadata_file(role), data)
-            else:
-                write_atomic(self.paths.metadata_file(role, md.signed.version), data)
-                if role == Root.type:
-                    write_atomic(self.paths.metadata_file(role), data)
+            files = [self.paths.metadata_file(role)] if role == Timestamp.type else \
+                [self.paths.metadata_file(role, md.signed.version)]
+            if role == Root.type:
+                files.append(self.paths.metadata_file(role))
+            for path in files:
+                write_atomic(path, data)
+                written.append(path)
         if self.config_changed and not config_saved:
             self.config.save(self.paths)
+        bucket = self.bucket()
+        if bucket is not None:
+            from repository.bucket import upload
+
+            upload(self.paths, bucket, [p.relative_to(self.paths.public).as_posix()
+                                        for p in written])
         for hook in self.after_commit:
             hook()
         return order
@@ -533,26 +558,36 @@ class CustodyRepository(Repository):
             })
         return rows
 
-    def gc(self, keep_snapshots: int = 3) -> list[Path]:
+    def gc(self, keep_snapshots: int = 3, retention: timedelta | None = None) -> list[Path]:
         """Delete metadata versions and target files no recent snapshot can reach.
 
-        Keeps everything reachable from the current snapshot and the
-        ``keep_snapshots - 1`` before it, so a client in the middle of an
-        update (holding a slightly older timestamp) still finds its files.
-        What the newest timestamp reaches is kept whatever ``keep_snapshots``
-        says (at least 1). Temporary files of writers that were killed
-        mid-write (``.NAME.PID.tmp``) are removed: gc holds the repository
-        lock, so no live writer owns one.
+        Keeps everything reachable from the current snapshot, the
+        ``keep_snapshots - 1`` before it, and every snapshot that stopped
+        being current less than ``retention`` ago (default: the configured
+        ``gc_retention_hours``), so that a client in the middle of a refresh,
+        holding an older timestamp, still finds its files, on disk and in the
+        bucket. What the newest timestamp reaches is kept whatever the
+        arguments say. Temporary files of writers that were killed mid-write
+        (``.NAME.PID.tmp``) are removed: gc holds the repository lock, so no
+        live writer owns one. A bucket replica loses the same files.
         """
         keep_snapshots = max(1, keep_snapshots)
+        if retention is None:
+            retention = timedelta(hours=self.config.gc_retention_hours)
+        horizon = (self.now() - retention).timestamp()
         current = self._read(Snapshot.type)
         if current is None:
             return []
         keep: set[Path] = set()
         live_targets: set[Path] = set()
-        first = max(1, current.signed.version - keep_snapshots + 1)
-        for version in range(first, current.signed.version + 1):
+        newest = current.signed.version
+        for version in range(newest, 0, -1):
             path = self.paths.metadata_file(Snapshot.type, version)
+            successor = self.paths.metadata_file(Snapshot.type, version + 1)
+            recent = version > newest - keep_snapshots or (
+                successor.exists() and successor.stat().st_mtime > horizon)
+            if not recent:
+                continue
             if not path.exists():
                 continue
             keep.add(path)
@@ -579,6 +614,10 @@ class CustodyRepository(Repository):
             if path.is_file() and path not in live_targets and path not in removed:
                 path.unlink()
                 removed.append(path)
+        bucket = self.bucket()
+        if bucket is not None:
+            bucket.delete(p.relative_to(self.paths.public).as_posix() for p in removed
+                          if not p.name.startswith("."))
         return removed
 
 
@@ -599,6 +638,15 @@ def _write_order(role: str) -> tuple[int, str]:
     """Delegated roles, then targets, root, snapshot, and timestamp last."""
     rank = {Targets.type: 1, Root.type: 2, Snapshot.type: 3, Timestamp.type: 4}
     return rank.get(role, 0), role
+
+
+def write_order_of(filename: str) -> tuple[int, str, float]:
+    """The commit's order for a metadata file name (``N.role.json`` or ``role.json``)."""
+    stem = filename[: -len(".json")]
+    version, _, role = stem.partition(".")
+    if not version.isdigit():
+        return (*_write_order(stem), float("inf"))  # root.json after N.root.json
+    return (*_write_order(role), float(version))
 
 
 def signature_valid(key: Key, signature: Signature, payload: bytes) -> bool:

@@ -39,12 +39,10 @@ from repository.errors import (
 )
 from repository.releases import Release, check_link_path, publish_release
 from repository.repo import CustodyRepository
-from repository.storage import RepoPaths
+from repository.storage import IMMUTABLE, REVALIDATE, RepoPaths
 from repository.tokens import check_token
 
 log = logging.getLogger(__name__)
-IMMUTABLE = "public, max-age=31536000, immutable"
-REVALIDATE = "no-cache"
 
 
 def create_app(repo_dir: str | Path, bump_interval: float | None = None) -> Flask:

@@ -27,7 +27,12 @@ from pathlib import Path
 from intoto.files import LockTimeout, copy_atomic, file_lock, fsync_dir, write_atomic
 from repository.errors import LockedError
 
-__all__ = ["RepoPaths", "copy_atomic", "fsync_dir", "locked", "write_atomic"]
+__all__ = ["IMMUTABLE", "REVALIDATE", "RepoPaths", "copy_atomic", "fsync_dir", "locked",
+           "write_atomic"]
+
+#: Cache-Control of what never changes (version- and hash-prefixed names) and of the rest.
+IMMUTABLE = "public, max-age=31536000, immutable"
+REVALIDATE = "no-cache"
 
 
 @dataclass(frozen=True)

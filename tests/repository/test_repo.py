@@ -186,7 +186,9 @@ def test_gc_keeps_what_recent_snapshots_reach(repo_dir, hello_chain):
         with repo.transaction():
             repo.bump_online(force=True)
     with repo.transaction():
-        removed = repo.gc(keep_snapshots=1)
+        assert not any(p.name.endswith(".snapshot.json") for p in repo.gc(keep_snapshots=1))
+    with repo.transaction():  # within the retention window nothing recent goes
+        removed = repo.gc(keep_snapshots=1, retention=timedelta(0))
     assert any(p.name.endswith(".snapshot.json") for p in removed)
     assert repo.read_target("packages/hello/1.2.0/hello.tar.gz")
     snapshot_files = list((repo_dir / "public/metadata").glob("*.snapshot.json"))
@@ -219,3 +221,15 @@ def test_transaction_is_all_or_nothing(repo_dir, hello_chain):
         publish_release(repo, hello_release(hello_chain))
         raise RuntimeError("the operator's script failed half way")
     assert _tree(repo_dir) == before
+
+
+def test_removing_a_version_keeps_links_another_version_shares(repo_dir, hello_chain):
+    """Two versions of the same bytes share links (filed by the artifact's hash)."""
+    publish(repo_dir, hello_release(hello_chain, "1.0.0"))
+    publish(repo_dir, hello_release(hello_chain, "1.1.0"))
+    repo = CustodyRepository(repo_dir)
+    with repo.transaction():
+        remove_release(repo, "hello", "1.0.0")
+    info = CustodyRepository(repo_dir).find_target("packages/hello/1.1.0/hello.tar.gz")
+    links = info.custom["in-toto"]["links"]
+    assert links and all(CustodyRepository(repo_dir).find_target(p) for p in links)

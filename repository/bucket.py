@@ -1,0 +1,211 @@
+"""The served tree in an S3-compatible bucket, kept in step by every publish.
+
+The repository builds each new state in its local tree (``DIR/public``), as
+always; when ``private/config.json`` names a bucket (``custody-repo init
+--public s3://bucket/prefix --endpoint-url URL``), every commit then uploads
+the files it wrote, **in the order it wrote them**: target files and links,
+delegated roles, targets and root, snapshot, and ``timestamp.json`` last. A
+reader of the bucket therefore never sees a timestamp that names a file not
+yet there: it reads the old state or the new one.
+
+The upload is journaled: the list of files is saved (``private/bucket-journal.json``)
+before the first upload and removed after the last, and the next transaction
+(or ``custody-repo sync``) replays a journal it finds. A publisher killed
+mid-upload leaves the bucket at the old state, and the next write completes
+it. Uploading an immutable file twice is harmless; ``timestamp.json`` comes
+last either way.
+
+Every object carries the headers a CDN needs: ``Cache-Control`` immutable for
+version- and hash-prefixed names, ``no-cache`` (revalidate) for
+``timestamp.json``, ``root.json`` and any other name without a prefix; and
+``Content-Type``. Credentials come from the usual AWS environment and files
+(boto3's default chain); path-style addressing works with every S3 dialect.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from repository.errors import RepositoryError
+from repository.storage import IMMUTABLE, REVALIDATE, RepoPaths, write_atomic
+
+
+@dataclass(frozen=True)
+class BucketLocation:
+    """``s3://bucket/prefix`` and, for stores other than AWS, their endpoint."""
+
+    bucket: str
+    prefix: str = ""
+    endpoint_url: str | None = None
+
+    @classmethod
+    def parse(cls, url: str, endpoint_url: str | None = None) -> BucketLocation:
+        parsed = urlparse(url)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise RepositoryError(f"{url!r} is not an s3://BUCKET[/PREFIX] location")
+        return cls(parsed.netloc, parsed.path.strip("/"), endpoint_url)
+
+    def key(self, relative: str) -> str:
+        return f"{self.prefix}/{relative}" if self.prefix else relative
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+
+def cache_control(relative: str) -> str:
+    """Immutable for hash- and version-prefixed names; revalidate for the rest."""
+    name = relative.rsplit("/", 1)[-1]
+    if relative.startswith("targets/") or name[:1].isdigit():
+        return IMMUTABLE
+    return REVALIDATE
+
+
+def content_type(relative: str) -> str:
+    return "application/json" if relative.startswith("metadata/") and \
+        relative.endswith(".json") else "application/octet-stream"
+
+
+def _content_md5(params: dict[str, Any], **_: Any) -> None:
+    import base64
+    import hashlib
+
+    body = params.get("body") or b""
+    if isinstance(body, str):
+        body = body.encode()
+    if isinstance(body, bytes):
+        params["headers"]["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
+
+
+class Bucket:
+    """The bucket holding the served tree (boto3, path-style addressing)."""
+
+    def __init__(self, location: BucketLocation, client: Any = None) -> None:
+        self.location = location
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            client = boto3.client("s3", endpoint_url=location.endpoint_url,
+                                  config=Config(s3={"addressing_style": "path"},
+                                                retries={"max_attempts": 5}))
+            # S3 requires Content-MD5 on DeleteObjects, and Swift, Ceph and older MinIO
+            # enforce it; botocore 1.36+ sends a CRC instead. Send both.
+            client.meta.events.register("before-call.s3.DeleteObjects", _content_md5)
+        self.client = client
+
+    def _call(self, what: str, operation: Any, *args: Any, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return operation(*args, **kwargs)
+        except (BotoCoreError, ClientError) as exc:
+            raise RepositoryError(f"{self.location}: {what} failed: {exc}") from exc
+
+    def put(self, relative: str, source: Path) -> None:
+        self._call(f"uploading {relative}", self.client.upload_file, str(source),
+                   self.location.bucket, self.location.key(relative),
+                   ExtraArgs={"CacheControl": cache_control(relative),
+                              "ContentType": content_type(relative)})
+
+    def delete(self, relatives: Iterable[str]) -> None:
+        keys = [{"Key": self.location.key(r)} for r in relatives]
+        for start in range(0, len(keys), 1000):  # the S3 limit per request
+            self._call("deleting", self.client.delete_objects, Bucket=self.location.bucket,
+                       Delete={"Objects": keys[start:start + 1000], "Quiet": True})
+
+    def list(self) -> set[str]:
+        """Every object under the prefix, as a path relative to the tree."""
+        prefix = self.location.key("")
+        paginator = self.client.get_paginator("list_objects_v2")
+        found: set[str] = set()
+        pages = self._call("listing", lambda: list(paginator.paginate(
+            Bucket=self.location.bucket, Prefix=prefix)))
+        for page in pages:
+            found.update(obj["Key"][len(prefix):] for obj in page.get("Contents", []))
+        return found
+
+
+def journal_path(paths: RepoPaths) -> Path:
+    return paths.private / "bucket-journal.json"
+
+
+def upload(paths: RepoPaths, bucket: Bucket, relatives: Sequence[str]) -> None:
+    """Upload ``relatives`` (paths under ``public/``) in order, journaled (module docstring)."""
+    if not relatives:
+        return
+    write_atomic(journal_path(paths), json.dumps(list(relatives)).encode(), 0o600)
+    replay(paths, bucket)
+
+
+def replay(paths: RepoPaths, bucket: Bucket) -> int:
+    """Finish an interrupted upload, if the journal says there is one; files uploaded."""
+    journal = journal_path(paths)
+    try:
+        relatives = json.loads(journal.read_text())
+    except FileNotFoundError:
+        return 0
+    count = 0
+    for relative in relatives:
+        source = paths.public / relative
+        if source.exists():  # a later gc may have removed an old file: nothing to do
+            bucket.put(relative, source)
+            count += 1
+    journal.unlink()
+    return count
+
+
+def ordered_tree(paths: RepoPaths) -> list[str]:
+    """Every file of the local tree in a safe upload order: targets, metadata, timestamp last."""
+    from repository.repo import write_order_of
+
+    targets = sorted(p.relative_to(paths.public).as_posix()
+                     for p in paths.targets.rglob("*") if p.is_file() and
+                     not p.name.startswith("."))
+    metadata = [p for p in paths.metadata.glob("*.json") if not p.name.startswith(".")]
+    metadata.sort(key=lambda p: write_order_of(p.name))
+    return targets + [p.relative_to(paths.public).as_posix() for p in metadata]
+
+
+def sync(paths: RepoPaths, bucket: Bucket) -> tuple[int, int]:
+    """Make the bucket hold the local tree: upload what it lacks (safe order), then
+    ``timestamp.json`` and ``root.json`` again; delete what the local tree no longer has.
+    Returns (uploaded, deleted)."""
+    replay(paths, bucket)
+    present = bucket.list()
+    wanted = ordered_tree(paths)
+    mutable = {r for r in wanted if cache_control(r) == REVALIDATE}
+    missing = [r for r in wanted if r not in present or r in mutable]
+    upload(paths, bucket, missing)
+    stale = sorted(present - set(wanted))
+    if stale:
+        bucket.delete(stale)
+    return len(missing), len(stale)
+
+
+def check_bucket(public_url: str, endpoint_url: str | None) -> str:
+    """At init: the bucket answers (created if missing, private); one line to show."""
+    bucket = Bucket(BucketLocation.parse(public_url, endpoint_url))
+    from botocore.exceptions import ClientError
+
+    try:
+        bucket.client.head_bucket(Bucket=bucket.location.bucket)
+        made = ""
+    except ClientError:
+        bucket._call("creating the bucket", bucket.client.create_bucket,
+                     Bucket=bucket.location.bucket)
+        made = " (created, private: grant clients read access)"
+    except Exception as exc:  # botocore's connection errors have no common base here
+        raise RepositoryError(f"{bucket.location}: unreachable: {exc}") from exc
+    bucket.list()
+    return f"publishing the served tree to {bucket.location}{made}"
+
+
+def open_bucket(public_url: str | None, endpoint_url: str | None) -> Bucket | None:
+    if not public_url:
+        return None
+    return Bucket(BucketLocation.parse(public_url, endpoint_url))

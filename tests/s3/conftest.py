@@ -1,0 +1,60 @@
+"""A real object store for the bucket tests: OpenStack Swift's S3 API on 127.0.0.1.
+
+Started once per test session by the project's own ``swift-s3.sh`` (which
+installs Debian's packages when they are missing); the tests are skipped,
+saying why, only where that cannot be done (not root, no apt).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import free_port
+
+SCRIPT = Path(__file__).with_name("swift-s3.sh")
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test:tester", "AWS_SECRET_ACCESS_KEY": "testing",
+               "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@dataclass
+class ObjectStore:
+    endpoint: str
+
+    def client(self):
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id="test:tester", aws_secret_access_key="testing",
+                            config=Config(s3={"addressing_style": "path"}))
+
+    def public_bucket(self) -> tuple[str, str]:
+        """A new public-read bucket: (its s3:// URL with a prefix, its anonymous HTTP URL)."""
+        name = f"custody-{uuid.uuid4().hex[:10]}"
+        self.client().create_bucket(Bucket=name, ACL="public-read")
+        return f"s3://{name}/tree", f"{self.endpoint}/v1/AUTH_test/{name}/tree"
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory) -> Iterator[ObjectStore]:
+    if os.geteuid() != 0:
+        pytest.skip("Swift is installed and run as root (apt); not root here")
+    directory = tmp_path_factory.mktemp("swift")
+    port = free_port()
+    started = subprocess.run(["bash", str(SCRIPT), "start", str(directory), str(port)],
+                             capture_output=True, text=True, timeout=900, check=False)
+    if started.returncode != 0:
+        pytest.skip(f"no object store: {started.stderr.strip()[-300:]}")
+    os.environ.update(CREDENTIALS)  # boto3's default chain, as an operator's shell has it
+    try:
+        yield ObjectStore(f"http://127.0.0.1:{port}")
+    finally:
+        subprocess.run(["bash", str(SCRIPT), "stop", str(directory)], check=False,
+                       timeout=60)

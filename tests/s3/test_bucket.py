@@ -1,0 +1,86 @@
+"""The served tree in a real bucket (Swift's S3 API): every write command, clients reading it."""
+
+from __future__ import annotations
+
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import BIN, custody
+
+pytestmark = pytest.mark.slow
+
+
+def repo_cli(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "custody-repo"), *[str(a) for a in args]],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def publish(repo: Path, chain, version: str, *extra: str) -> None:
+    r = repo_cli("publish", repo, chain.verify_dir / "hello.tar.gz", "--name", "hello",
+                 "--version", version, "--layout", chain.layout, "--links", chain.links, *extra)
+    assert r.returncode == 0, r.stderr
+
+
+def head(url: str) -> dict[str, str]:
+    with urllib.request.urlopen(urllib.request.Request(url, method="HEAD")) as response:
+        return dict(response.headers)
+
+
+def test_every_write_command_keeps_the_bucket_in_step(object_store, tmp_path, keydir,
+                                                       hello_chain):
+    s3_url, http_url = object_store.public_bucket()
+    repo = tmp_path / "repo"
+    r = repo_cli("init", repo, "--bins", "8", "--public", s3_url, "--endpoint-url",
+                 object_store.endpoint, "--layout-key", keydir / "owner", "--no-password")
+    assert r.returncode == 0, r.stderr
+    assert f"publishing the served tree to {s3_url}" in r.stdout
+    r = repo_cli("layout", "add", repo, hello_chain.layout, "--key", keydir / "owner",
+                 "--name", "hello")
+    assert r.returncode == 0, r.stderr
+    publish(repo, hello_chain, "1.0.0")
+
+    # what a CDN needs, on every object
+    assert head(f"{http_url}/metadata/timestamp.json")["Cache-Control"] == "no-cache"
+    assert head(f"{http_url}/metadata/1.root.json")["Cache-Control"].endswith("immutable")
+    assert head(f"{http_url}/metadata/1.root.json")["Content-Type"] == "application/json"
+    target = next((repo / "public/targets/packages/hello/1.0.0").iterdir()).name
+    headers = head(f"{http_url}/targets/packages/hello/1.0.0/{target}")
+    assert headers["Cache-Control"].endswith("immutable")
+    assert headers["Content-Type"] == "application/octet-stream"
+
+    home = tmp_path / "home"
+    r = custody(home, "init", "--url", http_url, "--root", str(repo / "public/metadata/1.root.json"),
+                "--inspections", "run")
+    assert r.returncode == 0, r.stderr
+    r = custody(home, "install", "hello")
+    assert r.returncode == 0, r.stderr
+
+    publish(repo, hello_chain, "1.1.0")
+    r = custody(home, "update")
+    assert r.stdout.strip() == "updated hello 1.0.0 -> 1.1.0", r.stderr
+    assert repo_cli("channel", repo, "hello", "beta", "1.1.0").returncode == 0
+    assert repo_cli("remove", repo, "hello", "1.0.0").returncode == 0
+    assert repo_cli("bump", repo, "--force").returncode == 0
+    ts2 = tmp_path / "ts2"
+    subprocess.run([str(BIN / "custody-keys"), "generate", str(ts2), "--no-password"],
+                   check=True, capture_output=True)
+    r = subprocess.run([str(BIN / "custody-keys"), "rotate", "--repo", str(repo), "--role",
+                        "timestamp", "--add", str(ts2), "--sign-with",
+                        str(repo / "offline-keys/root")], capture_output=True, text=True,
+                       check=False)
+    assert r.returncode == 0, r.stderr
+    assert repo_cli("gc", repo, "--retention", "0", "--keep", "1").returncode == 0
+    r = repo_cli("sync", repo)  # the bucket already holds exactly the local tree
+    assert r.returncode == 0 and "deleted 0" in r.stdout, r.stdout
+
+    fresh = tmp_path / "fresh"  # a new client trusts only 1.root.json and reads the bucket
+    assert custody(fresh, "init", "--url", http_url, "--root",
+                   str(repo / "public/metadata/1.root.json"), "--inspections",
+                   "run").returncode == 0
+    r = custody(fresh, "install", "hello")
+    assert r.returncode == 0 and "installed hello 1.1.0" in r.stdout, r.stderr
+    r = custody(home, "update")
+    assert r.returncode == 0, r.stderr  # followed the timestamp key rotation from the bucket
