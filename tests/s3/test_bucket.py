@@ -52,8 +52,8 @@ def test_every_write_command_keeps_the_bucket_in_step(object_store, tmp_path, ke
     assert headers["Content-Type"] == "application/octet-stream"
 
     home = tmp_path / "home"
-    r = custody(home, "init", "--url", http_url, "--root", str(repo / "public/metadata/1.root.json"),
-                "--inspections", "run")
+    r = custody(home, "init", "--url", http_url, "--root",
+                str(repo / "public/metadata/1.root.json"), "--inspections", "run")
     assert r.returncode == 0, r.stderr
     r = custody(home, "install", "hello")
     assert r.returncode == 0, r.stderr
