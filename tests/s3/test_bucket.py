@@ -84,3 +84,71 @@ def test_every_write_command_keeps_the_bucket_in_step(object_store, tmp_path, ke
     assert r.returncode == 0 and "installed hello 1.1.0" in r.stdout, r.stderr
     r = custody(home, "update")
     assert r.returncode == 0, r.stderr  # followed the timestamp key rotation from the bucket
+
+
+def test_a_publisher_killed_during_uploads_never_shows_a_partial_state(
+        object_store, tmp_path, keydir, served):
+    """20 publishes SIGKILLed at random points: an unmodified ngclient reads the bucket at
+    the old state or the new one, every time; the next write completes the upload."""
+    import json
+    import random
+    import shutil
+    import signal
+    import time
+
+    from tuf.ngclient import Updater
+
+    s3_url, http_url = object_store.public_bucket()
+    repo = tmp_path / "bucket-repo"
+    r = repo_cli("init", repo, "--bins", "4", "--public", s3_url, "--endpoint-url",
+                 object_store.endpoint, "--layout-key", keydir / "owner", "--no-password")
+    assert r.returncode == 0, r.stderr
+    chain = served.chain("hello 1.0.0")
+    assert repo_cli("layout", "add", repo, chain.layout, "--key", keydir / "owner",
+                    "--name", "hello").returncode == 0
+    publish(repo, chain, "1.0.0")
+
+    def bucket_versions() -> set[str]:
+        """What a fresh, unmodified ngclient sees in the bucket (refresh, then the index)."""
+        work = tmp_path / "reader"
+        shutil.rmtree(work, ignore_errors=True)
+        (work / "md").mkdir(parents=True)
+        (work / "dl").mkdir()
+        shutil.copy(repo / "public/metadata/1.root.json", work / "md/root.json")
+        updater = Updater(str(work / "md"), f"{http_url}/metadata/", str(work / "dl"),
+                          f"{http_url}/targets/", bootstrap=None)
+        updater.refresh()
+        info = updater.get_targetinfo("packages/hello/index.json")
+        assert info is not None
+        path = updater.download_target(info, str(work / "dl/index.json"))
+        return set(json.loads(Path(path).read_text())["versions"])
+
+    rng = random.Random(13)
+    seen = {"1.0.0"}
+    interrupted = 0
+    for trial in range(20):
+        version = f"1.{trial + 1}.0"
+        chain = served.chain(f"hello {version}")
+        proc = subprocess.Popen(
+            [str(BIN / "custody-repo"), "publish", str(repo), str(chain.verify_dir /
+             "hello.tar.gz"), "--name", "hello", "--version", version, "--layout",
+             str(chain.layout), "--links", str(chain.links)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, 1.2))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        interrupted += (repo / "private/bucket-journal.json").exists()
+        assert bucket_versions() in (seen, seen | {version}), trial  # old or new, whole
+        r = repo_cli("publish", repo, chain.verify_dir / "hello.tar.gz", "--name", "hello",
+                     "--version", version, "--layout", chain.layout, "--links", chain.links)
+        assert r.returncode == 0 or "already published" in r.stderr, r.stderr
+        seen.add(version)
+        assert bucket_versions() == seen, trial  # the retry completed the bucket
+    assert not (repo / "private/bucket-journal.json").exists()
+    assert interrupted >= 1, "no kill landed during the uploads"
+    home = tmp_path / "home"
+    assert custody(home, "init", "--url", http_url, "--root",
+                   str(repo / "public/metadata/1.root.json"), "--inspections",
+                   "run").returncode == 0
+    r = custody(home, "install", "hello")
+    assert r.returncode == 0 and "installed hello 1.20.0" in r.stdout, r.stderr
