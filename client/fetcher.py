@@ -3,6 +3,9 @@
 `MirrorFetcher` implements python-tuf's `FetcherInterface`. ngclient asks for
 URLs under a virtual base (``mirror:/metadata/...``); the fetcher tries each
 configured mirror in turn, so a dead or erroring mirror only costs a timeout.
+A ``file://`` mirror (a directory written by ``custody-repo export``, on a USB
+stick for an air-gapped host) is read directly, with the same checks: the
+bytes go through ngclient's length and hash verification like any others.
 A mirror that answers with bytes that do not verify is caught one level up:
 `client.updater` retries the whole TUF operation with the next mirror first.
 
@@ -17,6 +20,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import urllib3
 from tuf.api.exceptions import DownloadError, DownloadHTTPError, SlowRetrievalError
@@ -33,6 +38,15 @@ class MirrorsUnreachable(DownloadError):
     A ``DownloadError`` so that ngclient passes it through unchanged; the
     client reports it as "repository unreachable, try later".
     """
+
+
+def _local_path(url: str) -> Path | None:
+    """The file a ``file://`` URL names; None for one that climbs out with ``..``."""
+    parsed = urlparse(url)
+    if parsed.netloc not in ("", "localhost"):
+        return None
+    path = Path(unquote(parsed.path))
+    return None if ".." in path.parts else path
 
 
 class MirrorFetcher(FetcherInterface):
@@ -77,6 +91,12 @@ class MirrorFetcher(FetcherInterface):
         errors: list[str] = []
         not_found = None
         for base, full in candidates:
+            if full.startswith("file:"):  # an air-gapped mirror: a directory, a USB stick
+                local = _local_path(full)
+                if local is None or not local.is_file():
+                    not_found = not_found or DownloadHTTPError(f"{path} not found", 404)
+                    continue
+                return self._file_chunks(local)
             try:
                 response = self._pool.request("GET", full, preload_content=False,
                                               decode_content=False)
@@ -95,6 +115,12 @@ class MirrorFetcher(FetcherInterface):
         if not_found is not None:
             raise not_found  # a live mirror's answer; ngclient needs it (end of the root chain)
         raise MirrorsUnreachable(f"no mirror served {path} ({'; '.join(errors)})")
+
+    def _file_chunks(self, local: Path) -> Iterator[bytes]:
+        with open(local, "rb") as f:
+            while chunk := f.read(self.chunk_size):
+                self.bytes_downloaded += len(chunk)
+                yield chunk
 
     def _chunks(self, response: urllib3.BaseHTTPResponse, url: str) -> Iterator[bytes]:
         start = time.monotonic()

@@ -409,6 +409,28 @@ def gc(directory: Path, keep: int, retention: float | None) -> None:
 
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("output", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--package", "packages", multiple=True, required=True,
+              help="A package to include (repeat).")
+@_fails_cleanly
+def export(directory: Path, output: Path, packages: tuple[str, ...]) -> None:
+    """Write a self-contained mirror of PACKAGES into OUTPUT, for hosts with no network.
+
+    Clients read it with 'custody init --url file:///path/to/OUTPUT'; every TUF and
+    in-toto check applies unchanged.
+    """
+    from repository.export import export_mirror
+
+    repo = CustodyRepository(directory)
+    with locked(repo.paths):
+        files, size = export_mirror(repo, output, packages)
+    click.echo(f"exported {files} files ({size / 2**20:.1f} MiB) to {output}: "
+               f"custody init --url {output.resolve().as_uri()} --root "
+               f"{output / 'metadata/1.root.json'}")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @_fails_cleanly
 def sync(directory: Path) -> None:
     """Make the bucket hold exactly the local served tree (safe order, timestamp last)."""
