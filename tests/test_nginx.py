@@ -40,7 +40,8 @@ def running_nginx(upstream: str, work: Path) -> Iterator[str]:
     site = CONF.read_text().format(listen=f"127.0.0.1:{port}", upstream=upstream,
                                    cache_dir=work / "cache")
     (work / "nginx.conf").write_text(
-        f"user root;\nworker_processes 1;\npid {work}/nginx.pid;\nerror_log {work}/logs/error.log;\n"
+        f"user root;\nworker_processes 1;\npid {work}/nginx.pid;\n"
+        f"error_log {work}/logs/error.log;\n"
         f"events {{ worker_connections 256; }}\nhttp {{\n access_log {work}/logs/access.log;\n"
         f" client_body_temp_path {work}/body;\n proxy_temp_path {work}/proxy;\n{site}\n}}\n")
     proc = subprocess.Popen([binary, "-p", str(work), "-c", str(work / "nginx.conf"), "-g",
