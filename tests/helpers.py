@@ -28,10 +28,12 @@ def signer(keydir: Path, name: str):
     return load_signer(str(keydir / name))
 
 
-def make_repo(path: Path, keydir: Path, bins: int = 0) -> CustodyRepository:
+def make_repo(path: Path, keydir: Path, bins: int = 0, public_url: str | None = None,
+              endpoint_url: str | None = None) -> CustodyRepository:
     """A repository whose offline keys are keydir's root/targets/owner, online key 'online'."""
     config = RepoConfig(bins=bins, online_keys={
-        role: [KeySpec(path=str(keydir / "online"))] for role in ONLINE_ROLES})
+        role: [KeySpec(path=str(keydir / "online"))] for role in ONLINE_ROLES},
+        public_url=public_url, endpoint_url=endpoint_url)
     return CustodyRepository.create(
         path, root_signers=[signer(keydir, "root")], root_threshold=1,
         targets_signers=[signer(keydir, "targets")],

@@ -33,7 +33,8 @@ class ObjectStore:
 
         return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
                             aws_access_key_id="test:tester", aws_secret_access_key="testing",
-                            config=Config(s3={"addressing_style": "path"}))
+                            config=Config(s3={"addressing_style": "path"},
+                                          retries={"max_attempts": 10, "mode": "standard"}))
 
     def public_bucket(self) -> tuple[str, str]:
         """A new public-read bucket: (its s3:// URL with a prefix, its anonymous HTTP URL)."""
