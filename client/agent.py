@@ -85,7 +85,8 @@ class Agent:
         downloaded or verified with in-toto yet.
         """
         package = self._state()
-        offered, _ = self.manager.updater.resolve_version(self.name, None, package.channel)
+        offered, _ = self.manager.updater.resolve_version(self.name, None, package.channel,
+                                                          package.current)
         if Version(offered) <= Version(package.current) or package.failure(offered):
             return None
         return offered

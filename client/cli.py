@@ -125,10 +125,13 @@ def main(ctx: click.Context, home: Path | None, verbose: bool) -> None:
 @click.option("--layout-threshold", type=POSITIVE)
 @click.option("--inspections", type=click.Choice(["refuse", "skip", "run"]), default="refuse",
               show_default=True, help="Whether layouts may run inspection commands here.")
+@click.option("--report-url", help="Send health reports to this repository server (opt-in).")
+@click.option("--report-token", help="The report token for --report-url.")
 @click.pass_context
 @_fails_cleanly
 def init(ctx: click.Context, urls: tuple[str, ...], root: Path, layout_keys: tuple[str, ...],
-         layout_threshold: int | None, inspections: str) -> None:
+         layout_threshold: int | None, inspections: str, report_url: str | None,
+         report_token: str | None) -> None:
     """Trust a repository: store its root metadata and URLs."""
     from client.packages import init_home
     from intoto.metadata import key_to_dict
@@ -139,7 +142,12 @@ def init(ctx: click.Context, urls: tuple[str, ...], root: Path, layout_keys: tup
         keys = [key_to_dict(load_public_key(p)) for p in layout_keys]
     except KeyToolingError as exc:
         raise click.BadParameter(str(exc)) from exc
-    init_home(ctx.obj["home"], urls, root, keys, layout_threshold, inspections)
+    if bool(report_url) != bool(report_token):
+        raise click.UsageError("--report-url and --report-token go together")
+    config = init_home(ctx.obj["home"], urls, root, keys, layout_threshold, inspections)
+    if report_url:
+        config.report_url, config.report_token = report_url, report_token
+        config.save(ctx.obj["home"])
     click.echo(f"trusting {root} for {', '.join(urls)} in {ctx.obj['home']}")
 
 
@@ -175,11 +183,18 @@ def install(ctx: click.Context, spec: str, channel: str, allow_downgrade: bool,
     A package with a health check (see 'custody health-check') runs it in the
     new version and rolls back if it fails.
     """
+    from client.reports import for_error, for_outcome, record
+
     name, version = _spec(spec)
     manager = _manager(ctx)
-    outcome = manager.install(name, version, channel, allow_downgrade, allow_unverified,
-                              retry_failed, check=manager.health_check_for(name))
+    try:
+        outcome = manager.install(name, version, channel, allow_downgrade, allow_unverified,
+                                  retry_failed, check=manager.health_check_for(name))
+    except ClientError as exc:
+        record(manager.home, manager.config, [for_error(manager.config, name, exc)])
+        raise
     _echo_outcome(outcome, "installed", "is already installed")
+    record(manager.home, manager.config, [for_outcome(manager.config, outcome, "installed")])
 
 
 @main.command()
@@ -214,7 +229,15 @@ def update(ctx: click.Context, names: tuple[str, ...], health_check: str | None,
     except ValueError as exc:  # unbalanced quotes
         raise click.BadParameter(f"{health_check!r}: {exc}", param_hint="--health-check") \
             from exc
-    results = _manager(ctx).update(names, default, retry_failed, confirm_within)
+    from client.reports import for_error, for_outcome, record
+
+    manager = _manager(ctx)
+    results = manager.update(names, default, retry_failed, confirm_within)
+    reports = []
+    for result in results:
+        reports.append(for_outcome(manager.config, result.outcome, "updated")
+                       if result.outcome is not None else
+                       for_error(manager.config, result.name, result.error))  # type: ignore[arg-type]
     for result in results:
         if result.outcome is not None:
             _echo_outcome(result.outcome, "updated")
@@ -223,6 +246,7 @@ def update(ctx: click.Context, names: tuple[str, ...], health_check: str | None,
             output = getattr(result.error, "output", "")
             if output:
                 click.echo("\n".join(f"  | {line}" for line in output.splitlines()), err=True)
+    record(manager.home, manager.config, reports)
     ctx.exit(exit_code(results))
 
 
@@ -269,9 +293,15 @@ def remove(ctx: click.Context, name: str) -> None:
 @_fails_cleanly
 def rollback(ctx: click.Context, name: str) -> None:
     """Switch a package back to its previous version; updates then skip the one left."""
-    outcome = _manager(ctx).rollback(name)
+    from client.reports import record, report
+
+    manager = _manager(ctx)
+    outcome = manager.rollback(name)
     click.echo(f"rolled back {name} {outcome.previous} -> {outcome.version}; updates skip "
                f"{outcome.previous} from now on (--retry-failed to install it again)")
+    record(manager.home, manager.config, [report(manager.config, name, "rolled-back", 0,
+                                                 outcome.previous, outcome.version,
+                                                 "rolled back by hand")])
 
 
 @main.command()

@@ -35,6 +35,12 @@ def default_home() -> Path:
     return Path(base) / "custody"
 
 
+def new_client_id() -> str:
+    import secrets
+
+    return secrets.token_hex(16)
+
+
 @dataclass
 class HealthCheck:
     """A package's own health check: argv run in the new version, and its time limit."""
@@ -61,6 +67,11 @@ class ClientConfig:
     timeout: float = 30.0
     min_rate: float = 1024.0
     slow_grace: float = 5.0
+    # A random id made at init: the host's place in staged rollouts, and how its
+    # reports are told apart. Says nothing about the host.
+    client_id: str = ""
+    report_url: str | None = None
+    report_token: str | None = None
     max_unpacked_mib: int = DEFAULT_LIMITS.max_bytes >> 20
     max_unpack_ratio: float = DEFAULT_LIMITS.max_ratio
 
@@ -78,12 +89,16 @@ class ClientConfig:
         try:
             data = json.loads(cls.path(home).read_text())
             checks = data.pop("health_checks", {})
-            return cls(**data, health_checks={n: HealthCheck.from_json(c)
-                                              for n, c in checks.items()})
+            config = cls(**data, health_checks={n: HealthCheck.from_json(c)
+                                                for n, c in checks.items()})
         except FileNotFoundError as exc:
             raise ConfigError(f"{home} is not initialised; run 'custody init' first") from exc
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise ConfigError(f"{cls.path(home)} is malformed: {exc}") from exc
+        if not config.client_id:  # a home made before rollouts existed
+            config.client_id = new_client_id()
+            config.save(home)
+        return config
 
     def save(self, home: Path) -> None:
         write_atomic(self.path(home), json.dumps(asdict(self), indent=1).encode())

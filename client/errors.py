@@ -128,9 +128,11 @@ class HealthCheckError(ClientError):
 
     exit_code = EXIT_UNHEALTHY
 
-    def __init__(self, message: str, output: str = "") -> None:
+    def __init__(self, message: str, output: str = "", version: str | None = None,
+                 previous: str | None = None, reason: str = "") -> None:
         super().__init__(message)
         self.output = output
+        self.version, self.previous, self.reason = version, previous, reason
 
 
 class ConfigError(ClientError):

@@ -163,8 +163,9 @@ class PackageManager:
         with home_lock(self.home):
             state = State.load(self.home)
             self._recover(state)
-            wanted, entry = self.updater.resolve_version(name, version, channel)
             installed = state.packages.get(name)
+            wanted, entry = self.updater.resolve_version(
+                name, version, channel, installed.current if installed else None)
             if installed is not None and installed.current == wanted:
                 return Outcome(name, wanted, installed.previous, False)
             if installed is not None and installed.pending is not None:
@@ -235,7 +236,8 @@ class PackageManager:
             self._abort(state, name, f"failed its health check ({result.reason})")
             raise HealthCheckError(
                 f"{name} {version} failed its health check ({result.detail}); rolled back "
-                f"to {live}", output=result.tail)
+                f"to {live}", output=result.tail, version=version, previous=live,
+                reason=result.reason)
         self._commit_pending(state, name)
         return Outcome(name, version, live, True, warnings)
 
@@ -404,7 +406,10 @@ def init_home(home: Path, urls: Sequence[str], root: Path, layout_keys: Sequence
     from intoto.files import write_atomic
 
     write_atomic(home / "metadata" / "root.json", data)
+    from client.config import new_client_id
+
     config = ClientConfig(urls=list(urls), layout_keys=list(layout_keys),
-                          layout_threshold=layout_threshold, inspections=inspections)
+                          layout_threshold=layout_threshold, inspections=inspections,
+                          client_id=new_client_id())
     config.save(home)
     return config

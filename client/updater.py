@@ -192,7 +192,8 @@ class SecureUpdater:
         return index
 
     def resolve_version(self, name: str, version: str | None = None,
-                        channel: str = "stable") -> tuple[str, VersionEntry]:
+                        channel: str = "stable", installed: str | None = None,
+                        ) -> tuple[str, VersionEntry]:
         """The version ``name``, ``name==version`` or a channel means, and its index entry.
 
         Only the (TUF-verified) index is read: a poll that finds the installed
@@ -200,8 +201,8 @@ class SecureUpdater:
         ``2.4`` asks for ``2.4.0`` (PEP 440 equality).
         """
         index = self.index(name)
-        if version is None:
-            version = index.channels.get(channel)
+        if version is None:  # a staged rollout may give this host the new version already
+            version = index.channel_version(channel, self.config.client_id, installed)
             if version is None:
                 raise PackageNotFoundError(f"{name} has no {channel!r} channel")
         try:

@@ -92,6 +92,82 @@ class VersionEntry:
         return self.target.rsplit("/", 1)[-1]
 
 
+ROLLOUT_STATES = ("active", "paused")
+
+
+@dataclass
+class Rollout:
+    """A channel moving to ``version`` for a growing share of the fleet.
+
+    While it runs, the channel itself still names the previous version: a
+    host is in the rollout when its bucket (`rollout_bucket`) is below
+    ``percent`` and the rollout is active; everyone else stays on the
+    channel's version. Completing the rollout moves the channel. Online
+    signed, like the rest of the index: it can hold a host back or let it in
+    early, never make it install what in-toto did not verify or go backwards.
+    """
+
+    version: str
+    percent: float
+    state: str = "active"
+    reason: str = ""  # why it paused
+    max_failure_rate: float | None = None
+    min_reports: int = 20
+    started: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Rollout:
+        data = _object(data, where)
+        version = _string(data.get("version"), f"{where}.version", MAX_VERSION_LENGTH)
+        parse_version(version, f"{where}.version")
+        percent = data.get("percent")
+        if isinstance(percent, bool) or not isinstance(percent, int | float) \
+                or not 0 <= percent <= 100:
+            raise FormatError(f"{where}.percent must be a number from 0 to 100")
+        state = data.get("state", "active")
+        if state not in ROLLOUT_STATES:
+            raise FormatError(f"{where}.state must be one of {', '.join(ROLLOUT_STATES)}")
+        rate = data.get("max_failure_rate")
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float)
+                                 or not 0 <= rate <= 1):
+            raise FormatError(f"{where}.max_failure_rate must be a number from 0 to 1")
+        minimum = data.get("min_reports", 20)
+        if isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 1:
+            raise FormatError(f"{where}.min_reports must be a positive integer")
+        started = data.get("started")
+        return cls(version, float(percent), state,
+                   _string(data.get("reason", ""), f"{where}.reason", 500),
+                   None if rate is None else float(rate), minimum,
+                   None if started is None else _string(started, f"{where}.started", 64))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"version": self.version, "percent": self.percent,
+                               "state": self.state, "min_reports": self.min_reports}
+        if self.reason:
+            out["reason"] = self.reason
+        if self.max_failure_rate is not None:
+            out["max_failure_rate"] = self.max_failure_rate
+        if self.started:
+            out["started"] = self.started
+        return out
+
+    def includes(self, client_id: str, package: str) -> bool:
+        """Whether the host ``client_id`` gets ``version`` now."""
+        return self.state == "active" and rollout_bucket(client_id, package) < self.percent
+
+
+def rollout_bucket(client_id: str, package: str) -> float:
+    """A host's place in every rollout of ``package``: a number in [0, 100), stable.
+
+    The same host and package give the same number on every poll, so 5% is
+    the same hosts each time and raising the percentage only adds hosts.
+    """
+    import hashlib
+
+    digest = hashlib.sha256(f"{client_id}\0{package}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 * 100
+
+
 @dataclass
 class PackageIndex:
     """The index of one package (see the module docstring)."""
@@ -99,6 +175,7 @@ class PackageIndex:
     name: str
     versions: dict[str, VersionEntry] = field(default_factory=dict)
     channels: dict[str, str] = field(default_factory=dict)
+    rollouts: dict[str, Rollout] = field(default_factory=dict)
 
     @staticmethod
     def target_path(name: str) -> str:
@@ -132,7 +209,17 @@ class PackageIndex:
                 raise FormatError(f"{where}.channels[{channel!r}] names {version!r}, which "
                                   "the index does not list")
             channels[channel] = version
-        return cls(name, versions, channels)
+        rollouts: dict[str, Rollout] = {}
+        for channel, raw in _object(data.get("rollouts", {}), f"{where}.rollouts").items():
+            if channel not in channels:
+                raise FormatError(f"{where}.rollouts[{channel[:40]!r}] rolls out a channel "
+                                  "the index does not have")
+            rollout = Rollout.from_dict(raw, f"{where}.rollouts[{channel!r}]")
+            if rollout.version not in versions:
+                raise FormatError(f"{where}.rollouts[{channel!r}] names {rollout.version!r}, "
+                                  "which the index does not list")
+            rollouts[channel] = rollout
+        return cls(name, versions, channels, rollouts)
 
     @classmethod
     def from_bytes(cls, data: bytes, where: str = "index") -> PackageIndex:
@@ -140,8 +227,23 @@ class PackageIndex:
 
     def to_dict(self) -> dict[str, Any]:
         ordered = sorted(self.versions.items(), key=lambda kv: Version(kv[0]))
-        return {"name": self.name, "versions": {v: e.to_dict() for v, e in ordered},
-                "channels": dict(self.channels)}
+        out: dict[str, Any] = {"name": self.name,
+                               "versions": {v: e.to_dict() for v, e in ordered},
+                               "channels": dict(self.channels)}
+        if self.rollouts:
+            out["rollouts"] = {c: r.to_dict() for c, r in sorted(self.rollouts.items())}
+        return out
+
+    def channel_version(self, channel: str, client_id: str | None = None,
+                        installed: str | None = None) -> str | None:
+        """What ``channel`` means for the host ``client_id``: a rollout's version if the host
+        is in it (or already runs it: a paused rollout holds hosts, never moves them back),
+        else the channel's."""
+        rollout = self.rollouts.get(channel)
+        if rollout is not None and (installed == rollout.version or (
+                client_id is not None and rollout.includes(client_id, self.name))):
+            return rollout.version
+        return self.channels.get(channel)
 
     def to_bytes(self) -> bytes:
         return json.dumps(self.to_dict(), indent=1).encode() + b"\n"

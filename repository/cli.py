@@ -480,20 +480,143 @@ def push(artifact: Path, server: str, token: str, name: str, version: str,
 
 
 @main.group()
+def rollout() -> None:
+    """Staged rollouts: a channel's new version for a growing share of hosts."""
+
+
+def _rollout_op(directory: Path, operation: Callable[..., Any], *args: Any) -> Any:
+    repo = CustodyRepository(directory)
+    with repo.transaction():
+        return operation(repo, *args)
+
+
+def _show(result: Any) -> None:
+    click.echo(f"{result.version} at {result.percent:g}% ({result.state}"
+               f"{': ' + result.reason if result.reason else ''})")
+
+
+@rollout.command("start")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("name")
+@click.argument("channel")
+@click.argument("version")
+@click.option("--percent", type=click.FloatRange(0, 100), required=True)
+@click.option("--max-failure-rate", type=click.FloatRange(0, 1),
+              help="Pause by itself when more of the reporting hosts fail their health check.")
+@click.option("--min-reports", type=POSITIVE, default=20, show_default=True,
+              help="Hosts that must report before the failure rate counts.")
+@_fails_cleanly
+def rollout_start(directory: Path, name: str, channel: str, version: str, percent: float,
+                  max_failure_rate: float | None, min_reports: int) -> None:
+    """Move CHANNEL of NAME to VERSION for PERCENT of the hosts."""
+    from repository import rollouts
+
+    _show(_rollout_op(directory, rollouts.start, name, channel, version, percent,
+                      max_failure_rate, min_reports))
+
+
+@rollout.command("raise")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("name")
+@click.argument("channel")
+@click.argument("percent", type=click.FloatRange(0, 100))
+@_fails_cleanly
+def rollout_raise(directory: Path, name: str, channel: str, percent: float) -> None:
+    """Give the new version to PERCENT of the hosts (only adds hosts)."""
+    from repository import rollouts
+
+    _show(_rollout_op(directory, rollouts.set_percent, name, channel, percent))
+
+
+@rollout.command("pause")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("name")
+@click.argument("channel")
+@click.option("--reason", default="paused by hand", show_default=True)
+@_fails_cleanly
+def rollout_pause(directory: Path, name: str, channel: str, reason: str) -> None:
+    """Stop adding hosts (those on the new version stay)."""
+    from repository import rollouts
+
+    _show(_rollout_op(directory, rollouts.pause, name, channel, reason))
+
+
+@rollout.command("resume")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("name")
+@click.argument("channel")
+@_fails_cleanly
+def rollout_resume(directory: Path, name: str, channel: str) -> None:
+    """Continue a paused rollout."""
+    from repository import rollouts
+
+    _show(_rollout_op(directory, rollouts.resume, name, channel))
+
+
+@rollout.command("complete")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("name")
+@click.argument("channel")
+@_fails_cleanly
+def rollout_complete(directory: Path, name: str, channel: str) -> None:
+    """Every host gets the new version: the channel moves to it."""
+    from repository import rollouts
+
+    version = _rollout_op(directory, rollouts.complete, name, channel)
+    click.echo(f"{name} {channel} -> {version}")
+
+
+@rollout.command("abort")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("name")
+@click.argument("channel")
+@_fails_cleanly
+def rollout_abort(directory: Path, name: str, channel: str) -> None:
+    """End the rollout, the channel unchanged (hosts that moved stay)."""
+    from repository import rollouts
+
+    version = _rollout_op(directory, rollouts.abort, name, channel)
+    click.echo(f"rollout of {name} {version} on {channel} ended; {channel} unchanged")
+
+
+@rollout.command("status")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("name")
+@click.argument("channel")
+@_fails_cleanly
+def rollout_status(directory: Path, name: str, channel: str) -> None:
+    """Hosts in the rollout, reported successes and failures by reason, why it paused."""
+    from repository import rollouts
+    from repository.reports import ReportStore
+
+    repo = CustodyRepository(directory)
+    store = ReportStore(repo.paths.private / "reports.sqlite")
+    try:
+        for line in rollouts.status(repo, store, name, channel).lines():
+            click.echo(line)
+    finally:
+        store.close()
+
+
+@main.group()
 def token() -> None:
-    """API tokens for the publish API."""
+    """API tokens: publishing, health reports, operators."""
 
 
 @token.command("create")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("name")
+@click.option("--scope", type=click.Choice(["publish", "report", "operator"]),
+              default="publish", show_default=True,
+              help="publish: releases and rollouts (CI); report: health reports only (give "
+                   "it to the fleet); operator: everything, and the dashboard.")
 @_fails_cleanly
-def token_create(directory: Path, name: str) -> None:
+def token_create(directory: Path, name: str, scope: str) -> None:
     """Create a token for NAME (shown once; stored hashed)."""
     from repository.tokens import create_token
 
     RepoConfig.load(RepoPaths(directory))
-    token_id, secret = create_token(RepoPaths(directory), name)
+    token_id, secret = create_token(RepoPaths(directory), name, scope)
     click.echo(secret)
     click.echo(f"token id {token_id} for {name}", err=True)
 

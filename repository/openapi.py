@@ -56,6 +56,31 @@ def openapi(max_upload_mib: int) -> dict[str, Any]:
                     "503": _ERROR,
                 },
             }},
+            "/api/v1/reports": {"post": {
+                "summary": "Health reports from clients (a report token)",
+                "security": [{"token": []}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "oneOf": [{"$ref": "#/components/schemas/Report"},
+                              {"type": "array", "minItems": 1, "maxItems": 100,
+                               "items": {"$ref": "#/components/schemas/Report"}}]}}}},
+                "responses": {
+                    "202": {"description": "stored; rollouts it halted", "content": {
+                        "application/json": {"schema": {"type": "object", "properties": {
+                            "accepted": {"type": "integer"},
+                            "halted": {"type": "array", "items": {"type": "string"}}}}}}},
+                    "400": _ERROR, "401": _ERROR, "503": _ERROR,
+                },
+            }},
+            "/api/v1/rollouts": {"post": {
+                "summary": "Start, raise, pause, resume, complete or abort a staged rollout",
+                "security": [{"token": []}],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/RolloutAction"}}}},
+                "responses": {
+                    "200": {"description": "done", "content": {"application/json": {}}},
+                    "400": _ERROR, "401": _ERROR, "404": _ERROR, "503": _ERROR,
+                },
+            }},
             "/api/v1/openapi.json": {"get": {
                 "summary": "This description",
                 "responses": {"200": {"description": "OpenAPI 3.1",
@@ -76,6 +101,34 @@ def openapi(max_upload_mib: int) -> dict[str, Any]:
                               "properties": {"target": {"type": "string"},
                                              "name": {"type": "string"},
                                              "version": {"type": "string"}}},
+                "Report": {
+                    "type": "object", "required": ["package", "result", "client_id"],
+                    "properties": {
+                        "package": {"type": "string", "maxLength": 64},
+                        "from": {"type": ["string", "null"], "maxLength": 64},
+                        "to": {"type": ["string", "null"], "maxLength": 64},
+                        "result": {"type": "string", "enum": [
+                            "installed", "updated", "up-to-date", "skipped", "unhealthy",
+                            "rolled-back", "refused", "unreachable", "not-found", "failed",
+                            "interrupted"]},
+                        "exit_code": {"type": "integer", "minimum": 0, "maximum": 255},
+                        "reason": {"type": "string", "maxLength": 300},
+                        "client_id": {"type": "string", "maxLength": 64},
+                    },
+                },
+                "RolloutAction": {
+                    "type": "object", "required": ["package", "channel", "action"],
+                    "properties": {
+                        "package": {"type": "string"}, "channel": {"type": "string"},
+                        "action": {"type": "string", "enum": [
+                            "start", "raise", "pause", "resume", "complete", "abort"]},
+                        "version": {"type": "string"},
+                        "percent": {"type": "number", "minimum": 0, "maximum": 100},
+                        "max_failure_rate": {"type": "number", "minimum": 0, "maximum": 1},
+                        "min_reports": {"type": "integer", "minimum": 1},
+                        "reason": {"type": "string"},
+                    },
+                },
                 "Release": {
                     "type": "object", "required": ["name", "version", "artifact", "layout"],
                     "description": f"at most {max_upload_mib} MiB in all",

@@ -35,6 +35,7 @@ from repository.errors import (
     DuplicateReleaseError,
     InvalidReleaseError,
     LockedError,
+    NotFoundError,
     RepositoryError,
 )
 from repository.releases import Release, check_link_path, publish_release
@@ -132,6 +133,85 @@ def create_app(repo_dir: str | Path, bump_interval: float | None = None) -> Flas
         log.info("%s published %s %s", who, release.name, release.version)
         return jsonify(target=target, name=release.name, version=release.version), 201
 
+    def _authorized(scope: str) -> str | None:
+        header = request.headers.get("Authorization", "")
+        token = header[len("Bearer "):] if header.startswith("Bearer ") else ""
+        return check_token(paths, token, scope) if token else None
+
+    @app.post("/api/v1/reports")
+    def reports() -> Any:
+        from repository.reports import Report, ReportStore
+        from repository.rollouts import check_halt
+
+        if _authorized("report") is None:
+            return _error(401, "a valid report token is required (Authorization: Bearer)")
+        body = request.get_json(silent=True)
+        items = body if isinstance(body, list) else [body]
+        if not 1 <= len(items) <= 100:
+            return _error(400, "send 1 to 100 reports, as a JSON object or list")
+        try:
+            parsed = [Report.from_dict(item) for item in items]
+        except InvalidReleaseError as exc:
+            return _error(400, str(exc))
+        store = ReportStore(paths.private / "reports.sqlite")
+        try:
+            store.add(parsed)
+            halted: list[str] = []
+            for package in sorted({r.package for r in parsed}):
+                if not (paths.targets / "packages" / package).exists():
+                    continue
+                repo = CustodyRepository(paths.root)
+                with repo.transaction():
+                    halted += check_halt(repo, store, package)
+        except LockedError as exc:
+            return _error(503, str(exc))
+        finally:
+            store.close()
+        for sentence in halted:
+            log.warning("rollout %s", sentence)
+        return jsonify(accepted=len(parsed), halted=halted), 202
+
+    @app.post("/api/v1/rollouts")
+    def rollouts_api() -> Any:
+        from repository import rollouts
+
+        if _authorized("publish") is None:
+            return _error(401, "a valid publish or operator token is required")
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return _error(400, "send a JSON object: package, channel, action, ...")
+        action = body.get("action")
+        package, channel = body.get("package"), body.get("channel")
+        if not isinstance(package, str) or not isinstance(channel, str):
+            return _error(400, "the fields 'package' and 'channel' are required strings")
+        try:
+            repo = CustodyRepository(paths.root)
+            with repo.transaction():
+                if action == "start":
+                    result = rollouts.start(
+                        repo, package, channel, str(body.get("version", "")),
+                        _number(body, "percent"), _number(body, "max_failure_rate", None),
+                        int(_number(body, "min_reports", 20)))
+                elif action == "raise":
+                    result = rollouts.set_percent(repo, package, channel,
+                                                  _number(body, "percent"))
+                elif action == "pause":
+                    result = rollouts.pause(repo, package, channel,
+                                            str(body.get("reason") or "paused by hand"))
+                elif action == "resume":
+                    result = rollouts.resume(repo, package, channel)
+                elif action in ("complete", "abort"):
+                    version = getattr(rollouts, action)(repo, package, channel)
+                    return jsonify(action=action, version=version), 200
+                else:
+                    return _error(400, "action must be start, raise, pause, resume, "
+                                       "complete or abort")
+        except (InvalidReleaseError, NotFoundError, ValueError) as exc:
+            return _error(404 if isinstance(exc, NotFoundError) else 400, str(exc))
+        except LockedError as exc:
+            return _error(503, str(exc))
+        return jsonify(action=action, rollout=result.to_dict()), 200
+
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_: RequestEntityTooLarge) -> Any:
         return _error(413, f"uploads are limited to {config.max_upload_mib} MiB")
@@ -152,6 +232,16 @@ def create_app(repo_dir: str | Path, bump_interval: float | None = None) -> Flas
 
 def _error(status: int, message: str) -> Any:
     return jsonify(error=message), status
+
+
+def _number(body: dict, name: str, default: Any = ...) -> Any:
+    """A JSON number field of a request body (``ValueError`` names it)."""
+    value = body.get(name, None if default is ... else default)
+    if value is None and default is not ...:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"the field {name!r} must be a number")
+    return value
 
 
 def _start_bumper(paths: RepoPaths, interval: float) -> threading.Event:
@@ -183,6 +273,8 @@ def serve(repo_dir: str | Path, host: str, port: int, workers: int = 2,
             self.cfg.set("workers", workers)
             self.cfg.set("accesslog", "-")
             self.cfg.set("timeout", 120)
+            self.cfg.set("worker_class", "gthread")  # threads: a slow client holds one
+            self.cfg.set("threads", 8)  # thread, not a whole worker
 
         def load(self) -> Flask:
             return create_app(repo_dir, bump_interval)

@@ -16,6 +16,10 @@ from repository.errors import NotFoundError
 from repository.storage import RepoPaths, locked, write_atomic
 
 PREFIX = "cst_"
+#: What a token may do. ``publish``: push releases and drive rollouts (CI);
+#: ``report``: send health reports (shared by a fleet, so it can do nothing else);
+#: ``operator``: everything, and the dashboard.
+SCOPES = ("publish", "report", "operator")
 
 
 def _digest(token: str) -> str:
@@ -29,13 +33,15 @@ def _load(paths: RepoPaths) -> dict[str, dict[str, str]]:
         return {}
 
 
-def create_token(paths: RepoPaths, name: str) -> tuple[str, str]:
+def create_token(paths: RepoPaths, name: str, scope: str = "publish") -> tuple[str, str]:
     """A new token for ``name``; returns (token id, token). The token is not stored."""
+    if scope not in SCOPES:
+        raise NotFoundError(f"no token scope {scope!r} (scopes: {', '.join(SCOPES)})")
     token = PREFIX + secrets.token_urlsafe(32)
     token_id = _digest(token)[:12]
     with locked(paths):
         tokens = _load(paths)
-        tokens[token_id] = {"name": name, "sha256": _digest(token),
+        tokens[token_id] = {"name": name, "sha256": _digest(token), "scope": scope,
                             "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
         write_atomic(paths.tokens, json.dumps(tokens, indent=1).encode(), 0o600)
     return token_id, token
@@ -49,12 +55,16 @@ def revoke_token(paths: RepoPaths, token_id: str) -> None:
         write_atomic(paths.tokens, json.dumps(tokens, indent=1).encode(), 0o600)
 
 
-def check_token(paths: RepoPaths, token: str) -> str | None:
-    """The name the token was created for, or None (constant-time comparison)."""
+def check_token(paths: RepoPaths, token: str, scope: str = "publish") -> str | None:
+    """The name the token was created for, if it may act in ``scope``; else None.
+
+    Constant-time comparison; tokens made before scopes existed are publish tokens.
+    """
     digest = _digest(token)
     found = None
     for entry in _load(paths).values():
-        if hmac.compare_digest(entry["sha256"], digest):
+        if hmac.compare_digest(entry["sha256"], digest) and \
+                entry.get("scope", "publish") in (scope, "operator"):
             found = entry["name"]
     return found
 

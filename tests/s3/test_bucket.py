@@ -72,6 +72,35 @@ def test_every_write_command_keeps_the_bucket_in_step(object_store, tmp_path, ke
                         str(repo / "offline-keys/root")], capture_output=True, text=True,
                        check=False)
     assert r.returncode == 0, r.stderr
+    # a push through the publish API (the server writes the bucket too)
+    from repository.storage import RepoPaths
+    from repository.tokens import create_token
+    from tests.helpers import running_server
+
+    _, token = create_token(RepoPaths(repo), "ci")
+    with running_server(repo) as url:
+        r = repo_cli("push", hello_chain.verify_dir / "hello.tar.gz", "--server", url,
+                     "--token", token, "--name", "hello", "--version", "1.2.0", "--layout",
+                     hello_chain.layout, "--links", hello_chain.links)
+        assert r.returncode == 0, r.stderr
+    r = custody(home, "update")
+    assert "updated hello 1.1.0 -> 1.2.0" in r.stdout, r.stderr
+    # a ceremony: root v2 needs a second key's signature, given offline, then imported
+    root2 = tmp_path / "root2"
+    subprocess.run([str(BIN / "custody-keys"), "generate", str(root2), "--no-password"],
+                   check=True, capture_output=True)
+    r = subprocess.run([str(BIN / "custody-keys"), "rotate", "--repo", str(repo), "--role",
+                        "root", "--add", f"{root2}.pub", "--threshold", "2", "--sign-with",
+                        str(repo / "offline-keys/root")], capture_output=True, text=True,
+                       check=False)
+    assert r.returncode == 3, r.stderr
+    exported = tmp_path / "root.json"
+    for args in (["export", "--repo", repo, "--role", "root", "-o", exported],
+                 ["sign", exported, "--key", root2], ["import", "--repo", repo, exported]):
+        r = subprocess.run([str(BIN / "custody-keys"), *[str(a) for a in args]],
+                           capture_output=True, text=True, check=False)
+        assert r.returncode == 0, r.stderr
+    assert head(f"{http_url}/metadata/2.root.json")["Cache-Control"].endswith("immutable")
     assert repo_cli("gc", repo, "--retention", "0", "--keep", "1").returncode == 0
     r = repo_cli("sync", repo)  # the bucket already holds exactly the local tree
     assert r.returncode == 0 and "deleted 0" in r.stdout, r.stdout
@@ -81,9 +110,9 @@ def test_every_write_command_keeps_the_bucket_in_step(object_store, tmp_path, ke
                    str(repo / "public/metadata/1.root.json"), "--inspections",
                    "run").returncode == 0
     r = custody(fresh, "install", "hello")
-    assert r.returncode == 0 and "installed hello 1.1.0" in r.stdout, r.stderr
+    assert r.returncode == 0 and "installed hello 1.2.0" in r.stdout, r.stderr
     r = custody(home, "update")
-    assert r.returncode == 0, r.stderr  # followed the timestamp key rotation from the bucket
+    assert r.returncode == 0, r.stderr  # followed the key rotations, from the bucket alone
 
 
 def test_a_publisher_killed_during_uploads_never_shows_a_partial_state(
