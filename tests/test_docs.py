@@ -22,7 +22,7 @@ def test_every_attack_has_a_test():
     names = set(re.findall(r"`(test_[a-z0-9_]+)`", (ROOT / "docs/threat-model.md").read_text()))
     sources = "".join(p.read_text() for p in (ROOT / "tests/attacks").glob("test_*.py"))
     defined = set(re.findall(r"^def (test_[a-z0-9_]+)", sources, re.MULTILINE))
-    assert len(names) == 27  # the 26 rows of ATTACKS.md and one found beyond them
+    assert len(names) >= 29  # the 26 rows of ATTACKS.md, one beyond them, hostile metadata
     assert names <= defined, names - defined
 
 
