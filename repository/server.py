@@ -225,6 +225,9 @@ def create_app(repo_dir: str | Path, bump_interval: float | None = None) -> Flas
         log.exception("internal error serving %s %s", request.method, request.path)
         return _error(500, "internal error; the server's log has the details")
 
+    from repository.dashboard import install as install_dashboard
+
+    install_dashboard(app, paths)
     if bump_interval:
         app.extensions["custody-bumper"] = _start_bumper(paths, bump_interval)
     return app
