@@ -81,6 +81,11 @@ def openapi(max_upload_mib: int) -> dict[str, Any]:
                     "400": _ERROR, "401": _ERROR, "404": _ERROR, "503": _ERROR,
                 },
             }},
+            "/metrics": {"get": {
+                "summary": "Prometheus metrics: expiry per role, rollouts, reports, API counters",
+                "responses": {"200": {"description": "the exposition format",
+                                      "content": {"text/plain": {}}}},
+            }},
             "/api/v1/openapi.json": {"get": {
                 "summary": "This description",
                 "responses": {"200": {"description": "OpenAPI 3.1",

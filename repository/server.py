@@ -7,6 +7,8 @@
   keep them forever (``immutable``); ``timestamp.json`` and ``root.json``
   must be revalidated every time.
 - ``GET /healthz``: the current timestamp version and its expiry.
+- ``GET /metrics``: Prometheus metrics (`repository.metrics`); ``/ui``: the
+  operator's dashboard (`repository.dashboard`).
 - ``GET /api/v1/openapi.json``: the OpenAPI description of all of this
   (`repository.openapi`).
 - ``POST /api/v1/releases`` (bearer token; multipart ``name``, ``version``,
@@ -21,6 +23,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -226,8 +230,23 @@ def create_app(repo_dir: str | Path, bump_interval: float | None = None) -> Flas
         return _error(500, "internal error; the server's log has the details")
 
     from repository.dashboard import install as install_dashboard
+    from repository.metrics import Metrics
 
     install_dashboard(app, paths)
+    metrics = Metrics(paths)
+
+    @app.after_request
+    def count(response: Response) -> Response:
+        if request.path.startswith("/api/"):
+            metrics.requests.labels(request.path, str(response.status_code)).inc()
+            if request.path == "/api/v1/releases" and response.status_code == 201:
+                metrics.publishes.inc()
+        return response
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, content_type=content_type)
     if bump_interval:
         app.extensions["custody-bumper"] = _start_bumper(paths, bump_interval)
     return app
@@ -282,7 +301,14 @@ def serve(repo_dir: str | Path, host: str, port: int, workers: int = 2,
         def load(self) -> Flask:
             return create_app(repo_dir, bump_interval)
 
-    RepoConfig.load(RepoPaths(Path(repo_dir)))  # refuse a non-repository before forking
+    paths = RepoPaths(Path(repo_dir))
+    RepoConfig.load(paths)  # refuse a non-repository before forking
+    # Counters shared by the workers (prometheus-client's multiprocess mode), set up
+    # before they fork; a fresh start begins at zero.
+    metrics_dir = paths.private / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)  # before prometheus_client loads
     _Gunicorn().run()
 
 

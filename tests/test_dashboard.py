@@ -11,7 +11,7 @@ import requests
 
 from repository.storage import RepoPaths
 from repository.tokens import create_token
-from tests.helpers import BIN
+from tests.helpers import BIN, running_server
 
 pytestmark = pytest.mark.slow
 SCREENSHOT = os.environ.get("CUSTODY_DASHBOARD_SCREENSHOT")  # docs/dashboard.png, by hand
@@ -91,3 +91,28 @@ def test_the_dashboard_needs_an_operator_token(served):
         r = session.post(f"{served.url}/ui/login", data={"token": publisher}, timeout=10)
         assert r.status_code == 401
 
+
+
+def test_prometheus_metrics_under_gunicorn(served, tmp_path):
+    """Scraped from the real server: state read from disk, API counters across workers."""
+    served.publish("1.0.0")
+    served.publish("2.0.0", channel=None)
+    assert subprocess.run([str(BIN / "custody-repo"), "rollout", "start",
+                           str(served.repo_dir), "hello", "stable", "2.0.0", "--percent",
+                           "5"], capture_output=True, check=False).returncode == 0
+    _, reporter = create_token(RepoPaths(served.repo_dir), "fleet", "report")
+    with running_server(served.repo_dir, workers=2) as url:
+        for _ in range(4):  # spread over both workers
+            requests.post(f"{url}/api/v1/reports", timeout=10, json={
+                "package": "hello", "to": "2.0.0", "result": "unhealthy", "exit_code": 4,
+                "client_id": "c1"}, headers={"Authorization": f"Bearer {reporter}"})
+        text = requests.get(f"{url}/metrics", timeout=10).text
+    assert 'custody_role_expiry_seconds{role="timestamp"}' in text
+    assert 'custody_role_expiry_seconds{role="bins"}' in text
+    assert 'custody_rollout_percent{channel="stable",package="hello",state="active",' \
+        'version="2.0.0"} 5.0' in text
+    assert 'custody_reports{result="unhealthy"} 4.0' in text
+    assert 'custody_package_versions{package="hello"} 2.0' in text
+    counted = [line for line in text.splitlines() if line.startswith(
+        'custody_api_requests_total{endpoint="/api/v1/reports",status="202"}')]
+    assert counted and float(counted[0].split()[-1]) == 4.0  # both workers' counts, summed
