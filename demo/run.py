@@ -133,11 +133,12 @@ def record_release(name: str, version: str, developer: str = "alice",
 
 
 def push(name: str, version: str, work: Path, url: str, token: str, expect: int = 0,
-         contains: str | None = None) -> None:
+         contains: str | None = None, no_channel: bool = False) -> None:
     layout = BUILD / f"{name}.layout"
     run(tool("custody-repo"), "push", work / "pack" / f"{name}.tar.gz", "--server", url,
         "--token", token, "--name", name, "--version", version, "--layout", layout,
-        "--links", work / "links", expect=expect, contains=contains)
+        "--links", work / "links", *(["--no-channel"] if no_channel else []), expect=expect,
+        contains=contains)
 
 
 def installed(name: str) -> str:
@@ -198,6 +199,7 @@ def main() -> int:
                     quiet=True).stdout.strip()
         push("hello", "1.0.0", hello_1, url, token)
         story(url, token)
+        rollout(url, token)
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
@@ -211,6 +213,46 @@ def main() -> int:
         return 1
     print("\ndemo passed: every outcome was the expected one")
     return 0
+
+
+def rollout(url: str, token: str) -> None:
+    """A staged rollout across a small fleet, then the dashboard's address."""
+    from formats.index import rollout_bucket
+
+    headline("A staged rollout: hello 1.5.0 to 50% of a fleet of eight hosts, then to all")
+    push("hello", "1.5.0", record_release("hello", "1.5.0", developer="carol"), url, token,
+         no_channel=True)
+    fleet = [BUILD / "fleet" / f"host{i}" for i in range(8)]
+    for home in fleet:
+        run(tool("custody"), "--home", home, "init", "--url", url, "--root",
+            REPO / "public" / "metadata" / "1.root.json", quiet=True)
+        run(tool("custody"), "--home", home, "install", "hello", quiet=True)
+    run(tool("custody-repo"), "rollout", "start", REPO, "hello", "stable", "1.5.0",
+        "--percent", "50", "--max-failure-rate", "0.2", "--min-reports", "4",
+        contains="1.5.0 at 50% (active)")
+    for percent in ("50", "100"):
+        if percent == "100":
+            run(tool("custody-repo"), "rollout", "raise", REPO, "hello", "stable", percent)
+        moved = []
+        for home in fleet:
+            run(tool("custody"), "--home", home, "update", quiet=True)
+            moved.append(json.loads((home / "state.json").read_text())["packages"]["hello"]
+                         ["current"] == "1.5.0")
+        print(f"   at {percent}%: hosts on 1.5.0: "
+              + " ".join("#" if m else "." for m in moved))
+        expected = [rollout_bucket(json.loads((home / "config.json").read_text())
+                                   ["client_id"], "hello") < float(percent) for home in fleet]
+        check(moved == expected, f"at {percent}% exactly the hosts whose bucket is below "
+                                 f"{percent} moved ({sum(moved)} of {len(fleet)})")
+    run(tool("custody-repo"), "rollout", "complete", REPO, "hello", "stable",
+        contains="hello stable -> 1.5.0")
+    operator = run(tool("custody-repo"), "token", "create", REPO, "ops", "--scope",
+                   "operator", quiet=True).stdout.strip()
+    print(f"   the operator's dashboard: {url}/ui (sign in with an operator token: "
+          f"custody-repo token create REPO NAME --scope operator); metrics at {url}/metrics")
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+        check(b"custody_role_expiry_seconds" in response.read(), "Prometheus metrics served")
+    check(operator.startswith("cst_"), "an operator token for the dashboard")
 
 
 def story(url: str, token: str) -> None:
