@@ -250,3 +250,34 @@ def test_token_revocation(repo_dir, hello_chain):
     response = client.post("/api/v1/releases", headers={"Authorization": f"Bearer {token}"},
                            data={"name": "hello", "version": "1.0.0"})
     assert response.status_code == 401
+
+
+def test_rollouts_through_the_api(repo_dir, hello_chain):
+    """CI drives a rollout with its publish token; errors name what was wrong."""
+    _, token = create_token(RepoPaths(repo_dir), "ci")
+    client = create_app(repo_dir).test_client()
+    auth = {"Authorization": f"Bearer {token}"}
+    from io import BytesIO
+
+    for version, channel in (("1.0.0", "stable"), ("2.0.0", "")):
+        body: dict = {"name": "hello", "version": version, "channel": channel}
+        for field_name, (name, content) in _files(hello_chain):
+            body.setdefault(field_name, []).append((BytesIO(content), name))
+        assert client.post("/api/v1/releases", data=body, headers=auth).status_code == 201
+
+    def act(**fields):
+        return client.post("/api/v1/rollouts", json={"package": "hello", "channel": "stable",
+                                                     **fields}, headers=auth)
+
+    assert act(action="start", version="2.0.0", percent="5").status_code == 400  # a string
+    r = act(action="start", version="2.0.0", percent=5, max_failure_rate=0.1)
+    assert r.status_code == 200 and r.json["rollout"]["percent"] == 5.0, r.json
+    assert act(action="raise", percent=1).status_code == 400  # lowering: pause instead
+    assert act(action="raise", percent=50).json["rollout"]["percent"] == 50.0
+    assert act(action="pause", reason="watching").json["rollout"]["state"] == "paused"
+    assert act(action="resume").json["rollout"]["state"] == "active"
+    r = act(action="complete")
+    assert r.status_code == 200 and r.json["version"] == "2.0.0"
+    assert load_index(CustodyRepository(repo_dir), "hello").channels == {"stable": "2.0.0"}
+    assert act(action="pause").status_code == 404  # no rollout any more
+    assert act(action="explode").status_code == 400
