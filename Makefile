@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/record.py
 	$(BIN)/python bench/publish.py
 	$(BIN)/python bench/update.py
+	$(BIN)/python bench/fleet.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

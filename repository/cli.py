@@ -490,15 +490,22 @@ def _rollout_op(directory: Path, operation: Callable[..., Any], *args: Any) -> A
         return operation(repo, *args)
 
 
+def _on_rollout(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The arguments every rollout command takes: DIRECTORY NAME CHANNEL."""
+    for argument in (click.argument("channel"), click.argument("name"),
+                     click.argument("directory", type=click.Path(file_okay=False,
+                                                                 path_type=Path))):
+        func = argument(func)
+    return func
+
+
 def _show(result: Any) -> None:
     click.echo(f"{result.version} at {result.percent:g}% ({result.state}"
                f"{': ' + result.reason if result.reason else ''})")
 
 
 @rollout.command("start")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.argument("name")
-@click.argument("channel")
+@_on_rollout
 @click.argument("version")
 @click.option("--percent", type=click.FloatRange(0, 100), required=True)
 @click.option("--max-failure-rate", type=click.FloatRange(0, 1),
@@ -516,9 +523,7 @@ def rollout_start(directory: Path, name: str, channel: str, version: str, percen
 
 
 @rollout.command("raise")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.argument("name")
-@click.argument("channel")
+@_on_rollout
 @click.argument("percent", type=click.FloatRange(0, 100))
 @_fails_cleanly
 def rollout_raise(directory: Path, name: str, channel: str, percent: float) -> None:
@@ -529,9 +534,7 @@ def rollout_raise(directory: Path, name: str, channel: str, percent: float) -> N
 
 
 @rollout.command("pause")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.argument("name")
-@click.argument("channel")
+@_on_rollout
 @click.option("--reason", default="paused by hand", show_default=True)
 @_fails_cleanly
 def rollout_pause(directory: Path, name: str, channel: str, reason: str) -> None:
@@ -542,9 +545,7 @@ def rollout_pause(directory: Path, name: str, channel: str, reason: str) -> None
 
 
 @rollout.command("resume")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.argument("name")
-@click.argument("channel")
+@_on_rollout
 @_fails_cleanly
 def rollout_resume(directory: Path, name: str, channel: str) -> None:
     """Continue a paused rollout."""
@@ -554,9 +555,7 @@ def rollout_resume(directory: Path, name: str, channel: str) -> None:
 
 
 @rollout.command("complete")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.argument("name")
-@click.argument("channel")
+@_on_rollout
 @_fails_cleanly
 def rollout_complete(directory: Path, name: str, channel: str) -> None:
     """Every host gets the new version: the channel moves to it."""
@@ -567,9 +566,7 @@ def rollout_complete(directory: Path, name: str, channel: str) -> None:
 
 
 @rollout.command("abort")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.argument("name")
-@click.argument("channel")
+@_on_rollout
 @_fails_cleanly
 def rollout_abort(directory: Path, name: str, channel: str) -> None:
     """End the rollout, the channel unchanged (hosts that moved stay)."""
@@ -580,9 +577,7 @@ def rollout_abort(directory: Path, name: str, channel: str) -> None:
 
 
 @rollout.command("status")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.argument("name")
-@click.argument("channel")
+@_on_rollout
 @_fails_cleanly
 def rollout_status(directory: Path, name: str, channel: str) -> None:
     """Hosts in the rollout, reported successes and failures by reason, why it paused."""

@@ -34,19 +34,25 @@ def fleet(served, tmp_path: Path, size: int) -> list[Path]:
     return homes
 
 
+def rolling_out(served, tmp_path: Path, size: int, percent: str) -> list[Path]:
+    """``size`` hosts on hello 1.0.0, and 2.0.0 rolling out on stable to ``percent``."""
+    served.publish("1.0.0")
+    homes = fleet(served, tmp_path, size)
+    for home in homes:
+        PackageManager(home).install("hello")
+    served.publish("2.0.0", channel=None)
+    r = repo_cli("rollout", "start", served.repo_dir, "hello", "stable", "2.0.0",
+                 "--percent", percent)
+    assert r.returncode == 0 and f"2.0.0 at {percent}% (active)" in r.stdout, r.stderr
+    return homes
+
+
 def current(home: Path) -> str:
     return json.loads((home / "state.json").read_text())["packages"]["hello"]["current"]
 
 
 def test_a_rollout_from_5_to_100_percent_moves_exactly_its_buckets(served, tmp_path):
-    served.publish("1.0.0")
-    homes = fleet(served, tmp_path, 60)
-    for home in homes:
-        PackageManager(home).install("hello")
-    served.publish("2.0.0", channel=None)
-    r = repo_cli("rollout", "start", served.repo_dir, "hello", "stable", "2.0.0",
-                 "--percent", "5")
-    assert r.returncode == 0 and "2.0.0 at 5% (active)" in r.stdout, r.stderr
+    homes = rolling_out(served, tmp_path, 60, "5")
     buckets = {home: rollout_bucket(ClientConfig.load(home).client_id, "hello")
                for home in homes}
     moved: set[Path] = set()
@@ -70,13 +76,7 @@ def test_a_rollout_from_5_to_100_percent_moves_exactly_its_buckets(served, tmp_p
 
 
 def test_pausing_holds_hosts_and_never_moves_them_back(served, tmp_path):
-    served.publish("1.0.0")
-    homes = fleet(served, tmp_path, 12)
-    for home in homes:
-        PackageManager(home).install("hello")
-    served.publish("2.0.0", channel=None)
-    assert repo_cli("rollout", "start", served.repo_dir, "hello", "stable", "2.0.0",
-                    "--percent", "50").returncode == 0
+    homes = rolling_out(served, tmp_path, 12, "50")
     for home in homes:
         PackageManager(home).update()
     moved = {home for home in homes if current(home) == "2.0.0"}
