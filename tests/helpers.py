@@ -227,7 +227,7 @@ def _nginx() -> str:
                                       else None)
     if found is None and os.geteuid() == 0:
         subprocess.run("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install "
-                       "-y -qq nginx-light", shell=True, check=False, capture_output=True)
+                       "-y -qq nginx", shell=True, check=False, capture_output=True)
         found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists()
                                           else None)
     if found is None:
