@@ -250,6 +250,101 @@ def update(ctx: click.Context, names: tuple[str, ...], health_check: str | None,
     ctx.exit(exit_code(results))
 
 
+@main.command()
+@click.argument("spec", metavar="NAME[==VERSION]")
+@click.option("--channel", default="stable", show_default=True)
+@click.option("-o", "--output", "output", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("."), show_default=True, help="Directory to write the file into.")
+@click.pass_context
+@_fails_cleanly
+def fetch(ctx: click.Context, spec: str, channel: str, output: Path) -> None:
+    """Write a verified artifact (TUF and in-toto) into a directory and print its path.
+
+    For plugin hosts that install it themselves; nothing is installed here.
+    """
+    name, version = _spec(spec)
+    output.mkdir(parents=True, exist_ok=True)
+    click.echo(_manager(ctx).fetch(name, version, channel, output))
+
+
+@main.group("index")
+def index_group() -> None:
+    """A verifying package index (PEP 503/691) for pip and uv, on 127.0.0.1."""
+
+
+@index_group.command("serve")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="Port on 127.0.0.1 (0: any free one, printed).")
+@click.pass_context
+@_fails_cleanly
+def index_serve(ctx: click.Context, port: int) -> None:
+    """Serve the index until interrupted; every file only after TUF and in-toto."""
+    import time
+
+    from client.config import ClientConfig
+    from client.index import serving
+
+    ClientConfig.load(ctx.obj["home"])
+    with serving(ctx.obj["home"], port) as (url, _):
+        click.echo(f"serving {url} (pip install --index-url {url} ...)")
+        while True:
+            time.sleep(3600)
+
+
+def _installer(ctx: click.Context, program: list[str], args: tuple[str, ...],
+               index_option: str) -> None:
+    """Run an installer against the verifying index; its exit code, or custody's."""
+    import subprocess
+
+    from client.config import ClientConfig
+    from client.errors import RepositoryUnreachable
+    from client.index import serving
+
+    ClientConfig.load(ctx.obj["home"])
+    if any(a.startswith(("--extra-index-url", "--index-url", "-i", "--find-links", "-f"))
+           for a in args):
+        raise click.UsageError("custody chooses the index: --index-url, --extra-index-url and "
+                               "--find-links would let unverified files in (docs/plugins.md)")
+    with serving(ctx.obj["home"]) as (url, index):
+        code = subprocess.run([*program, *args, index_option, url], check=False).returncode
+    if code != 0 and index.refusals:
+        error = index.refusals[-1]
+        click.echo(f"custody: {error}", err=True)
+        ctx.exit(3 if isinstance(error, RepositoryUnreachable) else error.exit_code)
+    ctx.exit(code)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--python", "python", default=None,
+              help="Install into this interpreter's environment (default: custody's own).")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+@_fails_cleanly
+def pip(ctx: click.Context, python: str | None, args: tuple[str, ...]) -> None:
+    """Run pip with only verified files to install: custody pip install NAME ...
+
+    Starts the verifying index on a free port, passes --index-url to pip
+    with your arguments, stops the index; pip's exit code, or custody's when
+    custody refused a file.
+    """
+    target = ["--python", python] if python else []  # pip >= 22.3 installs into it
+    _installer(ctx, [sys.executable, "-m", "pip", *target], args, "--index-url")
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+@_fails_cleanly
+def uv(ctx: click.Context, args: tuple[str, ...]) -> None:
+    """Run uv with only verified files to install: custody uv pip install NAME ..."""
+    import shutil
+
+    found = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
+    if not Path(found).exists():
+        raise click.UsageError("uv is not installed (pip install uv)")
+    _installer(ctx, [found], args, "--index-url")
+
+
 @main.command("list")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context

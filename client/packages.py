@@ -363,6 +363,24 @@ class PackageManager:
             cached, cached_bytes = prune_cache(self.updater.cache_dir, self._kept(state))
             return entries + cached, freed + cached_bytes
 
+    def fetch(self, name: str, version: str | None = None, channel: str = "stable",
+              destination: Path | None = None) -> Path:
+        """The artifact of ``name`` after the full TUF + in-toto pipeline, copied atomically
+        into ``destination`` (default: the current directory); its path.
+
+        For plugin hosts that install artifacts themselves (pip, a plugin
+        loader): nothing is unpacked or recorded as installed, and the copy
+        is the exact file whose hash TUF verified and in-toto bound to the
+        final step of the layout.
+        """
+        from intoto.files import copy_atomic
+
+        resolved = self.updater.resolve(name, version, channel)
+        verified = self.updater.verify(resolved)
+        target = (destination or Path.cwd()) / resolved.filename
+        copy_atomic(verified.path, target)
+        return target
+
     def verify_installed(self, name: str) -> Outcome:
         """Re-verify the installed version: TUF and in-toto today, and the files on disk.
 

@@ -32,7 +32,9 @@ from packaging.version import InvalidVersion, Version
 from tuf.api.metadata import TargetFile
 
 from formats.custom import InTotoCustom
+from formats.errors import FormatError
 from formats.index import PackageIndex, VersionEntry
+from formats.python import PythonRelease, describe_distribution
 from intoto.errors import IntotoError
 from intoto.metadata import Metadata as IntotoMetadata
 from intoto.metadata import metadata_from_bytes
@@ -313,6 +315,24 @@ def _check_channel_move(index: PackageIndex, channel: str, version: str,
             "with --allow-channel-downgrade")
 
 
+def _python_release(release: Release) -> PythonRelease | None:
+    """A wheel or sdist: its project must be the package, its version the release's."""
+    try:
+        python = describe_distribution(release.artifact, release.filename)
+    except FormatError as exc:
+        raise InvalidReleaseError(str(exc)) from exc
+    if python is None:
+        return None
+    if python.project != release.name:
+        raise InvalidReleaseError(
+            f"{release.filename} is project {python.project!r}; publish it as package "
+            f"{python.project!r} (the normalized name pip and uv ask for)")
+    if Version(python.version) != Version(release.version):
+        raise InvalidReleaseError(f"{release.filename} is version {python.version}, not "
+                                  f"{release.version}")
+    return python
+
+
 def publish_release(repo: CustodyRepository, release: Release) -> str:
     """Verify, then stage the artifact, its links and the updated index; return its path."""
     index = load_index(repo, release.name)
@@ -326,6 +346,7 @@ def publish_release(repo: CustodyRepository, release: Release) -> str:
     if release.channel:
         _check_channel_move(index, release.channel, release.version,
                             release.allow_channel_downgrade)
+    python = _python_release(release)
     layout_path, digest = verify_release(repo, release)
     link_paths = []
     for path, data in sorted(release.links.items()):
@@ -333,8 +354,10 @@ def publish_release(repo: CustodyRepository, release: Release) -> str:
         repo.add_target(target, data)
         link_paths.append(target)
     artifact_path = f"packages/{release.name}/{release.version}/{release.filename}"
-    repo.add_target(artifact_path, release.artifact,
-                    custom=InTotoCustom(layout_path, link_paths).to_custom())
+    custom = InTotoCustom(layout_path, link_paths).to_custom()
+    if python is not None:
+        custom.update(python.to_custom())
+    repo.add_target(artifact_path, release.artifact, custom=custom)
     index.versions[release.version] = VersionEntry(
         artifact_path, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     if release.channel:

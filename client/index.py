@@ -1,0 +1,226 @@
+"""A verifying Python package index on 127.0.0.1: pip and uv install only what custody verified.
+
+``custody index serve`` (and ``custody pip``/``custody uv``, which start one
+for the installer they run) answers the simple repository API: PEP 503 HTML
+and PEP 691 JSON by content negotiation, project names normalized as PEP 503
+says. It is a thin view over `SecureUpdater`: a project page lists the files
+the TUF-verified package index lists, with ``#sha256=`` from the TUF target
+hashes and ``requires-python`` and PEP 658/714 core metadata from the
+target's ``custom["python"]``; a file is served only after the full pipeline
+(TUF download, in-toto verification, the file bound to the final step) ran
+on exactly that file, and a refusal answers 403 with the one-sentence reason,
+which pip and uv print. Nothing the repository does not list is proxied, so
+there is no second index to confuse a dependency with (never add
+``--extra-index-url``: docs/plugins.md says why).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from packaging.utils import canonicalize_name
+
+from client.errors import ClientError, PackageNotFoundError
+from client.updater import SecureUpdater
+from formats.errors import FormatError
+from formats.python import PythonRelease, wheel_metadata
+
+log = logging.getLogger(__name__)
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+HTML_TYPE = "application/vnd.pypi.simple.v1+html"
+REFRESH_SECONDS = 60.0
+
+
+class VerifyingIndex:
+    """The index's logic, apart from HTTP: listing projects and serving verified files."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self._lock = threading.Lock()  # ngclient is not thread-safe: one operation at a time
+        self._updater: SecureUpdater | None = None
+        self._fresh_until = 0.0
+        self.refusals: list[ClientError] = []
+
+    def updater(self) -> SecureUpdater:
+        """One TUF refresh per ``REFRESH_SECONDS``, not per request."""
+        if self._updater is None or time.monotonic() > self._fresh_until:
+            self._updater = SecureUpdater(self.home)
+            self._fresh_until = time.monotonic() + REFRESH_SECONDS
+        return self._updater
+
+    def files(self, project: str) -> list[dict[str, Any]]:
+        """The files of ``project``: filename, url, sha256, requires-python, metadata hash."""
+        with self._lock:
+            updater = self.updater()
+            index = updater.index(project)
+            listed = []
+            for version, entry in index.versions.items():
+                info = updater.target(entry.target)
+                if info is None:
+                    continue
+                try:
+                    python = PythonRelease.from_custom(info.custom)
+                except FormatError as exc:
+                    raise ClientError(f"TUF refused the metadata of {info.path}: {exc}") \
+                        from exc
+                if python is None:
+                    continue  # not a Python distribution: pip has nothing to do with it
+                listed.append({
+                    "filename": entry.filename, "version": version,
+                    "url": f"/files/{project}/{version}/{entry.filename}",
+                    "sha256": info.hashes["sha256"],
+                    "requires-python": python.requires_python,
+                    "metadata-sha256": python.metadata_sha256,
+                })
+            return listed
+
+    def verified_file(self, project: str, version: str, filename: str) -> Path:
+        """The file, after TUF and in-toto verified exactly it (`ClientError` otherwise)."""
+        with self._lock:
+            updater = self.updater()
+            found, entry = updater.resolve_version(project, version)
+            if entry.filename != filename:
+                raise PackageNotFoundError(f"{project} {version} has no file {filename}")
+            resolved = updater.target_of(project, found, entry)
+            return updater.verify(resolved).path
+
+    def verified_metadata(self, project: str, version: str, filename: str) -> bytes:
+        """A wheel's core metadata (PEP 658), taken from the verified wheel itself."""
+        wheel = self.verified_file(project, version, filename)
+        try:
+            data = wheel_metadata(wheel)
+        except FormatError as exc:
+            raise ClientError(str(exc)) from exc
+        if data is None:
+            raise PackageNotFoundError(f"{filename} has no core metadata")
+        return data
+
+
+def _project_html(project: str, files: list[dict[str, Any]]) -> bytes:
+    links = []
+    for f in files:
+        attributes = f'href="{html.escape(f["url"])}#sha256={f["sha256"]}"'
+        if f["requires-python"]:
+            attributes += f' data-requires-python="{html.escape(f["requires-python"])}"'
+        if f["metadata-sha256"]:
+            attributes += (f' data-dist-info-metadata="sha256={f["metadata-sha256"]}"'
+                           f' data-core-metadata="sha256={f["metadata-sha256"]}"')
+        links.append(f'    <a {attributes}>{html.escape(f["filename"])}</a><br/>')
+    body = "\n".join(links)
+    return (f'<!DOCTYPE html>\n<html><head><meta name="pypi:repository-version" content="1.1">'
+            f"<title>Links for {html.escape(project)}</title></head><body>\n"
+            f"<h1>Links for {html.escape(project)}</h1>\n{body}\n</body></html>\n").encode()
+
+
+def _project_json(project: str, files: list[dict[str, Any]]) -> bytes:
+    return json.dumps({
+        "meta": {"api-version": "1.1"}, "name": project,
+        "versions": sorted({f["version"] for f in files}),
+        "files": [{
+            "filename": f["filename"], "url": f["url"], "hashes": {"sha256": f["sha256"]},
+            **({"requires-python": f["requires-python"]} if f["requires-python"] else {}),
+            **({"core-metadata": {"sha256": f["metadata-sha256"]},
+                "dist-info-metadata": {"sha256": f["metadata-sha256"]}}
+               if f["metadata-sha256"] else {}),
+        } for f in files],
+    }).encode()
+
+
+def _handler(index: VerifyingIndex) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            log.info("index: " + format, *args)
+
+        def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _refuse(self, error: ClientError) -> None:
+            index.refusals.append(error)
+            log.warning("refused: %s", error)
+            status = HTTPStatus.NOT_FOUND if isinstance(error, PackageNotFoundError) \
+                else HTTPStatus.FORBIDDEN
+            self._send(status, f"custody: {error}\n".encode(), "text/plain; charset=utf-8")
+
+        def do_GET(self) -> None:
+            parts = [unquote(p) for p in self.path.split("?", 1)[0].split("/") if p]
+            try:
+                if parts == ["simple"]:
+                    return self._root()
+                if len(parts) == 2 and parts[0] == "simple":
+                    return self._project(parts[1])
+                if len(parts) == 4 and parts[0] == "files":
+                    return self._file(*parts[1:])
+            except ClientError as exc:
+                return self._refuse(exc)
+            self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
+
+        def _wants_json(self) -> bool:
+            accept = self.headers.get("Accept", "")
+            return JSON_TYPE in accept or ("application/json" in accept and \
+                "text/html" not in accept)
+
+        def _root(self) -> None:
+            if self._wants_json():
+                self._send(200, json.dumps({"meta": {"api-version": "1.1"},
+                                            "projects": []}).encode(), JSON_TYPE)
+            else:
+                self._send(200, b"<!DOCTYPE html><html><body></body></html>\n", HTML_TYPE)
+
+        def _project(self, name: str) -> None:
+            project = canonicalize_name(name)
+            if project != name:  # PEP 503: one project, one URL
+                self.send_response(HTTPStatus.MOVED_PERMANENTLY)
+                self.send_header("Location", f"/simple/{project}/")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            files = index.files(project)
+            if self._wants_json():
+                self._send(200, _project_json(project, files), JSON_TYPE)
+            else:
+                self._send(200, _project_html(project, files), HTML_TYPE)
+
+        def _file(self, project: str, version: str, filename: str) -> None:
+            if filename.endswith(".metadata"):
+                data = index.verified_metadata(project, version, filename[: -len(".metadata")])
+                return self._send(200, data, "text/plain; charset=utf-8")
+            path = index.verified_file(project, version, filename)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(path.stat().st_size))
+            self.end_headers()
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    self.wfile.write(chunk)
+
+    return Handler
+
+
+@contextmanager
+def serving(home: Path, port: int = 0) -> Iterator[tuple[str, VerifyingIndex]]:
+    """The index on 127.0.0.1 (only), in a thread, for as long as the block runs."""
+    index = VerifyingIndex(home)
+    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(index))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/simple/", index
+    finally:
+        server.shutdown()
+        server.server_close()
