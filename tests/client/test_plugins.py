@@ -112,7 +112,7 @@ def test_the_index_speaks_pep_503_and_691(wheel_repo, tmp_path):
 
 
 def test_a_tampered_wheel_or_a_dead_repository_fails_pip(wheel_repo, tmp_path):
-    repo_dir, url = wheel_repo
+    repo_dir, _ = wheel_repo
     mirror = Mirror(repo_dir / "public")
     try:
         mirror.overrides[WHEEL.name] = WHEEL.read_bytes()[:-100] + bytes(100)
