@@ -293,7 +293,14 @@ def index_serve(ctx: click.Context, port: int) -> None:
 
 def _installer(ctx: click.Context, program: list[str], args: tuple[str, ...],
                index_option: str) -> None:
-    """Run an installer against the verifying index; its exit code, or custody's."""
+    """Run an installer against the verifying index; its exit code, or custody's.
+
+    The installer's own configuration is set aside (``PIP_*``/``UV_*`` variables,
+    pip.conf through ``PIP_CONFIG_FILE=/dev/null``, uv's files through
+    ``--no-config``): an extra index or a find-links directory there would let
+    pip or uv take a file custody never verified.
+    """
+    import os
     import subprocess
 
     from client.config import ClientConfig
@@ -305,8 +312,13 @@ def _installer(ctx: click.Context, program: list[str], args: tuple[str, ...],
            for a in args):
         raise click.UsageError("custody chooses the index: --index-url, --extra-index-url and "
                                "--find-links would let unverified files in (docs/plugins.md)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    extra = ["--no-config"] if Path(program[0]).name == "uv" else []
     with serving(ctx.obj["home"]) as (url, index):
-        code = subprocess.run([*program, *args, index_option, url], check=False).returncode
+        code = subprocess.run([*program, *args, index_option, url, *extra], check=False,
+                              env=env).returncode
     if code != 0 and index.refusals:
         error = index.refusals[-1]
         click.echo(f"custody: {error}", err=True)

@@ -26,31 +26,62 @@ products = ["CREATE {artifact}", "DISALLOW *"]
 """
 
 
+def make_wheel(path: Path, name: str, version: str, requires: list[str]) -> Path:
+    """A small, valid pure-Python wheel (METADATA, WHEEL, RECORD with hashes)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    dist = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": f"VERSION = {version!r}\n".encode(),
+        f"{dist}/METADATA": "\n".join([
+            "Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}",
+            "Requires-Python: >=3.9", *[f"Requires-Dist: {r}" for r in requires], ""]).encode(),
+        f"{dist}/WHEEL": b"Wheel-Version: 1.0\nGenerator: custody-tests\nRoot-Is-Purelib: true"
+                         b"\nTag: py3-none-any\n",
+    }
+    record = [f"{n},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=')}"
+              f",{len(d)}" for n, d in files.items()]
+    files[f"{dist}/RECORD"] = ("\n".join([*record, f"{dist}/RECORD,,"]) + "\n").encode()
+    wheel = path / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for n, d in files.items():
+            zf.writestr(n, d)
+    return wheel
+
+
+def publish_wheel(repo_dir: Path, keydir: Path, work: Path, wheel: Path, name: str,
+                  version: str, functionary: str = "bob") -> None:
+    """Record the one-step chain (``functionary`` signs) and publish, layout first."""
+    work.mkdir(parents=True, exist_ok=True)
+    shutil.copy(wheel, work / wheel.name)
+    shutil.copy(keydir / "bob.pub", work / "bob.pub")
+    (work / "layout.toml").write_text(LAYOUT)
+    layout = work / f"{name}.layout"
+    if not layout.exists():
+        subprocess.run([str(BIN / "custody-intoto"), "layout", "new", "layout.toml", "-k",
+                        str(keydir / "owner"), "-o", layout.name], cwd=work, check=True,
+                       capture_output=True)
+        repo = CustodyRepository(repo_dir, {"layouts": [signer(keydir, "owner")]})
+        with repo.transaction():
+            add_layout(repo, name, layout.read_bytes())
+    links = work / f"links-{version}"
+    subprocess.run([str(BIN / "custody-intoto"), "run", "-n", "package", "--signing-key",
+                    str(keydir / functionary), "-p", wheel.name, "-d", str(links),
+                    "--no-command"], cwd=work, check=True, capture_output=True)
+    repo = CustodyRepository(repo_dir)
+    with repo.transaction():
+        publish_release(repo, Release(name, version, work / wheel.name, layout.read_bytes(),
+                                      links_from_dir(links)))
+
+
 @pytest.fixture
 def wheel_repo(tmp_path, keydir):
     """A repository publishing the real rfc8785 wheel under a one-step layout, served."""
-    work = tmp_path / "build"
-    work.mkdir()
-    shutil.copy(WHEEL, work / WHEEL.name)
-    shutil.copy(keydir / "bob.pub", work / "bob.pub")
-    (work / "layout.toml").write_text(LAYOUT)
-    subprocess.run([str(BIN / "custody-intoto"), "layout", "new", "layout.toml", "-k",
-                    str(keydir / "owner"), "-o", "rfc8785.layout"], cwd=work, check=True,
-                   capture_output=True)
-    links = work / "links"
-    subprocess.run([str(BIN / "custody-intoto"), "run", "-n", "package", "--signing-key",
-                    str(keydir / "bob"), "-p", WHEEL.name, "-d", str(links), "--no-command"],
-                   cwd=work, check=True, capture_output=True)
     repo_dir = tmp_path / "repo"
     make_repo(repo_dir, keydir, bins=4)
-    repo = CustodyRepository(repo_dir, {"layouts": [signer(keydir, "owner")]})
-    with repo.transaction():
-        add_layout(repo, "rfc8785", (work / "rfc8785.layout").read_bytes())
-    repo = CustodyRepository(repo_dir)
-    with repo.transaction():
-        publish_release(repo, Release("rfc8785", "0.1.2", work / WHEEL.name,
-                                      (work / "rfc8785.layout").read_bytes(),
-                                      links_from_dir(links)))
+    publish_wheel(repo_dir, keydir, tmp_path / "build", WHEEL, "rfc8785", "0.1.2")
     with running_server(repo_dir) as url:
         yield repo_dir, url
 
@@ -73,16 +104,78 @@ def client(tmp_path: Path, repo_dir: Path, url: str) -> Path:
     return home
 
 
-def test_pip_installs_the_verified_wheel(wheel_repo, tmp_path):
+def test_pip_installs_the_verified_wheel(wheel_repo, tmp_path, monkeypatch):
     repo_dir, url = wheel_repo
     home = client(tmp_path, repo_dir, url)
     python = venv(tmp_path / "venv")
+    # The user's own pip configuration must not add an index custody does not verify.
+    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "http://127.0.0.1:9/simple/")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
     r = custody(home, "pip", "--python", str(python), "install", "rfc8785==0.1.2")
     assert r.returncode == 0, r.stdout + r.stderr
+    looking = [line for line in r.stdout.splitlines() if line.startswith("Looking in")]
+    assert all(line.startswith("Looking in indexes: http://127.0.0.1:") and "," not in line
+               for line in looking), looking  # custody's index, and nothing else
     assert imports(python)
     r = custody(home, "fetch", "rfc8785", "-o", str(tmp_path / "out"))
     assert r.returncode == 0 and r.stdout.strip().endswith(WHEEL.name)
     assert (tmp_path / "out" / WHEEL.name).read_bytes() == WHEEL.read_bytes()
+
+
+def test_a_plugin_and_its_dependency_both_through_the_index(wheel_repo, tmp_path, keydir):
+    repo_dir, url = wheel_repo
+    plugin = make_wheel(tmp_path, "custody_plugin", "1.0.0", ["rfc8785>=0.1"])
+    publish_wheel(repo_dir, keydir, tmp_path / "plugin", plugin, "custody-plugin", "1.0.0")
+    home = client(tmp_path, repo_dir, url)
+    python = venv(tmp_path / "venv")
+    r = custody(home, "pip", "--python", str(python), "install", "Custody_Plugin")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert subprocess.run([str(python), "-c", "import custody_plugin, rfc8785"],
+                          check=False).returncode == 0
+    r = custody(home, "pip", "--python", str(python), "install", "custody-plugin==9.9")
+    assert r.returncode != 0  # a version TUF does not list is not there to install
+
+
+def test_a_wheel_its_layout_does_not_verify_fails_pip(wheel_repo, tmp_path, keydir):
+    from demo.attacker import force_publish
+
+    repo_dir, url = wheel_repo
+    evil = make_wheel(tmp_path, "rfc8785", "0.2.0", [])
+    work = tmp_path / "evil"
+    work.mkdir()
+    shutil.copy(evil, work / evil.name)
+    subprocess.run([str(BIN / "custody-intoto"), "run", "-n", "package", "--signing-key",
+                    str(keydir / "mallory"), "-p", evil.name, "-d", str(work / "links"),
+                    "--no-command"], cwd=work, check=True, capture_output=True)
+    force_publish(repo_dir, "rfc8785", "0.2.0", work / evil.name, links_from_dir(work / "links"))
+    repo = CustodyRepository(repo_dir)  # the server also lists it as a wheel for pip
+    path = "packages/rfc8785/0.2.0/" + evil.name
+    with repo.transaction():
+        custom = dict(repo.find_target(path).custom)
+        custom["python"] = {"project": "rfc8785", "version": "0.2.0"}
+        repo.add_target(path, work / evil.name, custom=custom)
+        repo.publish_metadata()
+    home = client(tmp_path, repo_dir, url)
+    python = venv(tmp_path / "venv")
+    r = custody(home, "pip", "--python", str(python), "install", "rfc8785==0.2.0")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "in-toto refused rfc8785 0.2.0" in r.stdout + r.stderr
+    assert not imports(python)
+
+
+def test_publishing_refuses_a_wheel_that_is_not_what_it_says(tmp_path, keydir):
+    from repository.errors import InvalidReleaseError
+
+    repo_dir = tmp_path / "repo"
+    make_repo(repo_dir, keydir)
+    bad = tmp_path / "not-a-wheel.whl"
+    bad.write_bytes(WHEEL.read_bytes())
+    with pytest.raises(InvalidReleaseError, match="is not a wheel file name"):
+        publish_wheel(repo_dir, keydir, tmp_path / "a", bad, "rfc8785", "0.1.2")
+    with pytest.raises(InvalidReleaseError, match="publish it as package 'rfc8785'"):
+        publish_wheel(repo_dir, keydir, tmp_path / "b", WHEEL, "other", "0.1.2")
+    with pytest.raises(InvalidReleaseError, match="is version 0.1.2, not 0.1.3"):
+        publish_wheel(repo_dir, keydir, tmp_path / "c", WHEEL, "rfc8785", "0.1.3")
 
 
 def test_the_index_speaks_pep_503_and_691(wheel_repo, tmp_path):
