@@ -174,7 +174,7 @@ def test_publishing_refuses_a_wheel_that_is_not_what_it_says(tmp_path, keydir):
         publish_wheel(repo_dir, keydir, tmp_path / "a", bad, "rfc8785", "0.1.2")
     with pytest.raises(InvalidReleaseError, match="publish it as package 'rfc8785'"):
         publish_wheel(repo_dir, keydir, tmp_path / "b", WHEEL, "other", "0.1.2")
-    with pytest.raises(InvalidReleaseError, match="is version 0.1.2, not 0.1.3"):
+    with pytest.raises(InvalidReleaseError, match=r"is version 0\.1\.2, not 0\.1\.3"):
         publish_wheel(repo_dir, keydir, tmp_path / "c", WHEEL, "rfc8785", "0.1.3")
 
 
