@@ -407,6 +407,19 @@ class PackageManager:
         return State.load(self.home)
 
 
+def fetch(name: str, version: str | None = None, channel: str = "stable",
+          home: Path | None = None, destination: Path | None = None) -> Path:
+    """For plugin hosts: the verified artifact of ``name`` in ``destination``; its path.
+
+    The full pipeline (TUF refresh, in-toto verification, the file bound to
+    the final step) runs first; a refusal raises `client.errors.ClientError`.
+    ``home`` defaults to ``CUSTODY_HOME`` or the per-user directory.
+    """
+    from client.config import default_home
+
+    return PackageManager(home or default_home()).fetch(name, version, channel, destination)
+
+
 def init_home(home: Path, urls: Sequence[str], root: Path, layout_keys: Sequence[dict],
               layout_threshold: int | None, inspections: str) -> ClientConfig:
     """Bootstrap trust: the first root metadata and the repository URLs."""
