@@ -200,6 +200,7 @@ def main() -> int:
         push("hello", "1.0.0", hello_1, url, token)
         story(url, token)
         rollout(url, token)
+        plugin(url, token)
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
@@ -213,6 +214,47 @@ def main() -> int:
         return 1
     print("\ndemo passed: every outcome was the expected one")
     return 0
+
+
+PLUGIN_LAYOUT = """
+expires_in_days = 365
+readme = "rfc8785: the wheel as published on PyPI, packaged by bob"
+
+[keys]
+packager = "keys/bob.pub"
+
+[[steps]]
+name = "package"
+functionaries = ["packager"]
+products = ["CREATE {artifact}", "DISALLOW *"]
+"""
+
+
+def plugin(url: str, token: str) -> None:
+    """A plugin host's view: pip installs a wheel only through custody's verifying index."""
+    headline("A plugin host: custody pip install rfc8785 (a real wheel) into a fresh venv")
+    wheel = HERE.parent / "tests/data/rfc8785-0.1.2-py3-none-any.whl"
+    (BUILD / "rfc8785.toml").write_text(PLUGIN_LAYOUT)
+    show_toml(BUILD / "rfc8785.toml")
+    run(tool("custody-intoto"), "layout", "new", "rfc8785.toml", "-k", KEYS / "owner", "-o",
+        "rfc8785.layout")
+    run(tool("custody-repo"), "layout", "add", REPO, "rfc8785.layout", "--key", KEYS / "owner")
+    work = BUILD / "work" / "rfc8785"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    shutil.copy(wheel, work / wheel.name)
+    run(tool("custody-intoto"), "run", "-n", "package", "--signing-key", KEYS / "bob", "-p",
+        wheel.name, "-d", work / "links", "--no-command", cwd=work)
+    run(tool("custody-repo"), "push", work / wheel.name, "--server", url, "--token", token,
+        "--name", "rfc8785", "--version", "0.1.2", "--layout", BUILD / "rfc8785.layout",
+        "--links", work / "links", contains="published packages/rfc8785/0.1.2/")
+    venv = BUILD / "plugin-venv"
+    shutil.rmtree(venv, ignore_errors=True)
+    run(sys.executable, "-m", "venv", "--without-pip", venv, quiet=True)
+    run(tool("custody"), "--home", HOME, "pip", "--python", venv / "bin/python", "install",
+        "rfc8785", contains="Successfully installed rfc8785-0.1.2")
+    run(venv / "bin/python", "-c", "import rfc8785; print(rfc8785.dumps({'b': 1, 'a': 2}))",
+        contains='{"a":2,"b":1}')
 
 
 def rollout(url: str, token: str) -> None:

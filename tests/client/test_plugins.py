@@ -239,3 +239,18 @@ def test_uv_installs_the_verified_wheel(wheel_repo, tmp_path):
     r = custody(home, "uv", "pip", "install", "--python", str(python), "rfc8785")
     assert r.returncode == 0, r.stdout + r.stderr
     assert imports(python)
+
+
+def test_a_requirements_file_with_hashes(wheel_repo, tmp_path):
+    import hashlib
+
+    repo_dir, url = wheel_repo
+    home = client(tmp_path, repo_dir, url)
+    python = venv(tmp_path / "venv")
+    digest = hashlib.sha256(WHEEL.read_bytes()).hexdigest()
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(f"rfc8785==0.1.2 --hash=sha256:{digest}\n")
+    r = custody(home, "pip", "--python", str(python), "install", "--require-hashes", "-r",
+                str(requirements))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert imports(python)
