@@ -86,6 +86,13 @@ def wheel_repo(tmp_path, keydir):
         yield repo_dir, url
 
 
+#: The two installers, as custody runs them into the environment of ``python``.
+INSTALLERS = [
+    lambda python: ["pip", "--python", str(python), "install"],
+    lambda python: ["uv", "pip", "install", "--python", str(python)],
+]
+
+
 def venv(path: Path) -> Path:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
     return path / "bin/python"
@@ -213,19 +220,21 @@ def test_a_tampered_wheel_or_a_dead_repository_fails_pip(wheel_repo, tmp_path):
         assert custody(home, "init", "--url", mirror.url, "--root",
                        str(repo_dir / "public/metadata/1.root.json")).returncode == 0
         python = venv(tmp_path / "venv")
-        r = custody(home, "pip", "--python", str(python), "install", "rfc8785")
-        assert r.returncode == 1, r.stdout + r.stderr
-        assert "TUF refused the download of packages/rfc8785/0.1.2/" in r.stdout + r.stderr
-        assert not imports(python)
+        for installer in INSTALLERS:
+            r = custody(home, *installer(python), "rfc8785")
+            assert r.returncode == 1, r.stdout + r.stderr
+            assert "TUF refused the download of packages/rfc8785/0.1.2/" in r.stdout + r.stderr
+            assert not imports(python)
     finally:
         mirror.close()
     down = tmp_path / "down"
     assert custody(down, "init", "--url", f"http://127.0.0.1:{free_port()}", "--root",
                    str(repo_dir / "public/metadata/1.root.json")).returncode == 0
-    r = custody(down, "pip", "--python", str(python), "install", "rfc8785")
-    assert r.returncode == 3, r.stdout + r.stderr
-    assert "the repository is unreachable" in r.stdout + r.stderr
-    assert not imports(python)
+    for installer in INSTALLERS:
+        r = custody(down, *installer(python), "rfc8785")
+        assert r.returncode == 3, r.stdout + r.stderr
+        assert "the repository is unreachable" in r.stdout + r.stderr
+        assert not imports(python)
     r = custody(down, "pip", "install", "--extra-index-url", "https://pypi.org/simple", "x")
     assert r.returncode == 2 and "custody chooses the index" in r.stderr
 
