@@ -88,6 +88,12 @@ def create_app(repo_dir: str | Path, bump_interval: float | None = None) -> Flas
         return jsonify(status="ok", timestamp_version=timestamp.version,
                        timestamp_expires=timestamp.expires.strftime("%Y-%m-%dT%H:%M:%SZ"))
 
+    def _authorized(scope: str) -> str | None:
+        """Who the request's bearer token belongs to, if it may act in ``scope``."""
+        header = request.headers.get("Authorization", "")
+        token = header[len("Bearer "):] if header.startswith("Bearer ") else ""
+        return check_token(paths, token, scope) if token else None
+
     @app.get("/api/v1/openapi.json")
     def openapi_description() -> Any:
         from repository.openapi import openapi
@@ -96,9 +102,7 @@ def create_app(repo_dir: str | Path, bump_interval: float | None = None) -> Flas
 
     @app.post("/api/v1/releases")
     def releases() -> Any:
-        header = request.headers.get("Authorization", "")
-        token = header[len("Bearer "):] if header.startswith("Bearer ") else ""
-        who = check_token(paths, token) if token else None
+        who = _authorized("publish")
         if who is None:
             return _error(401, "a valid bearer token is required to publish")
         form = request.form
@@ -136,11 +140,6 @@ def create_app(repo_dir: str | Path, bump_interval: float | None = None) -> Flas
             return _error(500, str(exc))
         log.info("%s published %s %s", who, release.name, release.version)
         return jsonify(target=target, name=release.name, version=release.version), 201
-
-    def _authorized(scope: str) -> str | None:
-        header = request.headers.get("Authorization", "")
-        token = header[len("Bearer "):] if header.startswith("Bearer ") else ""
-        return check_token(paths, token, scope) if token else None
 
     @app.post("/api/v1/reports")
     def reports() -> Any:
