@@ -55,10 +55,14 @@ def _progress(url: str, received: int, total: int | None, elapsed: float) -> Non
 
 
 def _manager(ctx: click.Context):
+    """The command's PackageManager, made once (recovery and the command share it)."""
     from client.packages import PackageManager
 
-    # Progress only for a person watching a terminal; logs and pipes stay quiet.
-    return PackageManager(ctx.obj["home"], progress=_progress if sys.stderr.isatty() else None)
+    if "manager" not in ctx.obj:
+        # Progress only for a person watching a terminal; logs and pipes stay quiet.
+        ctx.obj["manager"] = PackageManager(
+            ctx.obj["home"], progress=_progress if sys.stderr.isatty() else None)
+    return ctx.obj["manager"]
 
 
 def _spec(spec: str) -> tuple[str, str | None]:

@@ -101,6 +101,8 @@ class PackageManager:
         recorded as failed. Returns one sentence per rollback. With ``wait``
         false a busy home is left to the process that holds it.
         """
+        if not any(p.pending for p in State.load(self.home).packages.values()):
+            return []  # nothing was interrupted: no lock to take (every command asks)
         try:
             with home_lock(self.home, timeout=300.0 if wait else 0.0):
                 return self._recover(State.load(self.home))
@@ -343,7 +345,7 @@ class PackageManager:
                 del state.packages[name]
                 state.save(self.home)
                 shutil.rmtree(self.home / "packages" / name, ignore_errors=True)
-                prune_cache(self.updater.cache_dir, self._kept(state))
+                self._prune(state, name)  # its downloads
 
     def gc(self) -> tuple[int, int]:
         """Delete what no kept version needs: old downloads, leftovers; ``(entries, bytes)``."""
