@@ -21,7 +21,7 @@ from flask import Blueprint, Flask, redirect, render_template, request, session,
 from formats.index import PackageIndex
 from repository.repo import CustodyRepository
 from repository.reports import ReportStore
-from repository.status import ONLINE, is_bin, summarize_bins
+from repository.status import ONLINE, expires_at, is_bin, summarize_bins
 from repository.storage import RepoPaths, write_atomic
 from repository.tokens import check_token
 
@@ -63,7 +63,7 @@ class Overview:
 
 
 def _left(expires: str, now: datetime) -> tuple[str, float]:
-    when = datetime.strptime(expires, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    when = expires_at(expires)
     days = (when - now).total_seconds() / 86400
     if days < 0:
         return "expired", days

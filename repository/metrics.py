@@ -34,7 +34,7 @@ class StateCollector(Collector):
     def collect(self) -> Iterator[Any]:
         from repository.releases import load_index
         from repository.repo import CustodyRepository
-        from repository.status import is_bin
+        from repository.status import expires_at, is_bin
 
         repo = CustodyRepository(self.paths.root)
         now = datetime.now(UTC)
@@ -44,7 +44,7 @@ class StateCollector(Collector):
         earliest: dict[str, float] = {}
         for row in repo.status():
             role = "bins" if is_bin(row["role"]) else row["role"]
-            when = datetime.strptime(row["expires"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            when = expires_at(row["expires"])
             seconds = (when - now).total_seconds()
             earliest[role] = min(seconds, earliest.get(role, seconds))
         for role, seconds in sorted(earliest.items()):

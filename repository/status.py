@@ -48,8 +48,13 @@ def summarize_bins(rows: Sequence[Mapping[str, Any]]) -> BinSummary | None:
                       sum(row["signatures"] >= row["threshold"] for row in bins))
 
 
+def expires_at(text: str) -> datetime:
+    """A status row's ``expires`` (``2027-11-27T16:57:30Z``) as an aware datetime."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
 def _expires(row: Mapping[str, Any]) -> datetime:
-    return datetime.strptime(row["expires"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return expires_at(row["expires"])
 
 
 ONLINE = ("timestamp", "snapshot", "releases")
