@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 from tuf.api.metadata import TargetFile
 
 from formats.custom import InTotoCustom
 from formats.errors import FormatError
-from formats.index import PackageIndex, VersionEntry
+from formats.index import CHANNEL, NAME, PackageIndex, VersionEntry, parse_version
 from formats.python import PythonRelease, describe_distribution
 from intoto.errors import IntotoError
 from intoto.metadata import Metadata as IntotoMetadata
@@ -49,10 +49,8 @@ from repository.errors import (
 )
 from repository.repo import LAYOUTS, CustodyRepository
 
-NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?\Z")
 FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}\Z")
 LAYOUT_PATH = re.compile(r"in-toto/layouts/(?P<name>[a-z0-9._-]+)\.(?P<n>\d+)\.layout\Z")
-CHANNEL = re.compile(r"[a-z][a-z0-9-]{0,31}\Z")
 
 
 def check_name(name: str) -> str:
@@ -64,17 +62,12 @@ def check_name(name: str) -> str:
     return name
 
 
-MAX_VERSION_LENGTH = 64
-
-
 def check_version(version: str) -> str:
-    if len(version) > MAX_VERSION_LENGTH:
-        raise InvalidReleaseError(
-            f"version {version[:20]!r}... is longer than {MAX_VERSION_LENGTH} characters")
+    """A PEP 440 version of bounded length (the index's rule), written normalized."""
     try:
-        parsed = Version(version)
-    except InvalidVersion as exc:
-        raise InvalidReleaseError(f"version {version!r} is not a PEP 440 version") from exc
+        parsed = parse_version(version, "version")
+    except FormatError as exc:
+        raise InvalidReleaseError(str(exc)) from exc
     if str(parsed) != version:
         raise InvalidReleaseError(f"version {version!r} must be written as {parsed}")
     return version
