@@ -108,7 +108,8 @@ def prune(home: Path, name: str, keep: set[str]) -> None:
             shutil.rmtree(child, ignore_errors=True)
 
 
-def _size(path: Path) -> int:
+def disk_usage(path: Path) -> int:
+    """Bytes a file or a tree takes (links counted as links, never followed)."""
     if path.is_file() or path.is_symlink():
         return path.lstat().st_size
     return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() or p.is_symlink())
@@ -143,7 +144,7 @@ def prune_cache(cache: Path, kept: dict[str, dict[str, dict[str, Any]]]) -> tupl
     for path in dict.fromkeys(doomed):
         if not path.exists():
             continue
-        freed += _size(path)
+        freed += disk_usage(path)
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:

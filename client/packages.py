@@ -40,6 +40,7 @@ from client.errors import (
 from client.health import run_check, signals_blocked
 from client.install import (
     compare_tree,
+    disk_usage,
     home_lock,
     install_tree,
     prune,
@@ -357,8 +358,7 @@ class PackageManager:
             for package_dir in packages.iterdir() if packages.is_dir() else ():
                 if package_dir.name not in state.packages:
                     entries += 1
-                    freed += sum(f.lstat().st_size for f in package_dir.rglob("*")
-                                 if f.is_file())
+                    freed += disk_usage(package_dir)
                     shutil.rmtree(package_dir, ignore_errors=True)
                 else:
                     prune(self.home, package_dir.name, state.packages[package_dir.name].keep())
