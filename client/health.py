@@ -50,14 +50,15 @@ class CheckResult:
         return self.detail + (f": {last[0][:200]}" if last else "")
 
 
-def _child_setup(mask: set[int | signal.Signals]) -> None:
+def _child_setup(mask: set[int | signal.Signals], parent: int) -> None:
     """In the check's process: the caller's signal mask, and death with custody (Linux).
 
     The parent blocks SIGINT and SIGTERM while it forks (a signal landing in
     fork's own handlers would be lost); the check gets the mask from before.
     A custody killed by SIGKILL cannot kill its check; the kernel can, through
     PR_SET_PDEATHSIG. The next custody command then rolls the version back
-    (`PackageManager.recover`).
+    (`PackageManager.recover`). A custody killed between the fork and the prctl
+    call is caught by comparing the parent: the check then never starts.
     """
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     try:
@@ -67,6 +68,8 @@ def _child_setup(mask: set[int | signal.Signals]) -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    if os.getppid() != parent:  # custody died before the prctl took effect
+        os._exit(1)
 
 
 def _kill_group(proc: subprocess.Popen[bytes], grace: float = 2.0) -> None:
@@ -94,7 +97,8 @@ def run_check(command: Sequence[str], cwd: Path, env: dict[str, str],
                 proc = subprocess.Popen(
                     list(command), cwd=cwd, stdin=subprocess.DEVNULL, stdout=output,
                     stderr=subprocess.STDOUT, env={**os.environ, **env},
-                    start_new_session=True, preexec_fn=functools.partial(_child_setup, mask))
+                    start_new_session=True,
+                    preexec_fn=functools.partial(_child_setup, mask, os.getpid()))
             except OSError as exc:
                 return CheckResult(False, f"cannot run {command[0]!r}: {exc.strerror}", "")
             finally:
