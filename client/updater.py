@@ -90,6 +90,31 @@ def _is_outage(exc: Exception) -> bool:
     return isinstance(exc, MirrorsUnreachable | tuf_errors.DownloadHTTPError)
 
 
+def lost_root_link(metadata_dir: Path) -> bytes | None:
+    """The oldest kept root when ``root.json`` is gone, else None (ngclient reads it).
+
+    ngclient re-points ``root.json`` at ``root_history/N.root.json`` on every
+    start by removing the link and then making it again: a process killed
+    between the two (seen with SIGKILL during an update) leaves no root.json,
+    and every later start would fail. The history itself is written
+    atomically, so the client starts again from its oldest root, the one it
+    was given at init or the oldest it verified after, and ngclient verifies
+    each newer local version on the next refresh: nothing that was not
+    verified before becomes trusted, and no root version is lost.
+    """
+    if (metadata_dir / "root.json").exists():
+        return None
+    versions = sorted(
+        (int(p.name.split(".", 1)[0]), p)
+        for p in (metadata_dir / "root_history").glob("*.root.json")
+        if p.name.split(".", 1)[0].isdigit())
+    if not versions:
+        return None
+    log.warning("%s/root.json was lost (interrupted); starting again from root "
+                "version %d of its history", metadata_dir, versions[0][0])
+    return versions[0][1].read_bytes()
+
+
 class SecureUpdater:
     """The client pipeline over one client home (see module docstring)."""
 
@@ -110,7 +135,7 @@ class SecureUpdater:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         return Updater(str(self.metadata_dir), VIRTUAL + "metadata/", str(self.cache_dir),
                        VIRTUAL + "targets/", fetcher=self.fetcher, config=UpdaterConfig(),
-                       bootstrap=None)
+                       bootstrap=lost_root_link(self.metadata_dir))
 
     def _with_mirrors(self, doing: str, operation: Any) -> Any:
         """Run a TUF operation; on a refusal, retry it with each other mirror first."""

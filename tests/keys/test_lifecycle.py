@@ -106,6 +106,16 @@ def test_root_threshold_ceremony_and_chain_of_roots(served, home, tmp_path, keyd
     assert r.returncode == 0, r.stderr
     assert json.loads((home / "metadata/root.json").read_text())["signed"]["version"] == 4
 
+    # python-tuf re-makes the root.json link on every start (remove, then symlink): a
+    # client killed in between lost it (seen in CI); it restarts from its root history,
+    # re-verifying v1 -> v4 locally, and ends at v4 again, not at v1
+    (home / "metadata/root.json").unlink()
+    served.publish("1.1.1")
+    r = custody(home, "update")
+    assert r.returncode == 0, r.stderr
+    assert "root.json was lost" in r.stderr
+    assert json.loads((home / "metadata/root.json").read_text())["signed"]["version"] == 4
+
     # a root v5 signed by only one of the two root keys is refused by the client
     root_md = Metadata[Root].from_bytes((served.repo_dir / "public/metadata/4.root.json")
                                         .read_bytes())
