@@ -96,7 +96,8 @@ def lost_root_link(metadata_dir: Path) -> bytes | None:
     ngclient re-points ``root.json`` at ``root_history/N.root.json`` on every
     start by removing the link and then making it again: a process killed
     between the two (seen with SIGKILL during an update) leaves no root.json,
-    and every later start would fail. The history itself is written
+    and every later start would fail (python-tuf PR #3010, open, makes the
+    link atomically; until a release has it, this repairs it). The history itself is written
     atomically, so the client starts again from its oldest root, the one it
     was given at init or the oldest it verified after, and ngclient verifies
     each newer local version on the next refresh: nothing that was not
