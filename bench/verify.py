@@ -15,6 +15,7 @@ import hashlib
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -23,12 +24,31 @@ from intoto.metadata import Metablock, key_to_dict
 from intoto.models import Layout, Link, Step
 from keys_tooling.keys import generate_key, write_key_pair
 
+FORMATS = {
+    "compact": "",
+    "indented": " (links as in-toto-run writes them)",
+    "dsse": " (DSSE links as in-toto-run --use-dsse writes them)",
+}
 
-def make_chain(root: Path, n: int, indented: bool = False) -> None:
+
+def write_reference_link(signer: Any, link: Link, path: Path, dsse: bool) -> None:
+    """Sign and write ``link`` with the in-toto library itself, in its own format."""
+    from in_toto.models.link import Link as RefLink
+    from in_toto.models.metadata import Envelope as RefEnvelope
+    from in_toto.models.metadata import Metablock as RefMetablock
+
+    ref = RefLink.read(link.to_dict())
+    block = RefEnvelope.from_signable(ref) if dsse else RefMetablock(signed=ref)
+    block.create_signature(signer)
+    block.dump(str(path))
+
+
+def make_chain(root: Path, n: int, fmt: str = "compact") -> None:
     """Write root.layout, owner.pub and the three signed links for N artifacts.
 
-    Links are written as custody-intoto writes them (compact), or ``indented``
-    as in-toto-run writes them, which custody verifies through canonical JSON.
+    ``compact`` links are written by custody-intoto; ``indented`` and ``dsse``
+    ones by the in-toto library (what in-toto-run writes, without and with
+    ``--use-dsse``), so the reference verifies its own format.
     """
     owner, dev, builder, packager = (generate_key() for _ in range(4))
     write_key_pair(owner, root / "owner", None)
@@ -65,10 +85,13 @@ def make_chain(root: Path, n: int, indented: bool = False) -> None:
     block.sign(owner)
     block.dump(root / "root.layout")
     for signer, link in links:
-        metadata = Metablock.new(link)
-        signature = metadata.sign(signer)
-        metadata.dump(root / f"{link.name}.{signature.keyid[:8]}.link",
-                      compact=False if indented else None)
+        path = root / f"{link.name}.{signer.public_key.keyid[:8]}.link"
+        if fmt == "compact":
+            metadata = Metablock.new(link)
+            metadata.sign(signer)
+            metadata.dump(path)
+        else:
+            write_reference_link(signer, link, path, dsse=fmt == "dsse")
 
 
 def main() -> None:
@@ -78,16 +101,17 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     sizes = [int(s) for s in args.sizes.split(",")]
-    for n, indented in [(n, False) for n in sizes] + [(sizes[-1], True)]:
+    cases = [(n, "compact") for n in sizes] + [(sizes[-1], f) for f in ("indented", "dsse")]
+    for n, fmt in cases:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
-            make_chain(root, n, indented)
+            make_chain(root, n, fmt)
             common = ["--layout", "root.layout", "--link-dir", "."]
             ours, ours_mem = best_of(args.repeat, [BIN / "custody-intoto", "verify", *common,
                                                    "--verification-keys", "owner.pub"], root)
             ref, ref_mem = best_of(args.repeat, [BIN / "in-toto-verify", *common,
                                                  "--verification-keys", "owner.pub"], root)
-        label = f"{n:,}" + (" (links indented, as in-toto-run writes them)" if indented else "")
+        label = f"{n:,}" + FORMATS[fmt]
         rows.append([label, f"{ref:.2f} s", f"{ours:.2f} s", f"**{ref / ours:.1f}x**",
                      f"{ref_mem / 1024:.0f} MiB", f"{ours_mem / 1024:.0f} MiB",
                      f"{ours / n * 1e6:.1f} us"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -112,10 +114,41 @@ JSON = st.recursive(
 )
 
 
+# Strings where encoders differ: control characters, quotes, backslashes, the
+# characters JSON encoders like to escape (/, U+2028, U+2029, DEL), accents, CJK
+# and characters beyond the BMP (surrogate pairs in UTF-16 based encoders).
+NASTY = st.text(st.sampled_from(
+    ['"', "\\", "/", "\b", "\f", "\n", "\r", "\t", "\x00", "\x01", "\x1f", "\x7f",
+     "\u2028", "\u2029", "é", "ÿ", "€", "中", "\uffff", "\U0001f600", "\U0010ffff", "a", "0"]),
+    max_size=12)
+ESCAPE_HEAVY = st.recursive(
+    st.none() | st.booleans() | st.integers() | NASTY,
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(NASTY | st.text(max_size=4), children, max_size=5),
+    max_leaves=24,
+)
+
+
 @settings(max_examples=500, deadline=None)
 @given(JSON)
 def test_canonical_json_equals_securesystemslib(value):
     assert encode_canonical(value) == sslib_canonical(value).encode("utf-8")
+
+
+@settings(max_examples=1000, deadline=None)
+@given(ESCAPE_HEAVY)
+def test_canonical_json_equals_securesystemslib_on_escapes_and_big_integers(value):
+    """Non-ASCII, escape-heavy keys and strings, and integers of any size."""
+    assert encode_canonical(value) == sslib_canonical(value).encode("utf-8")
+
+
+@settings(max_examples=300, deadline=None)
+@given(ESCAPE_HEAVY)
+def test_canonical_json_round_trips_through_loads(value):
+    """What securesystemslib writes, `loads` reads back to the same value."""
+    from intoto.canonical import loads
+
+    assert loads(json.dumps(value)) == value
 
 
 def test_canonical_json_refuses_floats():
