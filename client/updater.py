@@ -24,17 +24,21 @@ installable only while the current layout still verifies them.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import queue
 import re
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from securesystemslib.signer import Key
 from tuf.api import exceptions as tuf_errors
-from tuf.api.metadata import Metadata, TargetFile, Targets
+from tuf.api.metadata import Metadata, Root, TargetFile, Targets
 from tuf.ngclient import Updater, UpdaterConfig
 
 from client.config import ClientConfig
@@ -116,6 +120,55 @@ def lost_root_link(metadata_dir: Path) -> bytes | None:
     return versions[0][1].read_bytes()
 
 
+class _Sink:
+    """Hashes and writes downloaded chunks on a second thread, while the next ones arrive.
+
+    hashlib and file writes release the GIL, so on two cores the download,
+    the hashing and the writing overlap instead of taking turns. The queue is
+    bounded (at most 16 chunks in flight), so memory stays flat whatever the
+    artifact's size. A failure of the writer is raised in the caller.
+    """
+
+    def __init__(self, out: Any, hashers: dict[str, Any]) -> None:
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        self._error: BaseException | None = None
+        self._out, self._hashers = out, hashers
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        try:
+            while (chunk := self._queue.get()) is not None:
+                for hasher in self._hashers.values():
+                    hasher.update(chunk)
+                self._out.write(chunk)
+        except BaseException as exc:
+            self._error = exc
+            while self._queue.get() is not None:  # keep the producer from blocking
+                pass
+
+    def put(self, chunk: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(chunk)
+
+    def close(self) -> None:
+        """Wait until every chunk is hashed and written; raise the writer's failure."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self) -> _Sink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+
 class SecureUpdater:
     """The client pipeline over one client home (see module docstring)."""
 
@@ -190,9 +243,57 @@ class SecureUpdater:
             local = self.cache_dir / info.path
             local.parent.mkdir(parents=True, exist_ok=True)
             cached = updater.find_cached_target(info, str(local))
-            return Path(cached or updater.download_target(info, str(local)))
+            return Path(cached) if cached else self._stream_target(info, local)
 
         return self._with_mirrors(f"the download of {info.path}", operation)
+
+    def _stream_target(self, info: TargetFile, local: Path) -> Path:
+        """Download a target, checking its length and hashes as the bytes arrive.
+
+        What ngclient's ``download_target`` checks, in one pass: ngclient
+        writes the body to a temporary file, reads it back to hash it and
+        reads it again to copy it into place (three passes over a 1 GiB
+        artifact). Here each chunk is counted, hashed with every algorithm
+        the target lists and written once; more bytes than the signed length
+        stop the download at once; the file takes its name only after the
+        length and every hash matched. The URL is ngclient's: the hash-prefixed
+        name under consistent snapshots.
+        """
+        root = self._trusted_role(Root.type).signed
+        path = info.path
+        if root.consistent_snapshot:
+            folder, sep, basename = path.rpartition("/")
+            path = f"{folder}{sep}{next(iter(info.hashes.values()))}.{basename}"
+        try:
+            hashers = {algorithm: hashlib.new(algorithm) for algorithm in info.hashes}
+        except ValueError as exc:
+            raise tuf_errors.LengthOrHashMismatchError(
+                f"{info.path} lists a hash algorithm this client lacks: {exc}") from exc
+        received = 0
+        with tempfile.NamedTemporaryFile(dir=local.parent, prefix=".download-",
+                                         delete=False) as out, _Sink(out, hashers) as sink:
+            try:
+                for chunk in self.fetcher.fetch(VIRTUAL + "targets/" + path):
+                    received += len(chunk)
+                    if received > info.length:
+                        raise tuf_errors.DownloadLengthMismatchError(
+                            f"{info.path} is longer than its signed {info.length} bytes")
+                    sink.put(chunk)
+                sink.close()
+                if received != info.length:
+                    raise tuf_errors.LengthOrHashMismatchError(
+                        f"{info.path} has {received} bytes, its signed length is "
+                        f"{info.length}")
+                for algorithm, hasher in hashers.items():
+                    if hasher.hexdigest() != info.hashes[algorithm]:
+                        raise tuf_errors.LengthOrHashMismatchError(
+                            f"{info.path} does not match its signed {algorithm} hash")
+                out.flush()
+                os.replace(out.name, local)
+            except BaseException:
+                os.unlink(out.name)
+                raise
+        return local
 
     def _trusted_role(self, role: str) -> Metadata:
         """A role's metadata as ngclient verified and stored it (after a lookup loaded it)."""
