@@ -34,8 +34,8 @@ fuzz: $(STAMP)
 		tests/repository/test_api_fuzz.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check formats intoto keys_tooling repository client tests bench demo docs
-	$(BIN)/mypy formats intoto keys_tooling repository client --ignore-missing-imports
+	$(BIN)/ruff check launch.py formats intoto keys_tooling repository client tests bench demo docs
+	$(BIN)/mypy launch.py formats intoto keys_tooling repository client --ignore-missing-imports
 
 bench: $(STAMP)
 	$(BIN)/python bench/verify.py
