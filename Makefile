@@ -43,6 +43,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/publish.py
 	$(BIN)/python bench/update.py
 	$(BIN)/python bench/fleet.py
+	$(BIN)/python bench/imports.py
+	$(BIN)/python bench/readme.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +91,7 @@ def _recover(ctx: click.Context) -> None:
 
 
 @click.group(cls=CustodyGroup)
-@click.version_option(dist_version("custody"), prog_name="custody")
+@click.version_option(package_name="custody", prog_name="custody")
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Client home (default: $CUSTODY_HOME, else ~/.local/share/custody).")
 @click.option("-v", "--verbose", is_flag=True, help="Log what happens.")

@@ -28,7 +28,6 @@ import logging
 import shutil
 import sys
 from collections.abc import Sequence
-from importlib.metadata import version as dist_version
 from pathlib import Path
 from urllib.parse import quote
 
@@ -37,7 +36,7 @@ from tuf.api.exceptions import RepositoryError
 from tuf.ngclient import Updater
 
 from client.fetcher import MirrorFetcher
-from keys_tooling.cliutil import guarded
+from keys_tooling.cliutil import VersionAction, guarded
 
 
 def _updater(args: argparse.Namespace, target_dir: str | None = None,
@@ -73,8 +72,7 @@ def cmd_download(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="custody-tuf-client")
-    parser.add_argument("--version", action="version",
-                        version=f"%(prog)s {dist_version('custody')}")
+    parser.add_argument("--version", action=VersionAction)
     parser.add_argument("--metadata-dir", required=True)
     parser.add_argument("--metadata-url")
     parser.add_argument("--target-name", action="append", default=[])

@@ -20,10 +20,9 @@ import logging
 import re
 import sys
 from collections.abc import Sequence
-from importlib.metadata import version as dist_version
 from pathlib import Path
 
-from keys_tooling.cliutil import guarded
+from keys_tooling.cliutil import VersionAction, guarded
 from keys_tooling.keys import PASSWORD_ENV, password_from_env
 
 _PROMPT = object()
@@ -251,8 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="show more output")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only errors")
-    parser.add_argument("--version", action="version",
-                        version=f"%(prog)s {dist_version('custody')}")
+    parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="record a step around a command (as in-toto-run)")

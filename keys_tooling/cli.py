@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import NoReturn
 
@@ -42,7 +41,7 @@ def _fail(message: str) -> NoReturn:
 
 
 @click.group()
-@click.version_option(dist_version("custody"), prog_name="custody-keys")
+@click.version_option(package_name="custody", prog_name="custody-keys")
 def main() -> None:
     """Generate and inspect custody keys (securesystemslib key ids, PEM files)."""
 

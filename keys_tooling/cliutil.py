@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import functools
 import sys
 from collections.abc import Callable
@@ -101,3 +102,24 @@ def guarded(program: str, main: Callable[[], Any]) -> Callable[[], None]:
         sys.exit(result if isinstance(result, int) else 0)
 
     return run
+
+
+class VersionAction(argparse.Action):
+    """``--version`` for argparse that looks the version up only when asked.
+
+    ``importlib.metadata`` costs about 20 ms to import, on every start of a
+    command that an agent may run every few minutes; click's
+    ``version_option(package_name=...)`` is lazy the same way.
+    """
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS,
+                 default: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=default,
+                         help=help or "show the program's version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        from importlib.metadata import version
+
+        parser.exit(message=f"{parser.prog} {version('custody')}\n")
+

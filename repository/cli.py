@@ -15,7 +15,6 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +72,7 @@ def _new_key(path: Path, encrypt: bool, said: list[str]) -> Signer:
 
 
 @click.group()
-@click.version_option(dist_version("custody"), prog_name="custody-repo")
+@click.version_option(package_name="custody", prog_name="custody-repo")
 def main() -> None:
     """Operate a custody repository: TUF metadata for artifacts and their in-toto evidence."""
 

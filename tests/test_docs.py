@@ -43,3 +43,14 @@ def test_no_link_leaves_the_repository():
             resolved = (page.parent / target).resolve()
             assert resolved.is_relative_to(ROOT), f"{page.name} links outside: {target}"
             assert resolved.exists(), f"{page.name} links to a missing {target}"
+
+
+def test_bench_tables_are_spliced_between_their_markers():
+    from bench.readme import splice
+
+    readme = ("intro\n<!-- bench:verify -->\nold table\n<!-- /bench:verify -->\nmiddle\n"
+              "<!-- bench:fleet -->\nold\n<!-- /bench:fleet -->\nend\n")
+    text, updated, missing = splice(readme, {"verify": "| new |\n|---|\n"})
+    assert text == ("intro\n<!-- bench:verify -->\n| new |\n|---|\n<!-- /bench:verify -->\n"
+                    "middle\n<!-- bench:fleet -->\nold\n<!-- /bench:fleet -->\nend\n")
+    assert (updated, missing) == (["verify"], ["fleet"])
