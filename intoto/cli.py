@@ -351,4 +351,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 #: The console script: bugs exit 70 with one sentence (keys_tooling.cliutil.guarded).
-console = guarded("custody-intoto", main)
+console = guarded("custody-intoto", main, fast_exit=True)
