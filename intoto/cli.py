@@ -93,6 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         name=args.step_name, signer=_signer(args.signing_key, args), recorder=_recorder(args),
         use_dsse=args.use_dsse, record_streams=args.record_streams,
         timeout=args.run_timeout, metadata_directory=args.metadata_directory,
+        attest=args.attest,
     )
     metadata = recorder.run(args.materials or (), args.products or (), command)
     code = metadata.payload.byproducts.get("return-value", 0)  # type: ignore[union-attr]
@@ -105,6 +106,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     recorder = StepRecorder(
         name=args.step_name, signer=_signer(args.signing_key, args), recorder=_recorder(args),
         use_dsse=args.use_dsse, metadata_directory=getattr(args, "metadata_directory", None),
+        attest=args.attest,
     )
     if args.action == "start":
         recorder.start(args.materials or ())
@@ -240,6 +242,10 @@ def _artifact_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--normalize-line-endings", action="store_true",
                    help="hash files as if CRLF and CR line endings were LF")
     p.add_argument("--use-dsse", action="store_true", help="write a DSSE envelope")
+    p.add_argument("--attest", action="store_true",
+                   help="write an in-toto attestation instead of a classic link: a Statement "
+                        "v1 whose subjects are the products and whose predicate is the link "
+                        "predicate v0.3, in a DSSE envelope")
 
 
 def build_parser() -> argparse.ArgumentParser:

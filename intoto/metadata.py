@@ -22,6 +22,7 @@ from typing import Any
 from securesystemslib.exceptions import UnverifiedSignatureError
 from securesystemslib.signer import Key, Signature, Signer
 
+from intoto.attestation import Statement, is_statement
 from intoto.canonical import encode_canonical, has_float, loads
 from intoto.errors import FormatError, SignatureError
 from intoto.files import write_atomic
@@ -67,6 +68,14 @@ class Metadata:
         if self._parsed is None:
             self._parsed = payload_from_dict(self._payload_dict)
         return self._parsed
+
+    def evidence(self, step: str) -> Link | Layout:
+        """What this metadata proves for ``step``: its link (or a sublayout).
+
+        The payload itself for classic links; for an attestation, the link its
+        statement is evidence of (see `intoto.attestation`).
+        """
+        return self.payload
 
     def signed_bytes(self) -> bytes:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -203,6 +212,31 @@ class Envelope(Metadata):
         super().__init__(data, signatures or [])
         self.payload_bytes = payload_bytes
         self.payload_type = payload_type
+
+    @property
+    def payload(self) -> Link | Layout:
+        """The parsed Link or Layout; an attestation's evidence under its own step name."""
+        if self._parsed is None and is_statement(self._payload_dict):
+            self._parsed = self.evidence("")
+        return super().payload
+
+    @property
+    def statement(self) -> Statement | None:
+        """The in-toto Statement this envelope carries, if it carries one."""
+        if not is_statement(self._payload_dict):
+            return None
+        return Statement.from_dict(self._payload_dict, "DSSE payload")
+
+    def evidence(self, step: str) -> Link | Layout:
+        statement = self.statement
+        if statement is None:
+            return self.payload
+        return statement.evidence(step, "DSSE payload")
+
+    @classmethod
+    def attest(cls, statement: Statement) -> Envelope:
+        """A DSSE envelope (unsigned yet) carrying ``statement``."""
+        return cls(json.dumps(statement.to_dict(), sort_keys=True).encode("utf-8"))
 
     @classmethod
     def new(cls, payload: Link | Layout) -> Envelope:

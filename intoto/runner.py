@@ -22,6 +22,7 @@ from securesystemslib.signer import Signer
 
 from intoto.artifacts import ArtifactRecorder
 from intoto.errors import FormatError, RecordError
+from intoto.attestation import Statement
 from intoto.metadata import Envelope, Metablock, Metadata, load_metadata
 from intoto.models import LINK_FILENAME, Link, link_filename
 
@@ -105,6 +106,9 @@ class StepRecorder:
     timeout: float | None = DEFAULT_TIMEOUT
     metadata_directory: str | None = None
     compact: bool | None = None
+    #: Write the finished link as an in-toto attestation (a Statement v1 with
+    #: the link predicate v0.3, in DSSE) instead of a classic link.
+    attest: bool = False
 
     def _recorder(self) -> ArtifactRecorder:
         return self.recorder or ArtifactRecorder(follow_symlink_dirs=True)
@@ -133,7 +137,13 @@ class StepRecorder:
         return self._finish(link)
 
     def _finish(self, link: Link) -> Metadata:
-        metadata = self._wrap(link)
+        if self.attest:
+            try:
+                metadata: Metadata = Envelope.attest(Statement.from_link(link))
+            except FormatError as exc:
+                raise RecordError(str(exc)) from exc
+        else:
+            metadata = self._wrap(link)
         if self.signer is not None:
             signature = metadata.sign(self.signer)
             metadata.dump(self._path(LINK_FILENAME, signature.keyid), self.compact)

@@ -236,7 +236,11 @@ class Verifier:
                     problems.append(f"{link_filename(step.name, keyid)} is not validly signed "
                                     f"by authorized functionary {keyid[:8]}")
                     continue
-                payload = metadata.payload
+                try:
+                    payload = metadata.evidence(step.name)
+                except FormatError as exc:
+                    problems.append(f"{link_filename(step.name, keyid)}: {exc}")
+                    continue
                 if isinstance(payload, Layout):
                     payload = self._sublayout(step, keyid, key, metadata, links)
                 elif payload.name != step.name:
