@@ -21,8 +21,8 @@ from typing import IO, Any
 from securesystemslib.signer import Signer
 
 from intoto.artifacts import ArtifactRecorder
-from intoto.errors import FormatError, RecordError
 from intoto.attestation import Statement
+from intoto.errors import FormatError, RecordError
 from intoto.metadata import Envelope, Metablock, Metadata, load_metadata
 from intoto.models import LINK_FILENAME, Link, link_filename
 
