@@ -146,5 +146,6 @@ class VersionAction(argparse.Action):
                  values: object, option_string: str | None = None) -> None:
         from importlib.metadata import version
 
-        parser.exit(message=f"{parser.prog} {version('custody')}\n")
+        print(f"{parser.prog} {version('custody')}")  # on stdout, as argparse's own action
+        parser.exit()
 
