@@ -125,10 +125,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise _Fail(f"cannot read layout {args.layout}: {exc.strerror}") from exc
     parameters = dict(p.split("=", 1) for p in args.parameters) if args.parameters else None
+    sigstore = None
+    if args.trusted_root:
+        from intoto.keyless import SigstoreTrust
+
+        try:
+            sigstore = SigstoreTrust(Path(args.trusted_root).read_bytes())
+        except OSError as exc:
+            raise _Fail(f"cannot read trusted root {args.trusted_root}: {exc.strerror}") from exc
     verifier = Verifier(
         inspections=InspectionPolicy(args.inspections),
         inspection_timeout=args.inspect_timeout,
         persist_inspection_links=True,
+        sigstore=sigstore,
     )
     verifier.verify(layout, keys, DirectoryLinks(Path(args.link_dir)),
                     threshold=args.threshold, parameters=parameters)
@@ -302,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="substitute {NAME} in the layout")
     verify.add_argument("--inspections", choices=["run", "skip", "refuse"], default="run",
                         help="run inspection commands (default), skip them, or refuse to")
+    verify.add_argument("--trusted-root", metavar="<path>",
+                        help="Sigstore trusted_root.json to verify keyless functionaries' "
+                             "bundles with (offline); needed when the layout names any")
     verify.set_defaults(func=cmd_verify)
 
     sign = sub.add_parser("sign", help="sign or verify a layout or link (as in-toto-sign)")

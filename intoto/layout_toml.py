@@ -24,6 +24,14 @@ Example::
     materials = ["MATCH src/* WITH PRODUCTS FROM tag", "DISALLOW *"]
     products = ["CREATE dist/hello.tar.gz", "DISALLOW *"]
 
+    [[steps]]                             # a keyless functionary: a CI workflow
+    name = "release"                      # that Sigstore certified (docs/attestations.md)
+    materials = ["MATCH dist/* WITH PRODUCTS FROM build", "DISALLOW *"]
+    products = ["CREATE hello.tar.gz", "DISALLOW *"]
+    [[steps.keyless]]
+    issuer = "https://token.actions.githubusercontent.com"
+    identity = "https://github.com/ORG/hello/.github/workflows/release.yml@refs/tags/*"
+
     [[inspect]]
     name = "untar"
     run = ["tar", "xzf", "hello.tar.gz"]
@@ -47,14 +55,16 @@ from typing import Any
 
 from securesystemslib.signer import Key
 
+from intoto.constraints import CertConstraint
 from intoto.errors import FormatError
 from intoto.metadata import key_to_dict
 from intoto.models import Inspection, Layout, Step, format_expires, parse_expires
 from intoto.rules import parse_rule
 
 TOP_LEVEL = ("expires", "expires_in_days", "readme", "keys", "steps", "inspect")
-STEP_FIELDS = ("name", "functionaries", "threshold", "materials", "products",
+STEP_FIELDS = ("name", "functionaries", "keyless", "threshold", "materials", "products",
                "expected_command")
+KEYLESS_FIELDS = ("issuer", "identity")
 INSPECTION_FIELDS = ("name", "run", "materials", "products")
 #: The parameters custody's verifiers substitute (repository and client alike).
 PARAMETERS = ("name", "version", "artifact")
@@ -174,6 +184,22 @@ def layout_from_toml(path: str | Path, load_key: Callable[[Path], Key]) -> Layou
             raise FormatError(f"{where} is empty: nobody could perform the step")
         return [keyids[n] for n in names]
 
+    def keyless(entries: Any, where: str) -> list[CertConstraint]:
+        if not isinstance(entries, list):
+            raise FormatError(f"{where} must be a list of [[steps.keyless]] tables")
+        out = []
+        for j, entry in enumerate(entries):
+            here = f"{where}[{j}]"
+            _known_fields(entry, KEYLESS_FIELDS, here)
+            identity = entry.get("identity")
+            if not isinstance(identity, str) or not identity:
+                raise FormatError(f"{here}.identity must be the certificate identity (a "
+                                  "workflow URI or an e-mail address; * and ? are wildcards)")
+            kind = "emails" if "@" in identity and "://" not in identity else "uris"
+            out.append(CertConstraint.from_dict({"issuer": entry.get("issuer"),
+                                                 kind: [identity]}, here))
+        return out
+
     raw_steps = data.get("steps", [])
     if not isinstance(raw_steps, list) or not raw_steps:
         raise FormatError("the layout has no steps: describe each as a [[steps]] table")
@@ -185,16 +211,21 @@ def layout_from_toml(path: str | Path, load_key: Callable[[Path], Key]) -> Layou
         threshold = raw.get("threshold", 1)
         if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 1:
             raise FormatError(f"{where}.threshold must be a positive integer")
-        pubkeys = functionaries(raw.get("functionaries", []), f"{where}.functionaries")
-        if threshold > len(pubkeys):
+        identities = keyless(raw.get("keyless", []), f"{where}.keyless")
+        pubkeys = (functionaries(raw["functionaries"], f"{where}.functionaries")
+                   if "functionaries" in raw or not identities else [])
+        patterns = [p for c in identities for p in (*c.uris, *c.emails)]
+        if threshold > len(pubkeys) + len(identities) and not any(
+                c in p for p in patterns for c in "*?["):
             raise FormatError(f"{where}.threshold {threshold} exceeds its "
-                              f"{len(pubkeys)} functionaries")
+                              f"{len(pubkeys) + len(identities)} functionaries")
         steps.append(Step(
             name=name, pubkeys=pubkeys, threshold=threshold,
             expected_materials=_rules(raw.get("materials", []), f"{where}.materials"),
             expected_products=_rules(raw.get("products", []), f"{where}.products"),
             expected_command=_words(raw.get("expected_command", []),
                                     f"{where}.expected_command"),
+            cert_constraints=identities,
         ))
     raw_inspections = data.get("inspect", [])
     if not isinstance(raw_inspections, list):

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import chain
 from typing import Any
 
+from intoto.constraints import CertConstraint, constraints_from_list
 from intoto.errors import FormatError
 from intoto.rules import parse_rule
 
@@ -159,6 +160,8 @@ class Step:
     expected_materials: list[list[str]] = field(default_factory=list)
     expected_products: list[list[str]] = field(default_factory=list)
     expected_command: list[str] = field(default_factory=list)
+    #: Keyless functionaries (`intoto.keyless.CertConstraint`), in-toto-golang's field name.
+    cert_constraints: list[CertConstraint] = field(default_factory=list)
 
     TYPE = "step"
 
@@ -182,10 +185,13 @@ class Step:
                                      f"{where}.expected_products"),
             expected_command=_str_list(data.get("expected_command", []),
                                        f"{where}.expected_command"),
+            cert_constraints=constraints_from_list(data["cert_constraints"],
+                                                   f"{where}.cert_constraints")
+            if "cert_constraints" in data else [],
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "_type": self.TYPE,
             "name": self.name,
             "threshold": self.threshold,
@@ -194,6 +200,9 @@ class Step:
             "expected_products": self.expected_products,
             "expected_command": self.expected_command,
         }
+        if self.cert_constraints:  # absent otherwise: the reference reads the layout as before
+            data["cert_constraints"] = [c.to_dict() for c in self.cert_constraints]
+        return data
 
 
 @dataclass

@@ -51,8 +51,9 @@ def describe_layout(metadata: Metadata, key_names: Mapping[str, str] | None = No
         lines.append(f"  {who(keyid)}  {key.get('keytype', '?')}/{key.get('scheme', '?')}")
     lines.append(f"steps ({len(layout.steps)}):")
     for number, step in enumerate(layout.steps, 1):
-        lines.append(f"  {number}. {step.name}: {step.threshold} of "
-                     f"{', '.join(who(k) for k in step.pubkeys)}")
+        performers = [who(k) for k in step.pubkeys] + [
+            f"keyless {c}" for c in step.cert_constraints]
+        lines.append(f"  {number}. {step.name}: {step.threshold} of {', '.join(performers)}")
         if step.expected_command:
             lines.append(f"     expected command: {' '.join(step.expected_command)}")
         lines.append(f"     materials: {_rules(step.expected_materials)}")

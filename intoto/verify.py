@@ -46,6 +46,7 @@ from intoto.errors import (
     SignatureError,
     ThresholdError,
 )
+from intoto.keyless import BUNDLE_SUFFIX, SigstoreTrust
 from intoto.metadata import Metablock, Metadata, key_from_dict, metadata_from_bytes
 from intoto.models import SUBLAYOUT_DIRNAME, Inspection, Layout, Link, Step, link_filename
 from intoto.rules import apply_rules
@@ -84,6 +85,10 @@ class LinkSource:
         """File names of every link present for ``step``, trusted or not (for messages)."""
         return []
 
+    def bundles(self, step: str) -> list[str]:
+        """File names of the Sigstore bundles present for ``step`` (keyless evidence)."""
+        return []
+
 
 @dataclass(frozen=True)
 class DirectoryLinks(LinkSource):
@@ -103,6 +108,9 @@ class DirectoryLinks(LinkSource):
     def names(self, step: str) -> list[str]:
         return sorted(p.name for p in self.path.glob(f"{step}.*.link"))
 
+    def bundles(self, step: str) -> list[str]:
+        return sorted(p.name for p in self.path.glob(f"{step}.*{BUNDLE_SUFFIX}"))
+
 
 @dataclass(frozen=True)
 class MemoryLinks(LinkSource):
@@ -117,11 +125,14 @@ class MemoryLinks(LinkSource):
     def sub(self, dirname: str) -> LinkSource:
         return MemoryLinks(self.files, f"{self.prefix}{dirname}/")
 
-    def names(self, step: str) -> list[str]:
+    def names(self, step: str, suffix: str = ".link") -> list[str]:
         start = f"{self.prefix}{step}."
         return sorted(name[len(self.prefix):] for name in self.files
                       if name.startswith(start) and "/" not in name[len(self.prefix):]
-                      and name.endswith(".link"))
+                      and name.endswith(suffix))
+
+    def bundles(self, step: str) -> list[str]:
+        return self.names(step, BUNDLE_SUFFIX)
 
 
 @dataclass
@@ -137,6 +148,9 @@ class Verifier:
     #: Collect warnings in `warnings` without logging them (for a caller that
     #: verifies many releases and reports only the refusals).
     quiet: bool = False
+    #: The Sigstore trusted root that keyless functionaries' bundles are
+    #: verified against; a layout with keyless steps is refused without one.
+    sigstore: SigstoreTrust | None = None
 
     # -- public ---------------------------------------------------------
     def verify(
@@ -207,15 +221,19 @@ class Verifier:
                 data = links.read(name)
                 if data is not None:
                     per_key[keyid] = metadata_from_bytes(data, where=name)
-            if len(per_key) < step.threshold:
+            bundles = links.bundles(step.name) if step.cert_constraints else []
+            if len(per_key) + len(bundles) < step.threshold:
                 trusted = {link_filename(step.name, keyid) for keyid in step.pubkeys}
                 ignored = [name.rsplit(".", 2)[-2] for name in links.names(step.name)
                            if name not in trusted]
                 detail = (f"; ignored the link(s) by key {', '.join(ignored)}, which the layout "
                           f"does not name for step {step.name!r}") if ignored else ""
+                if step.cert_constraints:
+                    detail += (f"; keyless evidence is a Sigstore bundle named "
+                               f"{step.name}.<name>{BUNDLE_SUFFIX}")
                 raise LinkNotFoundError(
                     f"step {step.name!r} requires {step.threshold} link(s) by its "
-                    f"functionaries, found {len(per_key)}{detail}"
+                    f"functionaries, found {len(per_key) + len(bundles)}{detail}"
                 )
             found[step.name] = per_key
         return found
@@ -248,6 +266,8 @@ class Verifier:
                                     f"{payload.name!r}, not {step.name!r}")
                     continue
                 good[keyid] = payload
+            if step.cert_constraints:
+                good.update(self._keyless(step, links, problems))
             if len(good) < step.threshold:
                 detail = f" ({'; '.join(problems)})" if problems else ""
                 raise ThresholdError(
@@ -256,6 +276,41 @@ class Verifier:
                 )
             chain[step.name] = good
         return chain
+
+    def _keyless(self, step: Step, links: LinkSource, problems: list[str]) -> dict[str, Link]:
+        """Evidence of the step's keyless functionaries, one per distinct identity.
+
+        Keyed by bundle file name (messages name the file); two bundles by
+        one identity count once, so a threshold needs different identities.
+        """
+        bundles = links.bundles(step.name)
+        if not bundles:
+            return {}
+        if self.sigstore is None:
+            problems.append("the layout names keyless functionaries but the verifier was "
+                            "given no Sigstore trusted root")
+            return {}
+        good: dict[str, Link] = {}
+        identities: set[str] = set()
+        for name in bundles:
+            data = links.read(name)
+            if data is None:
+                continue
+            try:
+                evidence = self.sigstore.verify(data, name, step.name, step.cert_constraints)
+            except (SignatureError, FormatError) as exc:
+                problems.append(str(exc))
+                continue
+            if evidence.link.name != step.name:
+                problems.append(f"{name} records step {evidence.link.name!r}, not "
+                                f"{step.name!r}")
+            elif evidence.identity in identities:
+                problems.append(f"{name} is by {evidence.identity} again (counted once)")
+            else:
+                identities.add(evidence.identity)
+                good[name] = evidence.link
+                log.info("step %r: %s verified, by %s", step.name, name, evidence.identity)
+        return good
 
     def _sublayout(self, step: Step, keyid: str, key: Key, metadata: Metadata,
                    links: LinkSource) -> Link:
@@ -267,7 +322,7 @@ class Verifier:
         for step in layout.steps:
             for keyid, link in chain[step.name].items():
                 if link.command != step.expected_command:
-                    message = (f"{link_filename(step.name, keyid)} ran {link.command!r}, the "
+                    message = (f"{_evidence_file(step, keyid)} ran {link.command!r}, the "
                                f"layout expects {step.expected_command!r}")
                     self.warnings.append(message)
                     if not self.quiet:
@@ -282,8 +337,8 @@ class Verifier:
                 for keyid, link in by_key.items():
                     if link.materials != first.materials or link.products != first.products:
                         raise ThresholdError(
-                            f"step {step.name!r}: links {link_filename(step.name, first_keyid)}"
-                            f" and {link_filename(step.name, keyid)} record different "
+                            f"step {step.name!r}: links {_evidence_file(step, first_keyid)}"
+                            f" and {_evidence_file(step, keyid)} record different "
                             f"artifacts{_first_difference(first, link)}"
                         )
             reduced[step.name] = first
@@ -333,6 +388,11 @@ class Verifier:
         if self.persist_inspection_links:
             Metablock.new(link).dump(self.workdir / f"{inspection.name}.link")
         return link
+
+
+def _evidence_file(step: Step, who: str) -> str:
+    """The file a step's evidence came from: a key's link, or a keyless bundle."""
+    return who if who.endswith(BUNDLE_SUFFIX) else link_filename(step.name, who)
 
 
 def _first_difference(a: Link, b: Link) -> str:

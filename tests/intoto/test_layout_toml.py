@@ -118,3 +118,55 @@ def test_the_documented_example_builds(tmp_path):
     assert [s.name for s in layout.steps] == ["tag", "build", "package"]
     assert layout.steps[1].threshold == 2 and layout.inspect[0].run == ["tar", "xzf",
                                                                         "{artifact}"]
+
+
+KEYLESS = """
+expires_in_days = 30
+[keys]
+bob = "bob.pub"
+
+[[steps]]
+name = "build"
+functionaries = ["bob"]
+products = ["CREATE {artifact}", "DISALLOW *"]
+
+[[steps]]
+name = "release"
+materials = ["MATCH {artifact} WITH PRODUCTS FROM build", "DISALLOW *"]
+products = ["CREATE {artifact}", "DISALLOW *"]
+[[steps.keyless]]
+issuer = "https://token.actions.githubusercontent.com"
+identity = "https://github.com/ORG/REPO/.github/workflows/release.yml@refs/tags/*"
+[[steps.keyless]]
+issuer = "https://accounts.google.com"
+identity = "release-manager@example.com"
+"""
+
+
+def test_keyless_functionaries_in_toml_become_cert_constraints(project):
+    layout = build(project, KEYLESS)
+    release = layout.steps[1].to_dict()
+    assert release["pubkeys"] == []
+    assert release["cert_constraints"] == [
+        {"issuer": "https://token.actions.githubusercontent.com",
+         "uris": ["https://github.com/ORG/REPO/.github/workflows/release.yml@refs/tags/*"]},
+        {"issuer": "https://accounts.google.com", "emails": ["release-manager@example.com"]},
+    ]
+    (project / "layout.toml").write_text(KEYLESS)
+    r = sh(BIN / "custody-intoto", "layout", "new", "layout.toml", "-k", "owner", "-o",
+           "root.layout", cwd=project)
+    assert r.returncode == 0, r.stderr
+    r = sh(BIN / "custody-intoto", "layout", "show", "root.layout", "-k", "owner.pub",
+           cwd=project)
+    assert "keyless https://github.com/ORG/REPO/.github/workflows/release.yml@refs/tags/* " \
+           "(issuer https://token.actions.githubusercontent.com)" in r.stdout
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda t: t.replace("identity =", "identiy =", 1), "unknown key 'identiy'"),
+    (lambda t: t.replace('issuer = "https://accounts.google.com"\n', ""), "issuer must be"),
+    (lambda t: t.replace("release-manager@example.com", "*"), "matches any identity"),
+])
+def test_doubtful_keyless_entries_are_refused(project, edit, message):
+    with pytest.raises(FormatError, match=message):
+        build(project, edit(KEYLESS))
