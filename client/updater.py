@@ -54,6 +54,8 @@ from client.fetcher import VIRTUAL, MirrorFetcher, MirrorsUnreachable
 from formats.custom import InTotoCustom
 from formats.errors import FormatError
 from formats.index import PackageIndex, VersionEntry, parse_version
+from formats.sigstore import ROOT_PATH as SIGSTORE_ROOT
+from formats.sigstore import SigstoreRootCustom
 
 log = logging.getLogger(__name__)
 LAYOUTS_ROLE = "layouts"
@@ -362,6 +364,28 @@ class SecureUpdater:
         return Resolved(name, wanted, info)
 
     # -- in-toto ----------------------------------------------------------
+    def sigstore_trust(self) -> Any:
+        """The Sigstore trusted root the owners publish, for keyless steps (`intoto.keyless`).
+
+        Only the ``layouts`` role's entry counts (offline keys, as for layouts):
+        the root is looked up through TUF, then taken from that role's own
+        verified metadata, so no other role can substitute one.
+        """
+        from intoto.keyless import SigstoreTrust
+
+        self.target(SIGSTORE_ROOT)  # loads and verifies the 'layouts' role through TUF
+        listed = self._trusted_role(LAYOUTS_ROLE).signed.targets.get(  # type: ignore[attr-defined]
+            SIGSTORE_ROOT)
+        if listed is None:
+            raise IntotoRefusal("the layout names keyless functionaries but the repository "
+                                "publishes no Sigstore trusted root (its owners add one with "
+                                "'custody-repo sigstore-root set')")
+        try:
+            expires = SigstoreRootCustom.from_custom(listed.custom).expires
+        except FormatError as exc:
+            raise TufRefusal(f"TUF refused {SIGSTORE_ROOT}: {exc}") from exc
+        return SigstoreTrust(self.download(listed).read_bytes(), expires=expires)
+
     def layout_keys(self) -> tuple[list[Key], int]:
         """Pinned layout keys, else the ``layouts`` delegation's keys and threshold."""
         from intoto.metadata import key_from_dict
@@ -429,6 +453,15 @@ class SecureUpdater:
                 raise TufRefusal(f"link {link_path} is not in TUF metadata")
             links[link_path[len(prefix):]] = self.download(link_info).read_bytes()
         keys, threshold = self.layout_keys()
+        # Whether to fetch the Sigstore trusted root: only a layout naming keyless
+        # functionaries needs it (the verifier checks the layout's signatures before
+        # trusting anything in it, and reports a layout that does not parse).
+        try:
+            steps = getattr(metadata_from_bytes(layout_bytes).payload, "steps", [])
+            keyless = any(step.cert_constraints for step in steps)
+        except IntotoError:
+            keyless = False
+        sigstore = self.sigstore_trust() if keyless else None
         policy = InspectionPolicy(self.config.inspections)
         with tempfile.TemporaryDirectory(prefix="custody-verify-") as tmp:
             workdir = Path(tmp)
@@ -436,7 +469,7 @@ class SecureUpdater:
             if policy is InspectionPolicy.RUN:
                 # Inspections see (and might touch) only their own copy of the artifact.
                 shutil.copyfile(artifact, delivered)
-            verifier = Verifier(inspections=policy, workdir=workdir)
+            verifier = Verifier(inspections=policy, workdir=workdir, sigstore=sigstore)
             try:
                 layout = metadata_from_bytes(layout_bytes, where=layout_info.path)
                 summary = verifier.verify(

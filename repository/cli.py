@@ -249,6 +249,44 @@ def layout_add(directory: Path, layout_file: Path, keys: tuple[str, ...],
     click.echo(f"published {path}")
 
 
+@main.group("sigstore-root")
+def sigstore_root() -> None:
+    """The Sigstore trusted root keyless steps are verified with (the 'layouts' role)."""
+
+
+@sigstore_root.command("set")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("root_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--key", "keys", multiple=True, required=True,
+              help="Owner key(s) that sign the 'layouts' role.")
+@click.option("--expires-in", "days", type=POSITIVE, default=365, show_default=True,
+              metavar="DAYS", help="Days the owners vouch for this root.")
+@_fails_cleanly
+def sigstore_root_set(directory: Path, root_file: Path, keys: tuple[str, ...],
+                      days: int) -> None:
+    """Publish ROOT_FILE (Sigstore's trusted_root.json) for clients to verify bundles with.
+
+    Signed by the owners' offline keys like a layout; clients never contact
+    Sigstore, so rotating the root is this command again. Take the file from
+    Sigstore's own TUF repository (the target trusted_root.json of
+    tuf-repo-cdn.sigstore.dev, which sigstore-python also caches).
+    """
+    from datetime import UTC, datetime
+
+    from repository.errors import PendingSignaturesError
+    from repository.releases import set_sigstore_root
+
+    repo = CustodyRepository(directory, pool=_signers(keys), collect_pending=True)
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(days=days)
+    try:
+        with repo.transaction():
+            path = set_sigstore_root(repo, root_file.read_bytes(), expires)
+    except PendingSignaturesError as exc:
+        click.echo(f"custody-repo: {exc}", err=True)
+        sys.exit(3)
+    click.echo(f"published {path}, vouched for until {expires:%Y-%m-%d}")
+
+
 def _release_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """The options that describe a release, shared by ``publish`` and ``push``."""
     for option in reversed([
@@ -260,6 +298,11 @@ def _release_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      type=click.Path(dir_okay=False, exists=True, path_type=Path)),
         click.option("--links", "link_dir", required=True,
                      type=click.Path(file_okay=False, exists=True, path_type=Path)),
+        click.option("--attestation", "attestations", multiple=True,
+                     type=click.Path(dir_okay=False, exists=True, path_type=Path),
+                     help="An attestation filed beside the links: a Sigstore bundle named "
+                          "STEP.NAME.sigstore.json or a signed statement STEP.KEYID8.link "
+                          "(repeatable)."),
         click.option("--channel", default="stable", show_default=True),
         click.option("--no-channel", is_flag=True,
                      help="Publish without moving any channel (a backport)."),
@@ -275,18 +318,18 @@ def _release_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @_release_options
 @_fails_cleanly
 def publish(directory: Path, artifact: Path, name: str, version: str, layout_file: Path,
-            link_dir: Path, channel: str, no_channel: bool,
+            link_dir: Path, attestations: tuple[Path, ...], channel: str, no_channel: bool,
             allow_channel_downgrade: bool) -> None:
     """Verify a release's supply chain, then publish ARTIFACT with its links.
 
     The channel never moves to a lower version than it names unless
     --allow-channel-downgrade says so: publish a backport with --no-channel.
     """
-    from repository.releases import Release, links_from_dir, publish_release
+    from repository.releases import Release, publish_release, release_evidence
 
     repo = CustodyRepository(directory)
     release = Release(name, version, artifact, layout_file.read_bytes(),
-                      links_from_dir(link_dir), None if no_channel else channel,
+                      release_evidence(link_dir, attestations), None if no_channel else channel,
                       allow_channel_downgrade=allow_channel_downgrade)
     with repo.transaction():
         target = publish_release(repo, release)
@@ -467,14 +510,15 @@ def serve(directory: Path, host: str, port: int, workers: int, bump_interval: fl
               help="API token (or CUSTODY_TOKEN).")
 @_fails_cleanly
 def push(artifact: Path, server: str, token: str, name: str, version: str,
-         layout_file: Path, link_dir: Path, channel: str, no_channel: bool,
-         allow_channel_downgrade: bool) -> None:
+         layout_file: Path, link_dir: Path, attestations: tuple[Path, ...], channel: str,
+         no_channel: bool, allow_channel_downgrade: bool) -> None:
     """Upload a release to a repository server's publish API."""
     from repository.push import push_release
 
     body = push_release(server, token, name, version, artifact, layout_file, link_dir,
                         None if no_channel else channel,
-                        allow_channel_downgrade=allow_channel_downgrade)
+                        allow_channel_downgrade=allow_channel_downgrade,
+                        attestations=attestations)
     click.echo(f"published {body['target']}")
 
 

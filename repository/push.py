@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import requests
 
 from repository.errors import RepositoryError
-from repository.releases import links_from_dir
+from repository.releases import release_evidence
 
 
 def push_release(server: str, token: str, name: str, version: str, artifact: Path,
                  layout: Path, link_dir: Path, channel: str | None = "stable",
-                 timeout: float = 300.0, allow_channel_downgrade: bool = False) -> dict:
+                 timeout: float = 300.0, allow_channel_downgrade: bool = False,
+                 attestations: Sequence[Path] = ()) -> dict:
     """Upload a release; return the server's answer, or raise with its one-sentence reason."""
-    links = links_from_dir(link_dir)
+    links = release_evidence(link_dir, attestations)
     files: list[tuple[str, tuple[str, Any]]] = [
         ("links", (path, data)) for path, data in links.items()
     ]

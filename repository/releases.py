@@ -23,7 +23,7 @@ import hashlib
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -35,7 +35,10 @@ from formats.custom import InTotoCustom
 from formats.errors import FormatError
 from formats.index import CHANNEL, NAME, PackageIndex, VersionEntry, parse_version
 from formats.python import PythonRelease, describe_distribution
+from formats.sigstore import ROOT_PATH as SIGSTORE_ROOT
+from formats.sigstore import SigstoreRootCustom
 from intoto.errors import IntotoError
+from intoto.keyless import BUNDLE_SUFFIX, SigstoreTrust
 from intoto.metadata import Metadata as IntotoMetadata
 from intoto.metadata import metadata_from_bytes
 from intoto.models import Layout, link_filename
@@ -80,12 +83,14 @@ def check_channel(channel: str) -> str:
 
 
 def check_link_path(path: str) -> str:
-    """A link's relative path: ``<step>.<keyid8>.link``, maybe in sublayout folders."""
+    """Evidence's relative path: ``<step>.<keyid8>.link`` (maybe in sublayout folders) or
+    a keyless functionary's Sigstore bundle ``<step>.<name>.sigstore.json``."""
     pure = PurePosixPath(path)
     if pure.is_absolute() or ".." in pure.parts or not path or "\\" in path:
         raise InvalidReleaseError(f"link path {path!r} must be relative, without '..'")
-    if not pure.name.endswith(".link") or len(pure.parts) > 8:
-        raise InvalidReleaseError(f"link file {path!r} must be named <step>.<keyid8>.link")
+    if not pure.name.endswith((".link", BUNDLE_SUFFIX)) or len(pure.parts) > 8:
+        raise InvalidReleaseError(f"link file {path!r} must be named <step>.<keyid8>.link "
+                                  f"(or <step>.<name>{BUNDLE_SUFFIX} for a Sigstore bundle)")
     return str(pure)
 
 
@@ -193,7 +198,8 @@ def releases_unverified_by(repo: CustodyRepository, name: str,
                  for path in _links_of(info)}
         filename = entry.filename
         try:
-            summary = Verifier(inspections=InspectionPolicy.SKIP, quiet=True).verify(
+            summary = Verifier(inspections=InspectionPolicy.SKIP, quiet=True,
+                               sigstore=sigstore_trust(repo)).verify(
                 layout, keys, MemoryLinks(links), threshold=threshold,
                 parameters=layout_parameters(name, version, filename))
             bind_product(summary, Path(filename), filename, sha256=digest)
@@ -202,6 +208,36 @@ def releases_unverified_by(repo: CustodyRepository, name: str,
     stranded.sort(key=lambda s: Version(s.version), reverse=True)
     stranded.sort(key=lambda s: not s.channels)  # stable: channels' versions first
     return stranded
+
+
+def set_sigstore_root(repo: CustodyRepository, data: bytes, expires: datetime) -> str:
+    """Publish the Sigstore trusted root keyless steps verify with (``layouts`` role).
+
+    Runs inside a transaction whose signers include the ``layouts`` role's
+    offline keys, as `add_layout`. The root must be one the sigstore library
+    loads; ``expires`` is when the owners stop vouching for it.
+    """
+    try:
+        SigstoreTrust(data).verifier()
+    except IntotoError as exc:
+        raise InvalidReleaseError(str(exc)) from exc
+    if expires <= datetime.now(UTC):
+        raise InvalidReleaseError("the trusted root's expiry must be in the future")
+    repo.add_target(SIGSTORE_ROOT, data, custom=SigstoreRootCustom(expires).to_custom())
+    repo.publish_metadata()
+    return SIGSTORE_ROOT
+
+
+def sigstore_trust(repo: CustodyRepository) -> SigstoreTrust | None:
+    """The published Sigstore trusted root, as the client will use it; None when absent."""
+    info = repo.find_target(SIGSTORE_ROOT)
+    if info is None:
+        return None
+    try:
+        expires = SigstoreRootCustom.from_custom(info.custom).expires
+    except FormatError as exc:
+        raise InvalidReleaseError(str(exc)) from exc
+    return SigstoreTrust(repo.read_target(SIGSTORE_ROOT), expires=expires)
 
 
 def remove_layout(repo: CustodyRepository, target_path: str) -> None:
@@ -255,7 +291,11 @@ def verify_release(repo: CustodyRepository, release: Release) -> tuple[str, str]
     steps = {step.name for step in layout.steps}
     for path, data in release.links.items():
         check_link_path(path)
-        if "/" not in path:  # a top-level link names a step of this layout
+        if path.endswith(BUNDLE_SUFFIX):  # verified with the chain, below
+            if not any(path.startswith(f"{step}.") for step in steps):
+                raise InvalidReleaseError(f"bundle {path} names no step of the layout "
+                                          f"(steps: {', '.join(sorted(steps))})")
+        elif "/" not in path:  # a top-level link names a step of this layout
             try:
                 payload = metadata_from_bytes(data, where=path).payload
             except IntotoError as exc:
@@ -274,7 +314,8 @@ def verify_release(repo: CustodyRepository, release: Release) -> tuple[str, str]
         if policy is InspectionPolicy.RUN:
             shutil.copyfile(release.artifact, workdir / release.filename)
         try:
-            verifier = Verifier(inspections=policy, workdir=workdir)
+            verifier = Verifier(inspections=policy, workdir=workdir,
+                                sigstore=sigstore_trust(repo))
             summary = verifier.verify(
                 layout_md, keys, MemoryLinks(dict(release.links)), threshold=threshold,
                 parameters=layout_parameters(release.name, release.version, release.filename))
@@ -400,11 +441,32 @@ def set_channel(repo: CustodyRepository, name: str, channel: str, version: str,
 
 
 def links_from_dir(link_dir: Path) -> dict[str, bytes]:
-    """Every ``*.link`` below a directory, keyed by relative path (sublayout folders kept)."""
+    """Every ``*.link`` and ``*.sigstore.json`` below a directory, keyed by relative path.
+
+    Sublayout folders are kept; Sigstore bundles are keyless functionaries' evidence.
+    """
     found = {}
-    for path in sorted(link_dir.rglob("*.link")):
+    paths = [*link_dir.rglob("*.link"), *link_dir.glob(f"*{BUNDLE_SUFFIX}")]
+    for path in sorted(paths):
         rel = path.relative_to(link_dir).as_posix()
         found[check_link_path(rel)] = path.read_bytes()
+    return found
+
+
+def release_evidence(link_dir: Path, attestations: Sequence[Path] = ()) -> dict[str, bytes]:
+    """The links of ``link_dir`` plus attestation files given one by one (``--attestation``).
+
+    An attestation is a key-signed statement (``<step>.<keyid8>.link``) or a
+    keyless functionary's Sigstore bundle (``<step>.<name>.sigstore.json``),
+    filed under its own name beside the links.
+    """
+    found = links_from_dir(link_dir)
+    for path in attestations:
+        name = check_link_path(path.name)
+        if name in found:
+            raise InvalidReleaseError(f"{name} is given twice (in {link_dir} and as "
+                                      "--attestation)")
+        found[name] = path.read_bytes()
     return found
 
 
