@@ -4,10 +4,11 @@ Keys, an owner-signed layout published through the ``layouts`` role, a
 recorded supply chain (a developer tags, two rebuilders build reproducibly,
 a packager packs), a repository served by gunicorn, a release pushed through
 the publish API, a client that installs and updates, an agent that updates
-itself and rolls back, a trojaned release refused, and a revoked developer
-key that the client follows. Exits 0 only if every outcome was the expected
-one; leaves the served tree in build/demo/public and the trust anchor in
-build/demo/root.json.
+itself and rolls back, a trojaned release refused, a revoked developer
+key that the client follows, a staged rollout, and a keyless step (a real
+GitHub release workflow's Sigstore bundle) before pip installs the plugin.
+Exits 0 only if every outcome was the expected one; leaves the served tree
+in build/demo/public and the trust anchor in build/demo/root.json.
 """
 
 from __future__ import annotations
@@ -218,7 +219,7 @@ def main() -> int:
 
 PLUGIN_LAYOUT = """
 expires_in_days = 365
-readme = "rfc8785: the wheel as published on PyPI, packaged by bob"
+readme = "rfc8785: the wheel PyPI serves, released by its GitHub workflow (keyless), checked by bob"
 
 [keys]
 packager = "keys/bob.pub"
@@ -227,27 +228,58 @@ packager = "keys/bob.pub"
 name = "package"
 functionaries = ["packager"]
 products = ["CREATE {artifact}", "DISALLOW *"]
+
+[[steps]]
+name = "release"
+products = ["CREATE {artifact}", "DISALLOW *"]
+[[steps.keyless]]
+issuer = "https://token.actions.githubusercontent.com"
+identity = "https://github.com/trailofbits/rfc8785.py/.github/workflows/WORKFLOW@refs/tags/*"
 """
 
 
 def plugin(url: str, token: str) -> None:
-    """A plugin host's view: pip installs a wheel only through custody's verifying index."""
-    headline("A plugin host: custody pip install rfc8785 (a real wheel) into a fresh venv")
-    wheel = HERE.parent / "tests/data/rfc8785-0.1.2-py3-none-any.whl"
-    (BUILD / "rfc8785.toml").write_text(PLUGIN_LAYOUT)
+    """A keyless release, then a plugin host installing it with pip through custody."""
+    headline("A keyless step: rfc8785's own GitHub release workflow is a functionary; its real "
+             "Sigstore bundle, verified offline with a trusted root the owners publish")
+    data = HERE.parent / "tests/data"
+    wheel = data / "rfc8785-0.1.2-py3-none-any.whl"
+    (BUILD / "rfc8785.toml").write_text(PLUGIN_LAYOUT.replace("WORKFLOW", "release.yml"))
     show_toml(BUILD / "rfc8785.toml")
     run(tool("custody-intoto"), "layout", "new", "rfc8785.toml", "-k", KEYS / "owner", "-o",
         "rfc8785.layout")
     run(tool("custody-repo"), "layout", "add", REPO, "rfc8785.layout", "--key", KEYS / "owner")
+    run(tool("custody-repo"), "sigstore-root", "set", REPO,
+        data / "sigstore/production.trusted_root.json", "--key", KEYS / "owner",
+        contains="published in-toto/layouts/sigstore.trusted_root.json")
     work = BUILD / "work" / "rfc8785"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     shutil.copy(wheel, work / wheel.name)
     run(tool("custody-intoto"), "run", "-n", "package", "--signing-key", KEYS / "bob", "-p",
         wheel.name, "-d", work / "links", "--no-command", cwd=work)
+    bundle = work / f"release.{wheel.name}.sigstore.json"
+    shutil.copy(data / f"sigstore/{wheel.name}.sigstore.json", bundle)
+    # A layout naming another workflow of the same repository refuses the very same bundle.
+    (BUILD / "nightly.toml").write_text(PLUGIN_LAYOUT.replace("WORKFLOW", "nightly.yml"))
+    run(tool("custody-intoto"), "layout", "new", "nightly.toml", "-k", KEYS / "owner", "-o",
+        "nightly.layout", quiet=True)
+    verify_dir = work / "evidence"
+    verify_dir.mkdir()
+    for evidence in [bundle, *(work / "links").glob("*.link")]:
+        shutil.copy(evidence, verify_dir / evidence.name)
+    shutil.copy(wheel, verify_dir / wheel.name)
+    run(tool("custody-intoto"), "verify", "--layout", BUILD / "nightly.layout",
+        "--verification-keys", KEYS / "owner.pub", "--link-dir", ".", "--trusted-root",
+        data / "sigstore/production.trusted_root.json", cwd=verify_dir, expect=1,
+        contains="is not one the layout names")
     run(tool("custody-repo"), "push", work / wheel.name, "--server", url, "--token", token,
         "--name", "rfc8785", "--version", "0.1.2", "--layout", BUILD / "rfc8785.layout",
-        "--links", work / "links", contains="published packages/rfc8785/0.1.2/")
+        "--links", work / "links", "--attestation", bundle,
+        contains="published packages/rfc8785/0.1.2/")
+
+    headline("A plugin host: custody pip install rfc8785 into a fresh venv (TUF, then in-toto "
+             "with the keyless step, offline)")
     venv = BUILD / "plugin-venv"
     shutil.rmtree(venv, ignore_errors=True)
     run(sys.executable, "-m", "venv", "--without-pip", venv, quiet=True)

@@ -75,6 +75,7 @@ class _ConstraintPolicy:
         san = cert.extensions.get_extension_for_class(SubjectAlternativeName).value
         uris = san.get_values_for_type(UniformResourceIdentifier)
         emails = san.get_values_for_type(RFC822Name)
+        wrong_issuer = None
         for constraint in self.constraints:
             identity = constraint.match(uris, emails)
             if identity is None:
@@ -83,12 +84,17 @@ class _ConstraintPolicy:
                 policy.AnyOf([policy.OIDCIssuerV2(constraint.issuer),
                               policy.OIDCIssuer(constraint.issuer)]).verify(cert)
             except VerificationError:
+                wrong_issuer = wrong_issuer or (identity, constraint.issuer)
                 continue
             self.identity = identity
             return
+        if wrong_issuer is not None:
+            raise VerificationError(f"the certificate's identity {wrong_issuer[0]} is one the "
+                                    f"layout names, but its OIDC issuer is not "
+                                    f"{wrong_issuer[1]}")
         raise VerificationError(
             f"the certificate's identity {', '.join(uris + emails) or '(none)'} is not one "
-            f"the layout names ({'; '.join(map(str, self.constraints))}), or its issuer differs")
+            f"the layout names ({'; '.join(map(str, self.constraints))})")
 
 
 @dataclass

@@ -189,3 +189,28 @@ def test_publish_takes_bundles_with_attestation(tmp_path, keydir):
     published = CustodyRepository(repo_dir).find_target(f"packages/rfc8785/0.1.2/{WHEEL.name}")
     assert published is not None
     assert any(p.endswith(BUNDLE_NAME) for p in published.custom["in-toto"]["links"])
+
+
+def test_a_trusted_root_listed_by_the_online_role_is_not_trusted(keyless_repo, tmp_path,
+                                                                   keydir):
+    """A compromised server lists its own Sigstore root in 'releases' (online keys)."""
+    from tuf.api.metadata import TargetFile
+
+    repo = owners(keyless_repo, keydir)
+    with repo.transaction():
+        repo.remove_target(ROOT_PATH)
+        repo.publish_metadata()
+    repo = CustodyRepository(keyless_repo)
+    custom = SigstoreRootCustom(datetime.now(UTC) + timedelta(days=30)).to_custom()
+    with repo.transaction():
+        with repo.edit_targets("releases") as releases:
+            releases.targets[ROOT_PATH] = TargetFile.from_data(
+                ROOT_PATH, PRODUCTION_ROOT.read_bytes(), None)
+            releases.targets[ROOT_PATH].unrecognized_fields["custom"] = custom
+        repo.publish_metadata()
+    with running_server(keyless_repo) as url:
+        home = client(tmp_path, keyless_repo, url)
+        r = custody(home, "install", "rfc8785")
+        assert r.returncode == 1
+        assert "publishes no Sigstore trusted root" in r.stderr
+        assert not (home / "packages/rfc8785").exists()
