@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from formats.sigstore import ROOT_PATH as SIGSTORE_ROOT
 from repository.errors import NotFoundError, RepositoryError
 from repository.releases import _links_of, layout_versions, load_index
 from repository.repo import CustodyRepository, write_order_of
@@ -53,6 +54,8 @@ def export_mirror(repo: CustodyRepository, out: Path,
             add_target(entry.target)
         for _, layout in layout_versions(repo, package):
             add_target(layout)
+    if repo.find_target(SIGSTORE_ROOT) is not None:  # keyless steps verify offline too
+        add_target(SIGSTORE_ROOT)
     ordered = sorted(targets) + sorted(metadata, key=lambda p: write_order_of(p.name))
     copied = 0
     for source in ordered:

@@ -214,3 +214,16 @@ def test_a_trusted_root_listed_by_the_online_role_is_not_trusted(keyless_repo, t
         assert r.returncode == 1
         assert "publishes no Sigstore trusted root" in r.stderr
         assert not (home / "packages/rfc8785").exists()
+
+
+def test_an_air_gapped_host_verifies_the_keyless_step(keyless_repo, tmp_path):
+    """The exported stick carries the Sigstore trusted root; nothing else is reachable."""
+    usb = tmp_path / "media/usb/repo"
+    r = subprocess.run([str(BIN / "custody-repo"), "export", str(keyless_repo), str(usb),
+                        "--package", "rfc8785"], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    home = tmp_path / "home"
+    assert custody(home, "init", "--url", usb.as_uri(), "--root",
+                   str(usb / "metadata/1.root.json")).returncode == 0
+    r = custody(home, "install", "rfc8785")
+    assert r.returncode == 0 and "installed rfc8785 0.1.2" in r.stdout, r.stderr

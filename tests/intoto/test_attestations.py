@@ -202,3 +202,23 @@ def test_a_step_without_products_cannot_be_attested(keys, tmp_path):
                             metadata_directory=str(tmp_path))
     with pytest.raises(RecordError, match="recorded no products"):
         recorder.run([], [], ["true"])
+
+
+def test_record_start_stop_attest(keys, tmp_path):
+    for name, signer in keys.items():
+        write_key_pair(signer, tmp_path / name, None)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src/main.py").write_bytes(b"print(1)\n")
+    base = [BIN / "custody-intoto", "record"]
+    key = ["-n", "build", "--signing-key", tmp_path / "builder"]
+    r = subprocess.run([*base, "start", *key, "-m", "src/main.py"], cwd=tmp_path,
+                       capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "app.bin").write_bytes(b"ELF")
+    r = subprocess.run([*base, "stop", *key, "--attest", "-p", "app.bin"], cwd=tmp_path,
+                       capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    written = load_metadata(tmp_path / link_filename("build", keys["builder"].public_key.keyid))
+    assert isinstance(written, Envelope) and written.statement is not None
+    assert written.statement.subject == {"app.bin": digest(b"ELF")}
+    assert written.evidence("build").materials == {"src/main.py": digest(b"print(1)\n")}
