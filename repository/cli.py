@@ -201,6 +201,22 @@ def _build(directory: Path, bins: int, root_keys: tuple[str, ...], root_threshol
     return pending_roles(paths)
 
 
+_OWNER_KEYS = click.option("--key", "keys", multiple=True, required=True,
+                           help="Owner key(s) that sign the 'layouts' role.")
+
+
+def _as_owners(repo: CustodyRepository, operation: Callable[[], str]) -> str:
+    """Run ``operation`` in a transaction the owners sign; exit 3 while signatures are pending."""
+    from repository.errors import PendingSignaturesError
+
+    try:
+        with repo.transaction():
+            return operation()
+    except PendingSignaturesError as exc:
+        click.echo(f"custody-repo: {exc}", err=True)
+        sys.exit(3)
+
+
 @main.group()
 def layout() -> None:
     """Layouts of the project owners (the 'layouts' role)."""
@@ -209,8 +225,7 @@ def layout() -> None:
 @layout.command("add")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("layout_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--key", "keys", multiple=True, required=True,
-              help="Owner key(s) that sign the 'layouts' role.")
+@_OWNER_KEYS
 @click.option("--name", help="Package the layout is for (default: the file name's stem).")
 @click.option("--yes", is_flag=True,
               help="Publish even if a channel's current version would no longer verify.")
@@ -223,7 +238,6 @@ def layout_add(directory: Path, layout_file: Path, keys: tuple[str, ...],
     versions it no longer verifies are listed first (channels' versions
     first); if a channel's current version is among them, --yes is needed.
     """
-    from repository.errors import PendingSignaturesError
     from repository.releases import add_layout, releases_unverified_by
 
     package = name or layout_file.name.split(".")[0]
@@ -240,12 +254,7 @@ def layout_add(directory: Path, layout_file: Path, keys: tuple[str, ...],
             f"not published: {len(on_channels)} channel version(s) of {package} would become "
             "uninstallable for every client; publish releases the new layout verifies first, "
             "or pass --yes")
-    try:
-        with repo.transaction():
-            path = add_layout(repo, package, layout_bytes)
-    except PendingSignaturesError as exc:
-        click.echo(f"custody-repo: {exc}", err=True)
-        sys.exit(3)
+    path = _as_owners(repo, lambda: add_layout(repo, package, layout_bytes))
     click.echo(f"published {path}")
 
 
@@ -257,8 +266,7 @@ def sigstore_root() -> None:
 @sigstore_root.command("set")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("root_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--key", "keys", multiple=True, required=True,
-              help="Owner key(s) that sign the 'layouts' role.")
+@_OWNER_KEYS
 @click.option("--expires-in", "days", type=POSITIVE, default=365, show_default=True,
               metavar="DAYS", help="Days the owners vouch for this root.")
 @_fails_cleanly
@@ -273,17 +281,11 @@ def sigstore_root_set(directory: Path, root_file: Path, keys: tuple[str, ...],
     """
     from datetime import UTC, datetime
 
-    from repository.errors import PendingSignaturesError
     from repository.releases import set_sigstore_root
 
     repo = CustodyRepository(directory, pool=_signers(keys), collect_pending=True)
     expires = datetime.now(UTC).replace(microsecond=0) + timedelta(days=days)
-    try:
-        with repo.transaction():
-            path = set_sigstore_root(repo, root_file.read_bytes(), expires)
-    except PendingSignaturesError as exc:
-        click.echo(f"custody-repo: {exc}", err=True)
-        sys.exit(3)
+    path = _as_owners(repo, lambda: set_sigstore_root(repo, root_file.read_bytes(), expires))
     click.echo(f"published {path}, vouched for until {expires:%Y-%m-%d}")
 
 

@@ -102,6 +102,17 @@ def client(tmp_path: Path, repo_dir: Path, url: str) -> Path:
     return home
 
 
+def refused(repo_dir: Path, tmp_path: Path, words: str) -> None:
+    """``custody install rfc8785`` exits 1 saying ``words``, in one line, installing nothing."""
+    with running_server(repo_dir) as url:
+        home = client(tmp_path, repo_dir, url)
+        r = custody(home, "install", "rfc8785")
+    assert r.returncode == 1
+    assert words in r.stderr
+    assert r.stderr.strip().count("\n") == 0
+    assert not (home / "packages/rfc8785").exists()
+
+
 def test_custody_installs_the_wheel_its_release_workflow_signed(keyless_repo, tmp_path):
     with running_server(keyless_repo) as url:
         home = client(tmp_path, keyless_repo, url)
@@ -118,12 +129,7 @@ def test_without_the_trusted_root_the_keyless_step_is_refused(keyless_repo, tmp_
     with repo.transaction():
         repo.remove_target(ROOT_PATH)
         repo.publish_metadata()
-    with running_server(keyless_repo) as url:
-        home = client(tmp_path, keyless_repo, url)
-        r = custody(home, "install", "rfc8785")
-        assert r.returncode == 1
-        assert "publishes no Sigstore trusted root" in r.stderr
-        assert not (home / "packages/rfc8785").exists()
+    refused(keyless_repo, tmp_path, "publishes no Sigstore trusted root")
 
 
 def test_an_expired_trusted_root_is_refused(keyless_repo, tmp_path, keydir):
@@ -132,13 +138,7 @@ def test_an_expired_trusted_root_is_refused(keyless_repo, tmp_path, keydir):
     with repo.transaction():  # the owners' vouching ran out (set refuses a past date)
         repo.add_target(ROOT_PATH, PRODUCTION_ROOT.read_bytes(), custom=past)
         repo.publish_metadata()
-    with running_server(keyless_repo) as url:
-        home = client(tmp_path, keyless_repo, url)
-        r = custody(home, "install", "rfc8785")
-        assert r.returncode == 1
-        assert "the Sigstore trusted root expired on" in r.stderr
-        assert r.stderr.strip().count("\n") == 0
-        assert not (home / "packages/rfc8785").exists()
+    refused(keyless_repo, tmp_path, "the Sigstore trusted root expired on")
 
 
 def test_a_layout_naming_another_workflow_refuses_the_release(tmp_path, keydir):
@@ -208,12 +208,7 @@ def test_a_trusted_root_listed_by_the_online_role_is_not_trusted(keyless_repo, t
                 ROOT_PATH, PRODUCTION_ROOT.read_bytes(), None)
             releases.targets[ROOT_PATH].unrecognized_fields["custom"] = custom
         repo.publish_metadata()
-    with running_server(keyless_repo) as url:
-        home = client(tmp_path, keyless_repo, url)
-        r = custody(home, "install", "rfc8785")
-        assert r.returncode == 1
-        assert "publishes no Sigstore trusted root" in r.stderr
-        assert not (home / "packages/rfc8785").exists()
+    refused(keyless_repo, tmp_path, "publishes no Sigstore trusted root")
 
 
 def test_an_air_gapped_host_verifies_the_keyless_step(keyless_repo, tmp_path):
