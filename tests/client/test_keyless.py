@@ -77,16 +77,23 @@ def owners(repo_dir: Path, keydir: Path) -> CustodyRepository:
     return CustodyRepository(repo_dir, {"layouts": [signer(keydir, "owner")]})
 
 
-@pytest.fixture
-def keyless_repo(tmp_path, keydir):
+def owners_repository(tmp_path: Path, keydir: Path, workflow: str = WORKFLOW,
+                      ) -> tuple[Path, bytes]:
+    """A repository whose owners published the layout and the Sigstore trusted root."""
     repo_dir = tmp_path / "repo"
     make_repo(repo_dir, keydir, bins=4)
-    layout_bytes = layout(keydir, tmp_path / "work")
+    layout_bytes = layout(keydir, tmp_path / "work", workflow)
     repo = owners(repo_dir, keydir)
     with repo.transaction():
         add_layout(repo, "rfc8785", layout_bytes)
         set_sigstore_root(repo, PRODUCTION_ROOT.read_bytes(),
                           datetime.now(UTC) + timedelta(days=30))
+    return repo_dir, layout_bytes
+
+
+@pytest.fixture
+def keyless_repo(tmp_path, keydir):
+    repo_dir, layout_bytes = owners_repository(tmp_path, keydir)
     repo = CustodyRepository(repo_dir)
     with repo.transaction():
         publish_release(repo, Release("rfc8785", "0.1.2", WHEEL, layout_bytes,
@@ -142,15 +149,8 @@ def test_an_expired_trusted_root_is_refused(keyless_repo, tmp_path, keydir):
 
 
 def test_a_layout_naming_another_workflow_refuses_the_release(tmp_path, keydir):
-    repo_dir = tmp_path / "repo"
-    make_repo(repo_dir, keydir, bins=4)
     other = "https://github.com/trailofbits/rfc8785.py/.github/workflows/nightly.yml@*"
-    layout_bytes = layout(keydir, tmp_path / "work", other)
-    repo = owners(repo_dir, keydir)
-    with repo.transaction():
-        add_layout(repo, "rfc8785", layout_bytes)
-        set_sigstore_root(repo, PRODUCTION_ROOT.read_bytes(),
-                          datetime.now(UTC) + timedelta(days=30))
+    repo_dir, layout_bytes = owners_repository(tmp_path, keydir, other)
     repo = CustodyRepository(repo_dir)
     # the server's pre-publish check verifies the bundle as the client will
     with pytest.raises(SupplyChainError, match="is not one the layout names"), \
