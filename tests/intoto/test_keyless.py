@@ -241,3 +241,23 @@ def test_cli_verifies_a_keyless_layout_with_a_trusted_root(owner, tmp_path):
     assert r.returncode == 0, r.stderr
     r = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, check=False)
     assert r.returncode == 1 and "no Sigstore trusted root" in r.stderr
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"not json", b"[]", b"null", b'"x"', b"[" * 100_000 + b"]" * 100_000,
+    b'{"mediaType": "application/vnd.dev.sigstore.bundle+json;version=0.2"}',
+    json.dumps({"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+                "verificationMaterial": {}, "dsseEnvelope": {"payload": 3}}).encode(),
+    json.dumps({**json.loads(WHEEL_BUNDLE.read_text()),
+                "messageSignature": {"messageDigest": {"algorithm": "SHA2_512",
+                                                       "digest": "AAAA"}}}).encode(),
+    json.dumps({**json.loads(WHEEL_BUNDLE.read_text()),
+                "messageSignature": {"messageDigest": "nope"}}).encode(),
+])
+def test_hostile_bundles_are_refusals_never_crashes(owner, tmp_path, data):
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / f"release.{WHEEL.name}.sigstore.json").write_bytes(data)
+    with pytest.raises(ThresholdError) as refused:
+        verify(keyless_layout(owner), owner, links)
+    assert "\n" not in str(refused.value)
