@@ -7,6 +7,7 @@ import http.server
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -199,8 +200,15 @@ def test_disk_stays_bounded(served, home):
     assert size(home / "packages") < 2 * 21 << 20
     (home / "cache/packages/hello/0.0.1").mkdir()  # something an older custody left behind
     (home / "cache/packages/hello/0.0.1/junk.tar.gz").write_bytes(b"x" * 4096)
+    killed = home / "cache/packages/hello/1.10.0/.download-abc123"  # a download killed
+    killed.write_bytes(b"x" * 4096)                                 # before its rename
+    os.utime(killed, (time.time() - 7200, time.time() - 7200))
+    running = home / "cache/packages/hello/1.10.0/.download-def456"  # one under way
+    running.write_bytes(b"x")
     r = custody(home, "gc")
-    assert r.returncode == 0 and "removed 1 entries" in r.stdout
+    assert r.returncode == 0 and "removed 2 entries" in r.stdout
+    assert not killed.exists() and running.exists()
+    running.unlink()
     assert custody(home, "verify", "hello").returncode == 0
     r = custody(home, "remove", "hello")
     assert r.returncode == 0
