@@ -34,7 +34,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from securesystemslib.signer import Key
 from tuf.api import exceptions as tuf_errors
@@ -56,6 +56,9 @@ from formats.errors import FormatError
 from formats.index import PackageIndex, VersionEntry, parse_version
 from formats.sigstore import ROOT_PATH as SIGSTORE_ROOT
 from formats.sigstore import SigstoreRootCustom
+
+if TYPE_CHECKING:  # imported when used: a poll that finds nothing new never needs it
+    from intoto.keyless import SigstoreTrust
 
 log = logging.getLogger(__name__)
 LAYOUTS_ROLE = "layouts"
@@ -364,7 +367,7 @@ class SecureUpdater:
         return Resolved(name, wanted, info)
 
     # -- in-toto ----------------------------------------------------------
-    def sigstore_trust(self) -> Any:
+    def sigstore_trust(self) -> SigstoreTrust:
         """The Sigstore trusted root the owners publish, for keyless steps (`intoto.keyless`).
 
         Only the ``layouts`` role's entry counts (offline keys, as for layouts):

@@ -65,6 +65,7 @@ class _ConstraintPolicy:
 
     def verify(self, cert: Any) -> None:
         from cryptography.x509 import (
+            ExtensionNotFound,
             RFC822Name,
             SubjectAlternativeName,
             UniformResourceIdentifier,
@@ -72,7 +73,10 @@ class _ConstraintPolicy:
         from sigstore.errors import VerificationError
         from sigstore.verify import policy
 
-        san = cert.extensions.get_extension_for_class(SubjectAlternativeName).value
+        try:
+            san = cert.extensions.get_extension_for_class(SubjectAlternativeName).value
+        except ExtensionNotFound as exc:
+            raise VerificationError("the certificate names no identity") from exc
         uris = san.get_values_for_type(UniformResourceIdentifier)
         emails = san.get_values_for_type(RFC822Name)
         wrong_issuer = None
@@ -135,7 +139,7 @@ class SigstoreTrust:
                     root = TrustedRoot.from_file(str(path))
                 except Exception as exc:  # pydantic or protobuf validation, library-specific
                     raise FormatError(f"the Sigstore trusted root is not valid: "
-                                      f"{str(exc).splitlines()[0]}") from exc
+                                      f"{_first_line(exc)}") from exc
             self._verifier = Verifier(trusted_root=root)
         return self._verifier
 

@@ -212,7 +212,7 @@ def layout_from_toml(path: str | Path, load_key: Callable[[Path], Key]) -> Layou
         if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 1:
             raise FormatError(f"{where}.threshold must be a positive integer")
         identities = keyless(raw.get("keyless", []), f"{where}.keyless")
-        pubkeys = (functionaries(raw["functionaries"], f"{where}.functionaries")
+        pubkeys = (functionaries(raw.get("functionaries", []), f"{where}.functionaries")
                    if "functionaries" in raw or not identities else [])
         patterns = [p for c in identities for p in (*c.uris, *c.emails)]
         if threshold > len(pubkeys) + len(identities) and not any(

@@ -9,11 +9,11 @@ reader of the bucket therefore never sees a timestamp that names a file not
 yet there: it reads the old state or the new one.
 
 The upload is journaled: the list of files is saved (``private/bucket-journal.json``)
-before the first upload and removed after the last, and the next transaction
-(or ``custody-repo sync``) replays a journal it finds. A publisher killed
-mid-upload leaves the bucket at the old state, and the next write completes
-it. Uploading an immutable file twice is harmless; ``timestamp.json`` comes
-last either way.
+before the commit writes its first file, even locally, and removed after the
+last upload; the next transaction (or ``custody-repo sync``) replays a journal
+it finds. A publisher killed anywhere leaves the bucket at the old state, and
+the next write completes it, the files already on disk included. Uploading
+an immutable file twice is harmless; ``timestamp.json`` comes last either way.
 
 Every object carries the headers a CDN needs: ``Cache-Control`` immutable for
 version- and hash-prefixed names, ``no-cache`` (revalidate) for
@@ -134,11 +134,19 @@ def journal_path(paths: RepoPaths) -> Path:
     return paths.private / "bucket-journal.json"
 
 
+def begin(paths: RepoPaths, relatives: Sequence[str]) -> None:
+    """Journal the files (paths under ``public/``) about to be written, in upload order.
+
+    Written before the local tree changes, so that whatever kills the
+    publisher, the next transaction (`replay`) uploads what reached the disk.
+    """
+    if relatives:
+        write_atomic(journal_path(paths), json.dumps(list(relatives)).encode(), 0o600)
+
+
 def upload(paths: RepoPaths, bucket: Bucket, relatives: Sequence[str]) -> None:
     """Upload ``relatives`` (paths under ``public/``) in order, journaled (module docstring)."""
-    if not relatives:
-        return
-    write_atomic(journal_path(paths), json.dumps(list(relatives)).encode(), 0o600)
+    begin(paths, relatives)
     replay(paths, bucket)
 
 

@@ -144,42 +144,53 @@ class CustodyRepository(Repository):
 
             save_draft(self.paths, self._staged, self._genesis)
             return []
-        written: list[Path] = []  # in order: what a bucket replica uploads, in this order
+        # Every file this commit writes, in writing order (what a bucket replica uploads,
+        # in this order): target files, delegated roles, targets and root, snapshot,
+        # timestamp. With a bucket, the list is journaled before anything is written, so
+        # a publisher killed at any point leaves a journal the next transaction replays.
+        targets: list[tuple[Path, Path | bytes]] = []
         for target_path, source in self._targets.items():
             info = self._find_staged_target(target_path)
-            destination = self.paths.target_file(target_path, info.hashes["sha256"])
+            targets.append((self.paths.target_file(target_path, info.hashes["sha256"]),
+                            source))
+        order = sorted(self._staged, key=_write_order)
+        roles: list[tuple[str, list[Path]]] = []
+        for role in order:
+            md = self._staged[role]
+            files = [self.paths.metadata_file(role)] if role == Timestamp.type else \
+                [self.paths.metadata_file(role, md.signed.version)]
+            if role == Root.type:
+                files.append(self.paths.metadata_file(role))
+            roles.append((role, files))
+        written = [d for d, _ in targets] + [f for _, files in roles for f in files]
+        bucket = self.bucket()
+        if bucket is not None:
+            from repository.bucket import begin
+
+            begin(self.paths, [p.relative_to(self.paths.public).as_posix() for p in written])
+        for destination, source in targets:
             if destination.exists():
                 continue  # content-addressed: the same bytes are already there
             if isinstance(source, bytes):
                 write_atomic(destination, source)
             else:
                 copy_atomic(source, destination)
-            written.append(destination)
-        order = sorted(self._staged, key=_write_order)
         config_saved = False
-        for role in order:
+        for role, files in roles:
             if self.config_changed and not config_saved and _write_order(role)[0] >= 3:
                 # Online keys change with the root that trusts them: saved after the
                 # root, before the snapshot and timestamp they sign.
                 self.config.save(self.paths)
                 config_saved = True
-            md = self._staged[role]
-            data = md.to_bytes(_SERIALIZER)
-            files = [self.paths.metadata_file(role)] if role == Timestamp.type else \
-                [self.paths.metadata_file(role, md.signed.version)]
-            if role == Root.type:
-                files.append(self.paths.metadata_file(role))
+            data = self._staged[role].to_bytes(_SERIALIZER)
             for path in files:
                 write_atomic(path, data)
-                written.append(path)
         if self.config_changed and not config_saved:
             self.config.save(self.paths)
-        bucket = self.bucket()
         if bucket is not None:
-            from repository.bucket import upload
+            from repository.bucket import replay
 
-            upload(self.paths, bucket, [p.relative_to(self.paths.public).as_posix()
-                                        for p in written])
+            replay(self.paths, bucket)
         for hook in self.after_commit:
             hook()
         return order
