@@ -126,42 +126,51 @@ def lost_root_link(metadata_dir: Path) -> bytes | None:
 
 
 class _Sink:
-    """Hashes and writes downloaded chunks on a second thread, while the next ones arrive.
+    """Hands downloaded chunks to consumers on their own threads, while the next ones arrive.
 
-    hashlib and file writes release the GIL, so on two cores the download,
-    the hashing and the writing overlap instead of taking turns. The queue is
-    bounded (at most 16 chunks in flight), so memory stays flat whatever the
-    artifact's size. A failure of the writer is raised in the caller.
+    One thread per consumer (each hash, and the file's write): hashlib and
+    file writes release the GIL, so on two cores the download, the hashing
+    and the writing overlap instead of taking turns. Each queue is bounded (at
+    most 16 chunks in flight), so memory stays flat whatever the artifact's
+    size. A consumer's failure is raised in the caller.
     """
 
-    def __init__(self, out: Any, hashers: dict[str, Any]) -> None:
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+    def __init__(self, consumers: list[Any]) -> None:
         self._error: BaseException | None = None
-        self._out, self._hashers = out, hashers
-        self._thread = threading.Thread(target=self._drain, daemon=True)
-        self._thread.start()
+        self._queues: list[queue.Queue[bytes | None]] = []
+        self._threads: list[threading.Thread] = []
+        for consume in consumers:
+            feed: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+            thread = threading.Thread(target=self._drain, args=(feed, consume), daemon=True)
+            self._queues.append(feed)
+            self._threads.append(thread)
+            thread.start()
 
-    def _drain(self) -> None:
+    def _drain(self, feed: queue.Queue[bytes | None], consume: Any) -> None:
         try:
-            while (chunk := self._queue.get()) is not None:
-                for hasher in self._hashers.values():
-                    hasher.update(chunk)
-                self._out.write(chunk)
+            while (chunk := feed.get()) is not None:
+                consume(chunk)
         except BaseException as exc:
             self._error = exc
-            while self._queue.get() is not None:  # keep the producer from blocking
+            while feed.get() is not None:  # keep the producer from blocking
                 pass
 
     def put(self, chunk: bytes) -> None:
         if self._error is not None:
             raise self._error
-        self._queue.put(chunk)
+        for feed in self._queues:
+            feed.put(chunk)
+
+    def _stop(self) -> None:
+        for feed, thread in zip(self._queues, self._threads, strict=True):
+            if thread.is_alive():
+                feed.put(None)
+        for thread in self._threads:
+            thread.join()
 
     def close(self) -> None:
-        """Wait until every chunk is hashed and written; raise the writer's failure."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
+        """Wait until every chunk is consumed; raise a consumer's failure."""
+        self._stop()
         if self._error is not None:
             raise self._error
 
@@ -169,9 +178,7 @@ class _Sink:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
+        self._stop()
 
 
 class SecureUpdater:
@@ -258,8 +265,9 @@ class SecureUpdater:
         What ngclient's ``download_target`` checks, in one pass: ngclient
         writes the body to a temporary file, reads it back to hash it and
         reads it again to copy it into place (three passes over a 1 GiB
-        artifact). Here each chunk is counted, hashed with every algorithm
-        the target lists and written once; more bytes than the signed length
+        artifact). Here each chunk is counted, then hashed with every
+        algorithm the target lists and written, each on its own thread
+        (`_Sink`); more bytes than the signed length
         stop the download at once; the file takes its name only after the
         length and every hash matched. The URL is ngclient's: the hash-prefixed
         name under consistent snapshots.
@@ -276,7 +284,8 @@ class SecureUpdater:
                 f"{info.path} lists a hash algorithm this client lacks: {exc}") from exc
         received = 0
         with tempfile.NamedTemporaryFile(dir=local.parent, prefix=".download-",
-                                         delete=False) as out, _Sink(out, hashers) as sink:
+                                         delete=False) as out, \
+                _Sink([h.update for h in hashers.values()] + [out.write]) as sink:
             try:
                 for chunk in self.fetcher.fetch(VIRTUAL + "targets/" + path):
                     received += len(chunk)
