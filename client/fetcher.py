@@ -53,7 +53,7 @@ class MirrorFetcher(FetcherInterface):
     """Fetches ``mirror:/<path>`` from the first of several base URLs that answers."""
 
     def __init__(self, mirrors: Sequence[str], timeout: float = 30.0, min_rate: float = 1024.0,
-                 grace: float = 5.0, chunk_size: int = 1 << 16,
+                 grace: float = 5.0, chunk_size: int = 1 << 18,
                  progress: Callable[[str, int, int | None, float], None] | None = None,
                  ) -> None:
         if not mirrors:
