@@ -106,11 +106,11 @@ def lost_root_link(metadata_dir: Path) -> bytes | None:
     start by removing the link and then making it again: a process killed
     between the two (seen with SIGKILL during an update) leaves no root.json,
     and every later start would fail (python-tuf PR #3010, open, makes the
-    link atomically; until a release has it, this repairs it). The history itself is written
-    atomically, so the client starts again from its oldest root, the one it
-    was given at init or the oldest it verified after, and ngclient verifies
-    each newer local version on the next refresh: nothing that was not
-    verified before becomes trusted, and no root version is lost.
+    link atomically; until a release has it, this repairs it). The history
+    itself is written atomically, so the client starts again from its oldest
+    root, the one it was given at init or the oldest it verified after, and
+    ngclient verifies each newer local version on the next refresh: nothing
+    that was not verified before becomes trusted, and no root version is lost.
     """
     if (metadata_dir / "root.json").exists():
         return None
@@ -465,11 +465,16 @@ class SecureUpdater:
                 raise TufRefusal(f"link {link_path} is not in TUF metadata")
             links[link_path[len(prefix):]] = self.download(link_info).read_bytes()
         keys, threshold = self.layout_keys()
+        refused = f"in-toto refused {resolved.name} {resolved.version}"
+        try:
+            layout = metadata_from_bytes(layout_bytes, where=layout_info.path)
+        except IntotoError as exc:
+            raise IntotoRefusal(f"{refused}: {exc}") from exc
         # Whether to fetch the Sigstore trusted root: only a layout naming keyless
         # functionaries needs it (the verifier checks the layout's signatures before
-        # trusting anything in it, and reports a layout that does not parse).
+        # trusting anything in it, and reports a payload that does not parse).
         try:
-            steps = getattr(metadata_from_bytes(layout_bytes).payload, "steps", [])
+            steps = getattr(layout.payload, "steps", [])
             keyless = any(step.cert_constraints for step in steps)
         except IntotoError:
             keyless = False
@@ -483,7 +488,6 @@ class SecureUpdater:
                 shutil.copyfile(artifact, delivered)
             verifier = Verifier(inspections=policy, workdir=workdir, sigstore=sigstore)
             try:
-                layout = metadata_from_bytes(layout_bytes, where=layout_info.path)
                 summary = verifier.verify(
                     layout, keys, MemoryLinks(links), threshold=threshold,
                     parameters={"name": resolved.name, "version": resolved.version,
@@ -491,8 +495,7 @@ class SecureUpdater:
                 # Bound by hash: TUF verified the cached artifact's sha256 on download.
                 bind_product(summary, artifact, resolved.filename, sha256=sha256)
             except IntotoError as exc:
-                raise IntotoRefusal(f"in-toto refused {resolved.name} {resolved.version}: "
-                                    f"{exc}") from exc
+                raise IntotoRefusal(f"{refused}: {exc}") from exc
         return Verified(resolved, artifact, sha256, layout_info.path, verifier.warnings)
 
 
