@@ -13,6 +13,7 @@ pre-authentication encoding of the payload (payload type
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -221,9 +222,9 @@ class Envelope(Metadata):
             self._parsed = self.evidence("")
         return super().payload
 
-    @property
+    @functools.cached_property
     def statement(self) -> Statement | None:
-        """The in-toto Statement this envelope carries, if it carries one."""
+        """The in-toto Statement this envelope carries, if it carries one (parsed once)."""
         if not is_statement(self._payload_dict):
             return None
         return Statement.from_dict(self._payload_dict, "DSSE payload")
