@@ -209,10 +209,14 @@ def _message_digest(raw: Mapping[str, Any], name: str, step: str) -> tuple[str, 
                           f"{step}.<artifact>{BUNDLE_SUFFIX}")
     try:
         digest = raw["messageSignature"]["messageDigest"]
-        if digest["algorithm"] != "SHA2_256":
-            raise FormatError(f"{name} signs a {digest['algorithm']} digest; custody "
-                              "verifies SHA2_256 message signatures")
-        return product, base64.b64decode(digest["digest"], validate=True)
-    except (KeyError, TypeError, ValueError) as exc:
+        algorithm, value = digest["algorithm"], digest["digest"]
+    except (KeyError, TypeError) as exc:
         raise FormatError(f"{name} has neither a DSSE envelope nor a message digest") from exc
+    if algorithm != "SHA2_256":
+        raise FormatError(f"{name} signs a {algorithm!r} digest; custody verifies SHA2_256 "
+                          "message signatures")
+    try:
+        return product, base64.b64decode(value, validate=True)
+    except (TypeError, ValueError) as exc:  # binascii.Error, or not a string
+        raise FormatError(f"{name}: its message digest is not base64") from exc
 

@@ -261,3 +261,17 @@ def test_hostile_bundles_are_refusals_never_crashes(owner, tmp_path, data):
     with pytest.raises(ThresholdError) as refused:
         verify(keyless_layout(owner), owner, links)
     assert "\n" not in str(refused.value)
+
+
+def test_a_message_digest_other_than_sha256_is_named():
+    from intoto.keyless import _message_digest
+
+    name = f"release.{WHEEL.name}.sigstore.json"
+    raw = {"messageSignature": {"messageDigest": {"algorithm": "SHA2_512", "digest": "AAAA"}}}
+    with pytest.raises(FormatError, match="signs a 'SHA2_512' digest"):
+        _message_digest(raw, name, "release")
+    raw["messageSignature"]["messageDigest"] = {"algorithm": "SHA2_256", "digest": "*"}
+    with pytest.raises(FormatError, match="not base64"):
+        _message_digest(raw, name, "release")
+    assert _message_digest({"messageSignature": {"messageDigest": {
+        "algorithm": "SHA2_256", "digest": "AAAA"}}}, name, "release") == (WHEEL.name, b"\0\0\0")
