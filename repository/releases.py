@@ -188,6 +188,7 @@ def releases_unverified_by(repo: CustodyRepository, name: str,
     for channel, version in index.channels.items():
         channels.setdefault(version, []).append(channel)
     stranded = []
+    sigstore = sigstore_trust(repo)  # one trusted root (and its sigstore verifier) for all
     for version, entry in index.versions.items():
         info = repo.find_target(entry.target)
         if info is None:
@@ -199,7 +200,7 @@ def releases_unverified_by(repo: CustodyRepository, name: str,
         filename = entry.filename
         try:
             summary = Verifier(inspections=InspectionPolicy.SKIP, quiet=True,
-                               sigstore=sigstore_trust(repo)).verify(
+                               sigstore=sigstore).verify(
                 layout, keys, MemoryLinks(links), threshold=threshold,
                 parameters=layout_parameters(name, version, filename))
             bind_product(summary, Path(filename), filename, sha256=digest)
