@@ -55,6 +55,21 @@ def _signer(spec: str, args: argparse.Namespace):  # -> Signer
         raise _Fail(str(exc)) from exc
 
 
+def _read(path: str, what: str = "") -> bytes:
+    """The bytes of an input file, or a one-sentence failure naming it (``what``, the path)."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise _Fail(f"cannot read {what}{path}: {exc.strerror}") from exc
+
+
+def _load(path: str, what: str = ""):  # -> intoto.metadata.Metadata
+    """A link or layout file, in either envelope (`_read`'s failure if unreadable)."""
+    from intoto.metadata import metadata_from_bytes
+
+    return metadata_from_bytes(_read(path, what), where=path)
+
+
 def _public_keys(paths: Sequence[str]):  # -> list[Key]
     from keys_tooling.errors import KeyToolingError
     from keys_tooling.keys import load_public_key
@@ -116,23 +131,16 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from intoto.metadata import load_metadata
     from intoto.verify import DirectoryLinks, InspectionPolicy, Verifier
 
     keys = _public_keys(args.verification_keys)
-    try:
-        layout = load_metadata(args.layout)
-    except OSError as exc:
-        raise _Fail(f"cannot read layout {args.layout}: {exc.strerror}") from exc
+    layout = _load(args.layout, "layout ")
     parameters = dict(p.split("=", 1) for p in args.parameters) if args.parameters else None
     sigstore = None
     if args.trusted_root:
         from intoto.keyless import SigstoreTrust
 
-        try:
-            sigstore = SigstoreTrust(Path(args.trusted_root).read_bytes())
-        except OSError as exc:
-            raise _Fail(f"cannot read trusted root {args.trusted_root}: {exc.strerror}") from exc
+        sigstore = SigstoreTrust(_read(args.trusted_root, "trusted root "))
     verifier = Verifier(
         inspections=InspectionPolicy(args.inspections),
         inspection_timeout=args.inspect_timeout,
@@ -147,13 +155,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    from intoto.metadata import load_metadata
     from intoto.models import Layout, Link, link_filename
 
-    try:
-        metadata = load_metadata(args.file)
-    except OSError as exc:
-        raise _Fail(f"cannot read {args.file}: {exc.strerror}") from exc
+    metadata = _load(args.file)
     payload = metadata.payload
     if args.verify:
         keys = _public_keys(args.key)
@@ -198,15 +202,11 @@ def cmd_layout_new(args: argparse.Namespace) -> int:
 
 
 def cmd_layout_show(args: argparse.Namespace) -> int:
-    from intoto.metadata import load_metadata
     from intoto.models import Layout
     from intoto.show import describe_layout, describe_signatures
     from keys_tooling.keys import load_public_key
 
-    try:
-        metadata = load_metadata(args.layout)
-    except OSError as exc:
-        raise _Fail(f"cannot read layout {args.layout}: {exc.strerror}") from exc
+    metadata = _load(args.layout, "layout ")
     if not isinstance(metadata.payload, Layout):
         raise _Fail(f"{args.layout} is a link, not a layout")
     keys = {key.keyid: key for key in (load_public_key(p) for p in args.key or [])}
