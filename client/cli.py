@@ -20,7 +20,8 @@ import click
 from client.config import default_home
 from client.errors import EXIT_SIGINT, ClientError, ConfigError, Interrupted
 from client.health import DEFAULT_TIMEOUT, deferred_signals
-from keys_tooling.cliutil import POSITIVE, Seconds, fails_cleanly, guarded
+from keys_tooling.clickutil import POSITIVE, Seconds, fails_cleanly
+from keys_tooling.cliutil import guarded
 
 _fails_cleanly = fails_cleanly("custody", ClientError)
 SIGNAL_NAMES = {2: "SIGINT", 15: "SIGTERM"}

@@ -31,8 +31,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from pathspec import GitIgnoreSpec
-
 from intoto.errors import RecordError
 from intoto.models import ArtifactHashes
 
@@ -88,6 +86,8 @@ def _excluder(patterns: Sequence[str]) -> Callable[[str], object]:
     of them all answers with one regex call per path instead of one per
     pattern; with negations, pathspec's own precedence rules decide.
     """
+    from pathspec import GitIgnoreSpec  # only recording excludes paths: not on verify's path
+
     spec = GitIgnoreSpec.from_lines(patterns)
     active = [p for p in spec.patterns if p.include is not None and p.regex is not None]
     regexes = [p.regex.pattern for p in active if p.regex is not None]

@@ -45,9 +45,7 @@ from intoto.attestation import Statement
 from intoto.canonical import loads
 from intoto.constraints import CertConstraint
 from intoto.errors import FormatError, SignatureError
-from intoto.models import Link
-
-BUNDLE_SUFFIX = ".sigstore.json"
+from intoto.models import BUNDLE_SUFFIX, Link
 
 
 class _ConstraintPolicy:

@@ -28,6 +28,8 @@ ArtifactHashes = dict[str, dict[str, str]]
 
 LINK_FILENAME = "{step}.{keyid:.8}.link"
 SUBLAYOUT_DIRNAME = "{step}.{keyid:.8}"
+#: A keyless functionary's evidence: ``<step>.<name>.sigstore.json`` beside the links.
+BUNDLE_SUFFIX = ".sigstore.json"
 _HEX = re.compile(r"[0-9a-fA-F]+\Z")
 _HEX_OR_EMPTY = re.compile(r"[0-9a-fA-F]*\Z")
 _EXPIRES = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z\Z")

@@ -1,71 +1,17 @@
-"""What every custody command line shares: refusals as one sentence and exit code 1."""
+"""What every custody command line shares: a bug is one sentence and exit code 70.
+
+Kept free of click (see `keys_tooling.clickutil` for the click parameter
+types): ``custody-intoto`` is an argparse program whose start-up time is part
+of every verification.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
-
-import click
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def fails_cleanly(program: str, *errors: type[BaseException]) -> Callable[[F], F]:
-    """Decorate a click command: the given errors print ``program: reason`` and exit.
-
-    The exit code is the error's ``exit_code`` attribute, 1 without one; an
-    ``output`` attribute (a health check's last lines) is shown indented under
-    the sentence. Usage errors stay click's (exit code 2); anything else is a
-    bug and keeps its traceback.
-    """
-
-    def decorate(func: F) -> F:
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return func(*args, **kwargs)
-            except errors as exc:
-                click.echo(f"{program}: {exc}", err=True)
-                output = getattr(exc, "output", "")
-                if output:
-                    click.echo("\n".join(f"  | {line}" for line in output.splitlines()),
-                               err=True)
-                sys.exit(getattr(exc, "exit_code", 1))
-
-        return wrapper  # type: ignore[return-value]
-
-    return decorate
-
-
-class Seconds(click.ParamType):
-    """A finite number of seconds (or days): ``nan``, ``inf`` and negatives are usage errors."""
-
-    name = "seconds"
-
-    def __init__(self, allow_zero: bool = False) -> None:
-        self.allow_zero = allow_zero
-
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> float:
-        import math
-
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number", param, ctx)
-        if not math.isfinite(number) or number < 0 or (number == 0 and not self.allow_zero):
-            self.fail(f"{value!r} must be a finite number above 0"
-                      + (" (or 0)" if self.allow_zero else ""), param, ctx)
-        return number
-
-
-PORT = click.IntRange(1, 65535)
-POSITIVE = click.IntRange(min=1)
-
+from typing import Any
 
 EX_SOFTWARE = 70  # sysexits.h: an internal software error
 
@@ -118,8 +64,8 @@ def guarded(program: str, main: Callable[[], Any],
             if "-v" in sys.argv[1:] or "--verbose" in sys.argv[1:]:
                 sys.stderr.write(details)
             message = str(exc).splitlines()[0][:200] if str(exc) else ""
-            click.echo(f"{program}: internal error ({type(exc).__name__}: {message}); details "
-                       f"in {path}", err=True)
+            print(f"{program}: internal error ({type(exc).__name__}: {message}); details "
+                  f"in {path}", file=sys.stderr)
             sys.exit(EX_SOFTWARE)
         code = result if isinstance(result, int) else 0
         if fast_exit:

@@ -22,7 +22,8 @@ import click
 from securesystemslib.signer import Key, Signer
 
 from intoto.errors import IntotoError
-from keys_tooling.cliutil import PORT, POSITIVE, Seconds, fails_cleanly, guarded
+from keys_tooling.clickutil import PORT, POSITIVE, Seconds, fails_cleanly
+from keys_tooling.cliutil import guarded
 from keys_tooling.errors import KeyToolingError
 from keys_tooling.keys import (
     PASSWORD_ENV,
