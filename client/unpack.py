@@ -19,12 +19,14 @@ into a staging directory and deletes it on any refusal.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import re
 import shutil
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, NoReturn
@@ -34,6 +36,7 @@ from client.errors import CorruptArchiveError, UnsafeArchiveError
 TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 CHUNK = 1 << 20
+WRITEBACK = 32 << 20  # see _extract_file
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,7 @@ def unpack(archive: Path, destination: Path, filename: str,
 
 
 def _untar(archive: Path, destination: Path, budget: _Budget) -> None:
+    buffer = memoryview(bytearray(CHUNK))
     try:
         with tarfile.open(archive) as tar:
             for member in tar:  # one pass: each member checked, then written
@@ -130,7 +134,10 @@ def _untar(archive: Path, destination: Path, budget: _Budget) -> None:
                 if member.islnk():
                     safe_member_path(member.linkname, "hard link")
                 budget.spend(member.size if member.isfile() else 0, member.name)
-                tar.extract(member, destination, filter="data")
+                if member.isreg() and not member.issparse():
+                    _extract_file(tar, member, destination, buffer)
+                else:
+                    tar.extract(member, destination, filter="data")
     except tarfile.FilterError as exc:
         raise UnsafeArchiveError(f"archive {archive.name} is unsafe: {exc}") from exc
     except OSError as exc:
@@ -141,6 +148,53 @@ def _untar(archive: Path, destination: Path, budget: _Budget) -> None:
     except (tarfile.TarError, EOFError, zlib.error) as exc:
         raise CorruptArchiveError(f"{archive.name} is truncated or corrupt: "
                                   f"{_first_line(exc)}") from exc
+
+
+def _extract_file(tar: tarfile.TarFile, member: tarfile.TarInfo, destination: Path,
+                  buffer: memoryview) -> None:
+    """Write one regular member as ``tar.extract(filter="data")`` would, in 1 MiB copies.
+
+    tarfile copies a member's data 16 KiB at a time (a fresh bytes object
+    each), which made unpacking the slowest part of installing a large
+    artifact. The member passes the very same ``data`` filter first; its
+    bytes are then read into one reused buffer, straight from the archive
+    file at the member's offset when the archive is not compressed. Mode and
+    modification time are set as tarfile sets them; owners, as the filter
+    says, are not.
+
+    Every `WRITEBACK` bytes the kernel is asked to start writing what was
+    written so far (``POSIX_FADV_DONTNEED`` starts write-back without waiting
+    for it): the install fsyncs the tree before it goes live, and a gigabyte
+    left dirty until then made that fsync wait for all of it at once.
+    """
+    filtered = tarfile.data_filter(member, str(destination))
+    target = os.path.join(destination, filtered.name)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    read: Callable[[memoryview], int]
+    if isinstance(tar.fileobj, io.BufferedReader):  # a plain tar: read where the data is
+        fd, offset = tar.fileobj.fileno(), member.offset_data
+
+        def read(into: memoryview) -> int:
+            return os.preadv(fd, [into], offset + done)
+    else:
+        source = tar.extractfile(member)
+        assert isinstance(source, io.BufferedReader)  # tarfile's ExFileObject
+        read = source.readinto
+    done = flushed = 0
+    with open(target, "wb", buffering=0) as out:
+        while done < filtered.size:
+            n = read(buffer[:min(filtered.size - done, len(buffer))])
+            if not n:
+                raise tarfile.ReadError("unexpected end of data")
+            out.write(buffer[:n])
+            done += n
+            if done - flushed >= WRITEBACK and hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(out.fileno(), flushed, done - flushed, os.POSIX_FADV_DONTNEED)
+                flushed = done
+    if filtered.mode is not None:
+        os.chmod(target, filtered.mode)
+    if filtered.mtime is not None:
+        os.utime(target, (filtered.mtime, filtered.mtime))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -18,7 +18,7 @@ from client.unpack import UnpackLimits, safe_member_path, unpack
 
 
 def make_tar(path: Path, members: list[tarfile.TarInfo], data: bytes = b"x") -> Path:
-    with tarfile.open(path, "w:gz") as tar:
+    with tarfile.open(path, "w" if path.suffix == ".tar" else "w:gz") as tar:
         for info in members:
             if info.isfile():
                 info.size = len(data)
@@ -154,14 +154,41 @@ def test_nul_in_a_member_name_is_refused():
         safe_member_path("ok\x00../../evil")
 
 
-@pytest.mark.parametrize("kind", ["tar.gz", "zip"])
+@pytest.mark.parametrize("kind", ["tar", "tar.gz"])
+def test_unpacked_files_are_what_tarfiles_data_filter_writes(tmp_path, kind):
+    """custody copies regular members itself (1 MiB at a time): same bytes, modes and times."""
+    big = os.urandom(3 << 20 | 12345)  # crosses the copy buffer, not a multiple of it
+    members = []
+    for name, mode, data in (("bin/tool", 0o755, big), ("share/readme", 0o666, b"hi\n"),
+                             ("empty", 0o600, b""), ("share/sub/x", 0o4755, b"x" * 70000)):
+        info = tarfile.TarInfo(name)
+        info.mode, info.mtime, info.size = mode, 1_600_000_000 + len(data), len(data)
+        members.append((info, data))
+    archive = tmp_path / f"a.{kind}"
+    with tarfile.open(archive, "w" if kind == "tar" else "w:gz") as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data))
+        tar.addfile(member("share/link", tarfile.SYMTYPE, "readme"))
+    unpack(archive, tmp_path / "ours", archive.name)
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / "theirs", filter="data")
+    for info, data in members:
+        ours, theirs = (tmp_path / side / info.name for side in ("ours", "theirs"))
+        assert ours.read_bytes() == data == theirs.read_bytes()
+        assert ours.stat().st_mode == theirs.stat().st_mode
+        assert ours.stat().st_mtime == theirs.stat().st_mtime == info.mtime
+    assert os.readlink(tmp_path / "ours/share/link") == "readme"
+
+
+@pytest.mark.parametrize("kind", ["tar", "tar.gz", "zip"])
 def test_truncated_and_corrupt_archives_are_refusals(tmp_path, kind):
     if kind == "zip":
         good = tmp_path / "good.zip"
         with zipfile.ZipFile(good, "w", zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("pkg/mod.py", "x = 1\n" * 10000)
     else:
-        good = make_tar(tmp_path / "good.tar.gz", [member(f"f{i}") for i in range(50)])
+        good = make_tar(tmp_path / f"good.{kind}", [member(f"f{i}") for i in range(50)],
+                        b"y" * 3000)  # cut in the middle of a member's data
     data = good.read_bytes()
     for broken in (data[: len(data) // 2], data[:40] + bytes(len(data) - 40)):
         path = tmp_path / f"broken.{kind}"
