@@ -17,10 +17,10 @@ from __future__ import annotations
 import fnmatch
 import posixpath
 import re
-from collections.abc import Callable, Iterable, Mapping, Set
+from collections.abc import Callable, Collection, Iterable, Mapping, Set
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import compress, repeat
+from itertools import compress, filterfalse, repeat
 from operator import eq, itemgetter, methodcaller
 
 from intoto.errors import FormatError, RuleError
@@ -111,7 +111,7 @@ def filter_paths(paths: Iterable[str], pattern: str,
 
 
 def _match(rule: Rule, queue: list[str], source: Artifacts,
-           links: Mapping[str, tuple[Artifacts, Artifacts]]) -> set[str]:
+           links: Mapping[str, tuple[Artifacts, Artifacts]]) -> list[str]:
     """Queued artifacts whose hashes equal the destination step's same-named artifact.
 
     Written with ``map``/``compress`` so that the per-artifact work (strip the
@@ -124,7 +124,7 @@ def _match(rule: Rule, queue: list[str], source: Artifacts,
     """
     dest = links.get(rule.dest_name)
     if dest is None:
-        return set()
+        return []
     dest_artifacts = dest[0] if rule.dest_type == "materials" else dest[1]
     if rule.source_prefix:
         prefix = posixpath.join(rule.source_prefix.replace("\\", "/"), "")
@@ -143,7 +143,7 @@ def _match(rule: Rule, queue: list[str], source: Artifacts,
             # Every artifact of this side is selected and the destination records each
             # with the same hashes (the usual MATCH between consecutive steps): one
             # subset test of dict views, run in C, instead of a lookup per artifact.
-            return set(selected)
+            return selected
     if rule.dest_prefix:
         head = posixpath.join(rule.dest_prefix.replace("\\", "/"), "")
         # posixpath.join semantics: an absolute remainder replaces the prefix
@@ -152,7 +152,7 @@ def _match(rule: Rule, queue: list[str], source: Artifacts,
     else:
         dest_paths = rel
     same = map(eq, map(dest_artifacts.get, dest_paths), map(source.__getitem__, selected))
-    return set(compress(selected, same))
+    return list(compress(selected, same))
 
 
 def apply_rules(
@@ -168,35 +168,40 @@ def apply_rules(
     ``links`` maps each step or inspection name to its (materials, products),
     the destinations of MATCH rules. Returns the artifacts left unconsumed;
     raises RuleError naming the item, the rule and the artifacts on refusal.
+
+    The queue is kept lazily: until a rule consumes part of the side it is
+    the side itself (no set is built), and a rule that consumes everything
+    still queued empties it without a set difference. The usual rule lists
+    (a MATCH or CREATE for the whole side, then ``DISALLOW *``) so cost one
+    pass over the paths instead of four set constructions of them.
     """
     artifacts = materials if source == "materials" else products
-    queue = set(artifacts)
+    queue: set[str] | None = None  # None: every artifact of the side is still queued
     # The queue in the link's order (see _match); None after a rule consumed some.
     pending: list[str] | None = list(artifacts)
-    material_paths: set[str] | None = None
-    products_paths: set[str] = set()
     for raw in rules:
         rule = raw if isinstance(raw, Rule) else parse_rule(raw)
         kind = rule.kind
+        members: Set[str] | Mapping[str, object] = artifacts if queue is None else queue
         if pending is None:
-            pending = list(filter(queue.__contains__, artifacts))
+            pending = list(filter(members.__contains__, artifacts))
+        # Each branch yields distinct queued paths (a filter of ``pending``).
+        consumed: Collection[str]
         if kind == "match":
             consumed = _match(rule, pending, artifacts, links)
         elif kind in ("create", "delete"):
-            if material_paths is None:
-                material_paths, products_paths = set(materials), set(products)
-            wanted = (products_paths - material_paths if kind == "create"
-                      else material_paths - products_paths)
-            consumed = wanted.intersection(filter_paths(pending, rule.pattern, queue))
+            made, gone = (products, materials) if kind == "create" else (materials, products)
+            consumed = list(filterfalse(gone.__contains__, filter(
+                made.__contains__, filter_paths(pending, rule.pattern, members))))
         elif kind == "modify":
-            consumed = {
-                p for p in filter_paths(pending, rule.pattern, queue)
+            consumed = [
+                p for p in filter_paths(pending, rule.pattern, members)
                 if p in materials and p in products and materials[p] != products[p]
-            }
+            ]
         elif kind == "allow":
-            consumed = set(filter_paths(pending, rule.pattern, queue))
+            consumed = filter_paths(pending, rule.pattern, members)
         elif kind == "disallow":
-            hit = filter_paths(pending, rule.pattern, queue)
+            hit = filter_paths(pending, rule.pattern, members)
             if hit:
                 shown = ", ".join(sorted(hit)[:5]) + (" ..." if len(hit) > 5 else "")
                 raise RuleError(
@@ -204,16 +209,21 @@ def apply_rules(
                     f"that no earlier rule authorized: {shown}",
                     item, source, list(rule.words), sorted(hit),
                 )
-            consumed = set()
+            consumed = ()
         else:  # require
-            if rule.pattern not in queue:
+            if rule.pattern not in members:
                 raise RuleError(
                     f"{source} rule '{rule}' of {item!r} did not find the required "
                     f"artifact {rule.pattern!r}",
                     item, source, list(rule.words), [rule.pattern],
                 )
-            consumed = set()
+            consumed = ()
         if consumed:
-            queue -= consumed
+            if len(consumed) == len(members):  # distinct and queued: that is all of them
+                queue = set()
+            else:
+                if queue is None:
+                    queue = set(artifacts)
+                queue.difference_update(consumed)
             pending = None
-    return queue
+    return set(artifacts) if queue is None else queue
