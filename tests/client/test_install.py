@@ -169,6 +169,9 @@ def test_unpacked_files_are_what_tarfiles_data_filter_writes(tmp_path, kind):
         for info, data in members:
             tar.addfile(info, io.BytesIO(data))
         tar.addfile(member("share/link", tarfile.SYMTYPE, "readme"))
+        hard = member("bin/hard", tarfile.LNKTYPE, "bin/tool")
+        hard.mode, hard.mtime = members[0][0].mode, members[0][0].mtime  # one inode
+        tar.addfile(hard)
     unpack(archive, tmp_path / "ours", archive.name)
     with tarfile.open(archive) as tar:
         tar.extractall(tmp_path / "theirs", filter="data")
@@ -178,6 +181,7 @@ def test_unpacked_files_are_what_tarfiles_data_filter_writes(tmp_path, kind):
         assert ours.stat().st_mode == theirs.stat().st_mode
         assert ours.stat().st_mtime == theirs.stat().st_mtime == info.mtime
     assert os.readlink(tmp_path / "ours/share/link") == "readme"
+    assert os.path.samefile(tmp_path / "ours/bin/hard", tmp_path / "ours/bin/tool")
 
 
 @pytest.mark.parametrize("kind", ["tar", "tar.gz", "zip"])
