@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import table, write_result
+from bench.common import compile_sources, table, write_result
 from keys_tooling.keys import generate_key, write_key_pair
 from repository.releases import Release, links_from_dir, publish_release
 from repository.repo import CustodyRepository
@@ -165,6 +165,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--pollers", default="8,32,64")
     args = parser.parse_args()
+    compile_sources()
     counts = [int(n) for n in args.pollers.split(",")]
     work = Path(tempfile.mkdtemp(prefix="custody-fleet-"))
     keydir = work / "keys"

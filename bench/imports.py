@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import table, write_result
+from bench.common import compile_sources, table, write_result
 
 CASES = {
     "bare python-tuf poller (`import tuf.ngclient`)": "import tuf.ngclient",
@@ -53,6 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
+    compile_sources()
     rows = []
     for label, code in CASES.items():
         runs = [profile(code) for _ in range(args.repeat)]

@@ -30,7 +30,7 @@ from tuf.api.metadata import TargetFile
 from tuf.ngclient import Updater
 from tuf.ngclient.fetcher import FetcherInterface
 
-from bench.common import table, write_result
+from bench.common import compile_sources, table, write_result
 from keys_tooling.keys import generate_key, write_key_pair
 from repository.releases import Release, links_from_dir, publish_release
 from repository.repo import CustodyRepository
@@ -115,6 +115,7 @@ def main() -> None:
     parser.add_argument("--bins", type=int, default=1024)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    compile_sources()
     with tempfile.TemporaryDirectory() as tmp:
         keydir = Path(tmp)
         for name in KEYS:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import BIN, best_of, table, write_result
+from bench.common import BIN, best_of, compile_sources, table, write_result
 from intoto.artifacts import ArtifactRecorder
 from keys_tooling.keys import generate_key, write_key_pair
 
@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--big-mib", type=int, default=512)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    compile_sources()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

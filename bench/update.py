@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import BIN, run_process, table, write_result
+from bench.common import BIN, compile_sources, run_process, table, write_result
 from intoto.metadata import Metablock, key_to_dict
 from intoto.models import Layout, Step
 from intoto.runner import StepRecorder
@@ -97,6 +97,7 @@ def main() -> None:
     parser.add_argument("--big-only", action="store_true",
                         help="only the large install (the whole table is not written)")
     args = parser.parse_args()
+    compile_sources()
     tmp = Path(tempfile.mkdtemp(prefix="custody-bench-"))
     try:
         rows = run(tmp, args)

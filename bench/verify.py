@@ -20,7 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import BIN, best_of, table, write_result
+from bench.common import BIN, best_of, compile_sources, table, write_result
 from intoto.metadata import Metablock, key_to_dict
 from intoto.models import Layout, Link, Step
 from keys_tooling.keys import generate_key, write_key_pair
@@ -100,6 +100,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="10,6000,20000,60000")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    compile_sources()
     rows = []
     sizes = [int(s) for s in args.sizes.split(",")]
     cases = [(n, "compact") for n in sizes] + [(sizes[-1], f) for f in ("indented", "dsse")]
