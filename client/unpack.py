@@ -165,25 +165,29 @@ def _extract_file(tar: tarfile.TarFile, member: tarfile.TarInfo, destination: Pa
     Every `WRITEBACK` bytes the kernel is asked to start writing what was
     written so far (``POSIX_FADV_DONTNEED`` starts write-back without waiting
     for it): the install fsyncs the tree before it goes live, and a gigabyte
-    left dirty until then made that fsync wait for all of it at once.
+    left dirty until then made that fsync wait for all of it at once. (Pages
+    already written back leave the page cache; a large member is rarely read
+    again at once.)
     """
     filtered = tarfile.data_filter(member, str(destination))
     target = os.path.join(destination, filtered.name)
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    read: Callable[[memoryview], int]
+    read: Callable[[memoryview, int], int]
     if isinstance(tar.fileobj, io.BufferedReader):  # a plain tar: read where the data is
-        fd, offset = tar.fileobj.fileno(), member.offset_data
+        fd, start = tar.fileobj.fileno(), member.offset_data
 
-        def read(into: memoryview) -> int:
-            return os.preadv(fd, [into], offset + done)
+        def read(into: memoryview, done: int) -> int:
+            return os.preadv(fd, [into], start + done)
     else:
         source = tar.extractfile(member)
         assert isinstance(source, io.BufferedReader)  # tarfile's ExFileObject
-        read = source.readinto
+
+        def read(into: memoryview, done: int) -> int:
+            return source.readinto(into)
     done = flushed = 0
     with open(target, "wb", buffering=0) as out:
         while done < filtered.size:
-            n = read(buffer[:min(filtered.size - done, len(buffer))])
+            n = read(buffer[:min(filtered.size - done, len(buffer))], done)
             if not n:
                 raise tarfile.ReadError("unexpected end of data")
             out.write(buffer[:n])
