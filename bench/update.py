@@ -79,15 +79,19 @@ def size(count: float) -> str:
     return f"{count / 1024:.1f} KiB" if count >= 1024 else f"{count:.0f} B"
 
 
-def timed(repeat: int, make_cmd, prepare=None) -> tuple[float, int]:
-    times, peaks = [], []
+def interleaved(repeat: int, commands: list, prepares: list) -> list[float]:
+    """Median seconds of each command, the runs taken in turn (a, b, a, b, ...).
+
+    Alternating keeps a drift of the machine's speed during the measurement
+    (another tenant, the page cache) from landing on one side only.
+    """
+    times: list[list[float]] = [[] for _ in commands]
     for i in range(repeat):
-        if prepare:
-            prepare(i)
-        elapsed, peak, _ = run_process(make_cmd(i))
-        times.append(elapsed)
-        peaks.append(peak)
-    return statistics.median(times), max(peaks)
+        for make_cmd, prepare, out in zip(commands, prepares, times, strict=True):
+            if prepare:
+                prepare(i)
+            out.append(run_process(make_cmd(i))[0])
+    return [statistics.median(t) for t in times]
 
 
 def main() -> None:
@@ -151,25 +155,32 @@ def run(tmp: Path, args: argparse.Namespace) -> list[list[str]]:
         lean = "import launch; launch.defer_import('boto3')\n" + BASELINE
 
         def custody_cmd(verb: str):
-            return lambda i: [BIN / "custody", "--home", tmp / f"cust{i}", verb, "hello"]
+            # polls reuse the homes the cold installs left (one per repeat)
+            return lambda i: [BIN / "custody", "--home", tmp / f"cust{i % args.repeat}", verb,
+                              "hello"]
 
         def compare(label: str, ours_cmd, base_prepare=None, ours_prepare=None,
-                    base_cmd=baseline_cmd) -> None:
-            mirror.bytes_sent = 0
-            base, _ = timed(args.repeat, base_cmd, base_prepare)
-            base_bytes = mirror.bytes_sent / args.repeat
-            mirror.bytes_sent = 0
-            ours, _ = timed(args.repeat, ours_cmd, ours_prepare)
-            our_bytes = mirror.bytes_sent / args.repeat
+                    base_cmd=baseline_cmd, repeat: int = args.repeat) -> None:
+            sent = []
+            for make_cmd, prepare in ((base_cmd, base_prepare), (ours_cmd, ours_prepare)):
+                if prepare:  # one run per side counts the bytes (the timed runs alternate)
+                    prepare(0)
+                mirror.bytes_sent = 0
+                run_process(make_cmd(0))
+                sent.append(mirror.bytes_sent)
+            base_bytes, our_bytes = sent
+            base, ours = interleaved(repeat, [base_cmd, ours_cmd], [base_prepare, ours_prepare])
             rows.append([label, f"{base:.2f} s", f"{ours:.2f} s", f"**{ours / base:.0%}**",
                          f"{size(base_bytes)} / {size(our_bytes)}"])
             print(rows[-1], flush=True)
 
         if not args.big_only:
             compare("cold install", custody_cmd("install"), fresh_baseline, fresh_custody)
-            compare("no-op update poll", custody_cmd("update"))
+            polls = max(args.repeat, 15)  # a poll is short: more runs for a stable median
+            compare("no-op update poll", custody_cmd("update"), repeat=polls,
+                    base_cmd=lambda i: baseline_cmd(i % args.repeat))
             compare("no-op update poll, baseline without boto3's import", custody_cmd("update"),
-                    base_cmd=lambda i: baseline_cmd(i, lean))
+                    base_cmd=lambda i: baseline_cmd(i % args.repeat, lean), repeat=polls)
         rows.extend(big_install(tmp, keydir, repo_dir, args.big_mib))
         print(rows[-1], flush=True)
     finally:
