@@ -36,9 +36,9 @@ MEMBERS = st.lists(st.tuples(NAMES, TYPES, NAMES, st.binary(max_size=64)), min_s
 LIMITS = UnpackLimits(max_bytes=1 << 16, max_ratio=50.0, max_members=50)
 
 
-def build_tar(members) -> bytes:
+def build_tar(members, mode: str = "w:gz") -> bytes:
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=buffer, mode=mode, format=tarfile.PAX_FORMAT) as tar:
         for name, kind, link, data in members:
             info = tarfile.TarInfo(name or "x")
             info.type = kind
@@ -93,7 +93,13 @@ SETTINGS = settings(max_examples=EXAMPLES, deadline=None,
 pytestmark = pytest.mark.filterwarnings("ignore:Duplicate name")  # zipfile, on purpose
 
 
-@pytest.mark.parametrize("build,suffix", [(build_tar, ".tar.gz"), (build_zip, ".zip")])
+def build_plain_tar(members) -> bytes:
+    """Uncompressed: the unpacker reads members' data at their offsets (another code path)."""
+    return build_tar(members, "w")
+
+
+@pytest.mark.parametrize("build,suffix", [(build_tar, ".tar.gz"), (build_plain_tar, ".tar"),
+                                          (build_zip, ".zip")])
 @SETTINGS
 @given(members=MEMBERS, cut=st.integers(min_value=0, max_value=100))
 def test_hostile_archives(build, suffix, members, cut):
