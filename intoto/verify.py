@@ -208,8 +208,8 @@ class Verifier:
         layout = self._verify_layout(layout_metadata, keys, threshold)
         if parameters is not None:
             layout = substitute_parameters(layout, parameters)
-        metadata = self._load_links(layout, links)
-        chain = self._authorized_links(layout, metadata, links)
+        metadata, bundles = self._load_links(layout, links)
+        chain = self._authorized_links(layout, metadata, bundles, links)
         self._check_commands(layout, chain)
         reduced = self._reduce(layout, chain)
         artifacts = {name: (link.materials, link.products) for name, link in reduced.items()}
@@ -249,8 +249,11 @@ class Verifier:
             raise LayoutExpiredError(f"layout expired on {layout.expires}")
         return layout
 
-    def _load_links(self, layout: Layout, links: LinkSource) -> dict[str, dict[str, Metadata]]:
+    def _load_links(self, layout: Layout, links: LinkSource,
+                    ) -> tuple[dict[str, dict[str, Metadata]], dict[str, list[str]]]:
+        """Each step's links by keyid, and the Sigstore bundles of its keyless functionaries."""
         found: dict[str, dict[str, Metadata]] = {}
+        found_bundles: dict[str, list[str]] = {}
         for step in layout.steps:
             per_key: dict[str, Metadata] = {}
             for keyid in step.pubkeys:
@@ -273,9 +276,11 @@ class Verifier:
                     f"functionaries, found {len(per_key) + len(bundles)}{detail}"
                 )
             found[step.name] = per_key
-        return found
+            found_bundles[step.name] = bundles
+        return found, found_bundles
 
     def _authorized_links(self, layout: Layout, found: dict[str, dict[str, Metadata]],
+                          bundles: dict[str, list[str]],
                           links: LinkSource) -> dict[str, dict[str, Link]]:
         chain: dict[str, dict[str, Link]] = {}
         for step in layout.steps:
@@ -304,7 +309,7 @@ class Verifier:
                     continue
                 good[keyid] = payload
             if step.cert_constraints:
-                good.update(self._keyless(step, links, problems))
+                good.update(self._keyless(step, bundles[step.name], links, problems))
             if len(good) < step.threshold:
                 detail = f" ({'; '.join(problems)})" if problems else ""
                 raise ThresholdError(
@@ -314,13 +319,13 @@ class Verifier:
             chain[step.name] = good
         return chain
 
-    def _keyless(self, step: Step, links: LinkSource, problems: list[str]) -> dict[str, Link]:
+    def _keyless(self, step: Step, bundles: list[str], links: LinkSource,
+                 problems: list[str]) -> dict[str, Link]:
         """Evidence of the step's keyless functionaries, one per distinct identity.
 
         Keyed by bundle file name (messages name the file); two bundles by
         one identity count once, so a threshold needs different identities.
         """
-        bundles = links.bundles(step.name)
         if not bundles:
             return {}
         if self.sigstore is None:
