@@ -195,6 +195,8 @@ class SecureUpdater:
             self.config.slow_grace, progress=progress)
         self._updater: Updater | None = None
         self._outage: RepositoryUnreachable | None = None
+        # The refreshed root's consistent_snapshot (one refresh per session; _target_path).
+        self._hash_prefixed: bool | None = None
 
     # -- TUF ------------------------------------------------------------
     def _new_updater(self) -> Updater:
@@ -268,14 +270,10 @@ class SecureUpdater:
         artifact). Here each chunk is counted, handed to one thread per hash
         algorithm the target lists (`_Sink`) and written; more bytes than the
         signed length stop the download at once; the file takes its name only
-        after the length and every hash matched. The URL is ngclient's: the hash-prefixed
-        name under consistent snapshots.
+        after the length and every hash matched. The URL is ngclient's
+        (`_target_path`).
         """
-        root = self._trusted_role(Root.type).signed
-        path = info.path
-        if root.consistent_snapshot:
-            folder, sep, basename = path.rpartition("/")
-            path = f"{folder}{sep}{next(iter(info.hashes.values()))}.{basename}"
+        path = self._target_path(info)
         try:
             hashers = {algorithm: hashlib.new(algorithm) for algorithm in info.hashes}
         except ValueError as exc:
@@ -308,6 +306,16 @@ class SecureUpdater:
                 os.unlink(out.name)
                 raise
         return local
+
+    def _target_path(self, info: TargetFile) -> str:
+        """The target's path on the mirror: hash-prefixed under consistent snapshots, as
+        ngclient names it. The root is read once per session (after its one refresh)."""
+        if self._hash_prefixed is None:
+            self._hash_prefixed = self._trusted_role(Root.type).signed.consistent_snapshot
+        if not self._hash_prefixed:
+            return info.path
+        folder, sep, basename = info.path.rpartition("/")
+        return f"{folder}{sep}{next(iter(info.hashes.values()))}.{basename}"
 
     def _trusted_role(self, role: str) -> Metadata:
         """A role's metadata as ngclient verified and stored it (after a lookup loaded it)."""
