@@ -295,8 +295,7 @@ def index_serve(ctx: click.Context, port: int) -> None:
             time.sleep(3600)
 
 
-def _installer(ctx: click.Context, program: list[str], args: tuple[str, ...],
-               index_option: str) -> None:
+def _installer(ctx: click.Context, program: list[str], args: tuple[str, ...]) -> None:
     """Run an installer against the verifying index; its exit code, or custody's.
 
     The installer's own configuration is set aside (``PIP_*``/``UV_*`` variables,
@@ -321,7 +320,7 @@ def _installer(ctx: click.Context, program: list[str], args: tuple[str, ...],
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     extra = ["--no-config"] if Path(program[0]).name == "uv" else []
     with serving(ctx.obj["home"]) as (url, index):
-        code = subprocess.run([*program, *args, index_option, url, *extra], check=False,
+        code = subprocess.run([*program, *args, "--index-url", url, *extra], check=False,
                               env=env).returncode
     if code != 0 and index.refusals:
         error = index.refusals[-1]
@@ -344,7 +343,7 @@ def pip(ctx: click.Context, python: str | None, args: tuple[str, ...]) -> None:
     custody refused a file.
     """
     target = ["--python", python] if python else []  # pip >= 22.3 installs into it
-    _installer(ctx, [sys.executable, "-m", "pip", *target], args, "--index-url")
+    _installer(ctx, [sys.executable, "-m", "pip", *target], args)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -358,7 +357,7 @@ def uv(ctx: click.Context, args: tuple[str, ...]) -> None:
     found = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
     if not Path(found).exists():
         raise click.UsageError("uv is not installed (pip install uv)")
-    _installer(ctx, [found], args, "--index-url")
+    _installer(ctx, [found], args)
 
 
 @main.command("list")
