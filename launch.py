@@ -7,8 +7,8 @@ verification) would pay about 130 ms to import an AWS SDK it almost never
 uses. Each entry point here first registers a stand-in for boto3 (see
 `_Deferred`): ``import boto3`` then costs nothing and the module really loads
 on its first use (an ``awskms:`` key, an ``s3://`` tree), with the same
-behaviour. Nothing else changes: the entry point then
-imports and runs the command's own ``console``.
+behaviour. Nothing else changes: the entry point then imports and runs the
+command's own ``console``.
 """
 
 from __future__ import annotations

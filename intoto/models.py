@@ -162,7 +162,7 @@ class Step:
     expected_materials: list[list[str]] = field(default_factory=list)
     expected_products: list[list[str]] = field(default_factory=list)
     expected_command: list[str] = field(default_factory=list)
-    #: Keyless functionaries (`intoto.keyless.CertConstraint`), in-toto-golang's field name.
+    #: Keyless functionaries (`intoto.constraints.CertConstraint`), in-toto-golang's field name.
     cert_constraints: list[CertConstraint] = field(default_factory=list)
 
     TYPE = "step"
