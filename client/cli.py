@@ -2,7 +2,8 @@
 
 Exit codes are one table for every command (`client.errors`): 0 done or up
 to date, 1 refused for security, 2 usage, 3 repository unreachable, 4 health
-check failed and rolled back, 5 not found, 6 local failure, 130/143
+check failed and rolled back, 5 not found, 6 local failure, 7 the installer
+(pip, uv) failed for its own reasons, 130/143
 interrupted by SIGINT/SIGTERM (after rolling back). ``--home`` defaults to
 ``CUSTODY_HOME``, then a per-user directory.
 """
@@ -290,60 +291,80 @@ def index_serve(ctx: click.Context, port: int) -> None:
 
     ClientConfig.load(ctx.obj["home"])
     with serving(ctx.obj["home"], port) as (url, _):
-        click.echo(f"serving {url} (pip install --index-url {url} ...)")
+        # Your own pip must see this index alone: an extra index in its environment
+        # (--isolated drops PIP_* variables) or configuration files (PIP_CONFIG_FILE=/dev/null
+        # skips them all) would be a second, unverified source.
+        click.echo(f"serving {url}\n(PIP_CONFIG_FILE=/dev/null pip install --isolated "
+                   f"--index-url {url} NAME; no other index or --find-links: docs/plugins.md)")
         while True:
             time.sleep(3600)
 
 
-def _installer(ctx: click.Context, program: list[str], args: tuple[str, ...]) -> None:
-    """Run an installer against the verifying index; its exit code, or custody's.
+def _installer(ctx: click.Context, installer: str, program: list[str],
+               args: tuple[str, ...], python: str | None) -> None:
+    """Run pip or uv against the verifying index; its exit code, or custody's.
 
-    The installer's own configuration is set aside (``PIP_*``/``UV_*`` variables,
-    pip.conf through ``PIP_CONFIG_FILE=/dev/null``, uv's files through
-    ``--no-config``): an extra index or a find-links directory there would let
-    pip or uv take a file custody never verified.
+    The command line is parsed and rendered anew by `client.installer`: no
+    option, requirements file or requirement naming another package source
+    reaches the installer. Its own configuration is set aside too
+    (``PIP_*``/``UV_*`` variables, pip.conf through ``PIP_CONFIG_FILE=/dev/null``,
+    uv's files through ``--no-config``). Exit: the installer's 0; custody's
+    code when the index refused or could not verify a file; otherwise 7, the
+    installer failed for its own reasons.
     """
     import os
     import subprocess
+    import tempfile
 
     from client.config import ClientConfig
-    from client.errors import RepositoryUnreachable
+    from client.errors import EXIT_PRIORITY, InstallerFailed
     from client.index import serving
+    from client.installer import check
 
     ClientConfig.load(ctx.obj["home"])
-    if any(a.startswith(("--extra-index-url", "--index-url", "-i", "--find-links", "-f"))
-           for a in args):
-        raise click.UsageError("custody chooses the index: --index-url, --extra-index-url and "
-                               "--find-links would let unverified files in (docs/plugins.md)")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
     env["PIP_CONFIG_FILE"] = os.devnull
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    extra = ["--no-config"] if Path(program[0]).name == "uv" else []
-    with serving(ctx.obj["home"]) as (url, index):
-        code = subprocess.run([*program, *args, "--index-url", url, *extra], check=False,
-                              env=env).returncode
-    if code != 0 and index.refusals:
-        error = index.refusals[-1]
-        click.echo(f"custody: {error}", err=True)
-        ctx.exit(3 if isinstance(error, RepositoryUnreachable) else error.exit_code)
-    ctx.exit(code)
+    with tempfile.TemporaryDirectory(prefix="custody-installer-") as workdir:
+        invocation = check(installer, args, Path(workdir), python, os.environ.get("VIRTUAL_ENV"))
+        if installer == "pip":
+            target = ["--python", invocation.python] if invocation.python else []
+            command = [*program, *target, *invocation.args]
+        else:
+            target = ["--python", invocation.python] if invocation.python else []
+            command = [*program, "pip", invocation.args[0], *target, *invocation.args[1:],
+                       "--no-config"]
+        if not invocation.uses_index:
+            ctx.exit(subprocess.run(command, check=False, env=env).returncode)
+        with serving(ctx.obj["home"]) as (url, index):
+            code = subprocess.run([*command, "--index-url", url], check=False,
+                                  env=env).returncode
+    if code == 0:
+        ctx.exit(0)
+    if index.refusals:
+        rank = {c: i for i, c in enumerate(EXIT_PRIORITY)}
+        raise min(index.refusals, key=lambda e: rank.get(e.exit_code, len(rank)))
+    raise InstallerFailed(f"{Path(program[-1]).name if installer == 'uv' else 'pip'} "
+                          f"exited with {code}; every file custody served was verified")
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("--python", "python", default=None,
-              help="Install into this interpreter's environment (default: custody's own).")
+              help="Install into this interpreter's environment (default: the active "
+                   "virtual environment, $VIRTUAL_ENV; never custody's own).")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
 @_fails_cleanly
 def pip(ctx: click.Context, python: str | None, args: tuple[str, ...]) -> None:
     """Run pip with only verified files to install: custody pip install NAME ...
 
-    Starts the verifying index on a free port, passes --index-url to pip
-    with your arguments, stops the index; pip's exit code, or custody's when
-    custody refused a file.
+    Starts the verifying index on a free port, runs pip against it alone with
+    your arguments (checked: no other source may be named, in options or
+    requirements files), stops the index; 0, custody's code when custody
+    refused a file, or 7 when pip failed for its own reasons. uninstall,
+    freeze, list, show, check and inspect run untouched.
     """
-    target = ["--python", python] if python else []  # pip >= 22.3 installs into it
-    _installer(ctx, [sys.executable, "-m", "pip", *target], args)
+    _installer(ctx, "pip", [sys.executable, "-m", "pip"], args, python)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -357,7 +378,7 @@ def uv(ctx: click.Context, args: tuple[str, ...]) -> None:
     found = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
     if not Path(found).exists():
         raise click.UsageError("uv is not installed (pip install uv)")
-    _installer(ctx, [found], args)
+    _installer(ctx, "uv", [found], args, None)
 
 
 @main.command("list")

@@ -17,6 +17,7 @@ code   meaning
 4      health check failed (or never confirmed); rolled back
 5      not found: no such package, version or channel; not installed
 6      local failure: unpacking, disk, another installer busy
+7      the installer (pip, uv) failed for its own reasons
 130    interrupted by SIGINT (143 by SIGTERM); rolled back first
 =====  ==========================================================
 """
@@ -30,6 +31,7 @@ EXIT_UNREACHABLE = 3
 EXIT_UNHEALTHY = 4
 EXIT_NOT_FOUND = 5
 EXIT_LOCAL = 6
+EXIT_INSTALLER = 7
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 
@@ -42,6 +44,8 @@ EXIT_CODES: tuple[tuple[str, str], ...] = (
     ("4", "a health check failed, or a new version never confirmed; rolled back"),
     ("5", "not found: no such package, version or channel; not installed"),
     ("6", "local failure: unpacking, disk, another custody process busy"),
+    ("7", "custody pip/uv: the installer failed for its own reasons (no matching "
+          "distribution, conflicting requirements); its output says why"),
     ("130", "interrupted by SIGINT (143: SIGTERM), after rolling back what was unfinished"),
 )
 
@@ -139,6 +143,25 @@ class ConfigError(ClientError):
     """The client home is missing or its configuration is malformed."""
 
     exit_code = EXIT_USAGE
+
+
+class InstallerUsageError(ConfigError):
+    """``custody pip``/``custody uv`` was asked for something custody does not pass on.
+
+    Another package source (an index, find-links, a URL or path requirement),
+    an option custody does not know, or no environment to install into: the
+    installer never runs.
+    """
+
+
+class InstallerFailed(ClientError):
+    """pip or uv exited non-zero with every file custody served verified: not an attack.
+
+    A fleet must tell an unsatisfiable requirement from a refusal (1), so this
+    has its own code.
+    """
+
+    exit_code = EXIT_INSTALLER
 
 
 class Interrupted(BaseException):
