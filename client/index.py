@@ -16,11 +16,13 @@ there is no second index to confuse a dependency with (never add
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import html
 import json
 import logging
+import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http import HTTPStatus
@@ -31,33 +33,38 @@ from urllib.parse import unquote
 
 from packaging.utils import canonicalize_name
 
-from client.errors import ClientError, PackageNotFoundError
+from client.errors import ClientError, InstallError, PackageNotFoundError, RepositoryUnreachable
 from client.updater import SecureUpdater
 from formats.errors import FormatError
-from formats.python import PythonRelease, wheel_metadata
+from formats.python import PythonRelease, describe_distribution, wheel_metadata
 
 log = logging.getLogger(__name__)
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPE = "application/vnd.pypi.simple.v1+html"
-REFRESH_SECONDS = 60.0
 
 
 class VerifyingIndex:
-    """The index's logic, apart from HTTP: listing projects and serving verified files."""
+    """The index's logic, apart from HTTP: listing projects and serving verified files.
+
+    It holds configuration only (the client home): every request is a new
+    session, one TUF refresh from the trusted metadata on disk, so an index
+    that stays up sees each release as it lands, and an outage or a refusal
+    ends with the request that met it.
+    """
 
     def __init__(self, home: Path) -> None:
         self.home = home
         self._lock = threading.Lock()  # ngclient is not thread-safe: one operation at a time
-        self._updater: SecureUpdater | None = None
-        self._fresh_until = 0.0
         self.refusals: list[ClientError] = []
 
     def updater(self) -> SecureUpdater:
-        """One TUF refresh per ``REFRESH_SECONDS``, not per request."""
-        if self._updater is None or time.monotonic() > self._fresh_until:
-            self._updater = SecureUpdater(self.home)
-            self._fresh_until = time.monotonic() + REFRESH_SECONDS
-        return self._updater
+        """A new session for one request (see the class docstring)."""
+        return SecureUpdater(self.home)
+
+    def projects(self) -> list[str]:
+        """The projects the repository has layouts for (the root page, PEP 503/691)."""
+        with self._lock:
+            return sorted(self.updater().package_names())
 
     def files(self, project: str) -> list[dict[str, Any]]:
         """The files of ``project``: filename, url, sha256, requires-python, metadata hash."""
@@ -93,7 +100,18 @@ class VerifyingIndex:
             if entry.filename != filename:
                 raise PackageNotFoundError(f"{project} {version} has no file {filename}")
             resolved = updater.target_of(project, found, entry)
-            return updater.verify(resolved).path
+            path = updater.verify(resolved).path
+        if filename.endswith(".whl"):
+            # What pip reads is the wheel's own METADATA: it must be this project and
+            # version and name no URL to install unverified (a repository that published
+            # before the publish-time check, or an online key that lies, is caught here).
+            try:
+                described = describe_distribution(path, filename)
+            except FormatError as exc:
+                raise ClientError(f"refused {filename}: {exc}") from exc
+            if described is None or described.project != project:
+                raise ClientError(f"refused {filename}: it is not a wheel of {project}")
+        return path
 
     def verified_metadata(self, project: str, version: str, filename: str) -> bytes:
         """A wheel's core metadata (PEP 658), taken from the verified wheel itself."""
@@ -151,9 +169,14 @@ def _handler(index: VerifyingIndex) -> type[BaseHTTPRequestHandler]:
 
         def _refuse(self, error: ClientError) -> None:
             index.refusals.append(error)
-            log.warning("refused: %s", error)
-            status = HTTPStatus.NOT_FOUND if isinstance(error, PackageNotFoundError) \
-                else HTTPStatus.FORBIDDEN
+            if isinstance(error, PackageNotFoundError):
+                status, said = HTTPStatus.NOT_FOUND, "not found"
+            elif isinstance(error, RepositoryUnreachable | InstallError) \
+                    and error.exit_code != 1:
+                status, said = HTTPStatus.SERVICE_UNAVAILABLE, "unavailable"
+            else:
+                status, said = HTTPStatus.FORBIDDEN, "refused"
+            log.warning("%s: %s", said, error)
             self._send(status, f"custody: {error}\n".encode(), "text/plain; charset=utf-8")
 
         def do_GET(self) -> None:
@@ -175,11 +198,17 @@ def _handler(index: VerifyingIndex) -> type[BaseHTTPRequestHandler]:
                 "text/html" not in accept)
 
         def _root(self) -> None:
+            projects = index.projects()
             if self._wants_json():
-                self._send(200, json.dumps({"meta": {"api-version": "1.1"},
-                                            "projects": []}).encode(), JSON_TYPE)
-            else:
-                self._send(200, b"<!DOCTYPE html><html><body></body></html>\n", HTML_TYPE)
+                self._send(200, json.dumps({
+                    "meta": {"api-version": "1.1"},
+                    "projects": [{"name": name} for name in projects]}).encode(), JSON_TYPE)
+                return
+            links = "\n".join(f'    <a href="/simple/{html.escape(name)}/">{html.escape(name)}'
+                              "</a><br/>" for name in projects)
+            self._send(200, ('<!DOCTYPE html>\n<html><head><meta name="pypi:repository-version"'
+                             ' content="1.1"><title>Simple index</title></head><body>\n'
+                             f"{links}\n</body></html>\n").encode(), HTML_TYPE)
 
         def _project(self, name: str) -> None:
             project = canonicalize_name(name)
@@ -215,12 +244,33 @@ def _handler(index: VerifyingIndex) -> type[BaseHTTPRequestHandler]:
 def serving(home: Path, port: int = 0) -> Iterator[tuple[str, VerifyingIndex]]:
     """The index on 127.0.0.1 (only), in a thread, for as long as the block runs."""
     index = VerifyingIndex(home)
-    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(index))
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", port), _handler(index))
+    except OSError as exc:
+        reason = "is in use" if exc.errno == errno.EADDRINUSE else f"failed: {exc.strerror}"
+        raise InstallError(f"the index cannot listen on 127.0.0.1:{port}: the port {reason}") \
+            from exc
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}/simple/", index
     finally:
-        server.shutdown()
-        server.server_close()
+        _stop(server, thread)
+
+
+def _stop(server: ThreadingHTTPServer, thread: threading.Thread) -> None:
+    """Stop at once: ``shutdown`` alone waits out ``serve_forever``'s 0.5 s poll.
+
+    A connection to the listening socket wakes the poll, which then sees the
+    shutdown request; it is repeated until the loop has ended, in case a wake
+    came before the request did.
+    """
+    stopper = threading.Thread(target=server.shutdown, daemon=True)
+    stopper.start()
+    while stopper.is_alive():
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", server.server_port), timeout=1).close()
+        stopper.join(0.02)
+    thread.join()
+    server.server_close()

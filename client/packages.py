@@ -16,6 +16,7 @@ interrupted updates (`PackageManager.recover`).
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -366,7 +367,7 @@ class PackageManager:
             return entries + cached, freed + cached_bytes
 
     def fetch(self, name: str, version: str | None = None, channel: str = "stable",
-              destination: Path | None = None) -> Path:
+              destination: str | os.PathLike[str] | None = None) -> Path:
         """The artifact of ``name`` after the full TUF + in-toto pipeline, copied atomically
         into ``destination`` (default: the current directory); its path.
 
@@ -379,7 +380,8 @@ class PackageManager:
 
         resolved = self.updater.resolve(name, version, channel)
         verified = self.updater.verify(resolved)
-        target = (destination or Path.cwd()) / resolved.filename
+        target = (Path(destination) if destination is not None else Path.cwd()) \
+            / resolved.filename
         copy_atomic(verified.path, target)
         return target
 
@@ -410,7 +412,8 @@ class PackageManager:
 
 
 def fetch(name: str, version: str | None = None, channel: str = "stable",
-          home: Path | None = None, destination: Path | None = None) -> Path:
+          home: str | os.PathLike[str] | None = None,
+          destination: str | os.PathLike[str] | None = None) -> Path:
     """For plugin hosts: the verified artifact of ``name`` in ``destination``; its path.
 
     The full pipeline (TUF refresh, in-toto verification, the file bound to
@@ -419,7 +422,8 @@ def fetch(name: str, version: str | None = None, channel: str = "stable",
     """
     from client.config import default_home
 
-    return PackageManager(home or default_home()).fetch(name, version, channel, destination)
+    return PackageManager(Path(home) if home is not None else default_home()).fetch(
+        name, version, channel, destination)
 
 
 def init_home(home: Path, urls: Sequence[str], root: Path, layout_keys: Sequence[dict],

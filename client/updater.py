@@ -417,6 +417,17 @@ class SecureUpdater:
         role = targets.get_delegated_role(LAYOUTS_ROLE)  # type: ignore[attr-defined]
         return [targets.get_key(k) for k in role.keyids], role.threshold  # type: ignore[attr-defined]
 
+    def package_names(self) -> set[str]:
+        """The packages the verified ``layouts`` role has a layout for.
+
+        Every package is published under its project owners' layout, so this
+        lists them without walking a thousand hash bins.
+        """
+        self.target("in-toto/layouts/.index")  # loads and verifies 'layouts' through TUF
+        layouts = self._trusted_role(LAYOUTS_ROLE).signed
+        return {m["name"] for path in layouts.targets  # type: ignore[attr-defined]
+                if (m := LAYOUT_PATH.match(path))}
+
     def newest_layout(self, name: str, named: str) -> TargetFile:
         """The newest layout for ``name`` in the (verified) ``layouts`` role."""
         if self.target(named) is None:  # loads and verifies 'layouts' through TUF

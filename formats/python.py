@@ -92,11 +92,47 @@ def wheel_metadata(path: Path) -> bytes | None:
         raise FormatError(f"{path.name} is not a readable wheel: {exc}") from exc
 
 
+def check_wheel_metadata(metadata: bytes, filename: str, project: str, version: str) -> str | None:
+    """A wheel's METADATA must be the file name's project and version, with no direct URLs.
+
+    pip believes METADATA over the file name: a wheel named 1.0.1 whose
+    METADATA says 1.0.0 is installed as 1.0.0 (or falls back to another
+    file), and a ``Requires-Dist: six @ file:///...`` makes pip install that
+    URL with no index, so with no verification at all. Both are refused
+    where the repository publishes and where the client's index serves.
+    Returns ``Requires-Python``.
+    """
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.version import InvalidVersion, Version
+
+    headers = email.parser.BytesParser().parsebytes(metadata, headersonly=True)
+    name, declared = headers.get("Name"), headers.get("Version")
+    if not name or canonicalize_name(name) != project:
+        raise FormatError(f"{filename}: its METADATA names project {name!r}, not {project!r}")
+    try:
+        if declared is None or Version(declared) != Version(version):
+            raise FormatError(f"{filename}: its METADATA says version {declared!r}, "
+                              f"not {version}")
+    except InvalidVersion as exc:
+        raise FormatError(f"{filename}: its METADATA version {declared!r} is invalid") from exc
+    for line in headers.get_all("Requires-Dist") or []:
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement as exc:
+            raise FormatError(f"{filename}: Requires-Dist {line!r} is invalid") from exc
+        if requirement.url:
+            raise FormatError(
+                f"{filename}: Requires-Dist {line!r} is a direct URL dependency, which pip "
+                "would install with no index and so unverified")
+    return headers.get("Requires-Python")
+
+
 def describe_distribution(path: Path, filename: str) -> PythonRelease | None:
     """What a wheel or sdist declares, from its file name (and a wheel's METADATA).
 
     ``None`` for a file that is no Python distribution; a ``.whl`` whose name
-    does not parse is refused.
+    does not parse, or whose METADATA is missing or disagrees with it
+    (`check_wheel_metadata`), is refused.
     """
     if filename.endswith(".whl"):
         try:
@@ -104,12 +140,10 @@ def describe_distribution(path: Path, filename: str) -> PythonRelease | None:
         except InvalidWheelFilename as exc:
             raise FormatError(f"{filename!r} is not a wheel file name: {exc}") from exc
         metadata = wheel_metadata(path)
-        requires = None
-        if metadata is not None:
-            headers = email.parser.BytesParser().parsebytes(metadata, headersonly=True)
-            requires = headers.get("Requires-Python")
-        return PythonRelease(name, str(version), requires,
-                             hashlib.sha256(metadata).hexdigest() if metadata else None)
+        if metadata is None:
+            raise FormatError(f"{filename} has no single .dist-info/METADATA")
+        requires = check_wheel_metadata(metadata, filename, name, str(version))
+        return PythonRelease(name, str(version), requires, hashlib.sha256(metadata).hexdigest())
     if filename.endswith((".tar.gz", ".zip")):
         try:
             name, version = parse_sdist_filename(filename)
