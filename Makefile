@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/publish.py
 	$(BIN)/python bench/update.py
 	$(BIN)/python bench/fleet.py
+	$(BIN)/python bench/plugins.py
 	$(BIN)/python bench/imports.py
 	$(BIN)/python bench/readme.py
 
