@@ -105,11 +105,11 @@ class MirrorFetcher(FetcherInterface):
                 continue
             if response.status == 404:
                 not_found = not_found or DownloadHTTPError(f"{path} not found", 404)
-                response.release_conn()
+                _discard(response)
                 continue
             if response.status != 200:
                 errors.append(f"{base}: HTTP {response.status}")
-                response.release_conn()
+                _discard(response)
                 continue
             return self._chunks(response, full)
         if not_found is not None:
@@ -149,3 +149,29 @@ class MirrorFetcher(FetcherInterface):
             response.close()
             raise
         response.release_conn()
+
+
+#: The largest error body read to keep its connection alive; a larger one closes it.
+DRAINED = 64 * 1024
+
+
+def _discard(response: urllib3.BaseHTTPResponse) -> None:
+    """Done with an answer whose body nobody reads (a 404, a 5xx).
+
+    Handing the connection back with its body unread made the next request
+    on it fail with ``ResponseNotReady`` and urllib3 log a retry warning on
+    every refresh (ngclient's probe for the next root version is a 404 each
+    time). A small body is read, so the kept-alive connection is reused; one
+    without a length, or a large one (a hostile mirror's endless error page),
+    closes the connection instead of reading it.
+    """
+    length = response.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) <= DRAINED:
+        try:
+            response.drain_conn()
+        except (urllib3.exceptions.HTTPError, OSError):
+            response.close()
+            return
+        response.release_conn()
+    else:
+        response.close()
