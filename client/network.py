@@ -31,7 +31,6 @@ took. A proxy or a CA only decides whether the bytes arrive.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import ssl
 from collections.abc import Mapping
@@ -69,6 +68,7 @@ def _environment_proxies() -> dict[str, str]:
 
 def _bypassed(host: str, port: int | None, no_proxy: str) -> bool:
     """Whether ``NO_PROXY``'s value says to reach ``host`` directly (curl and requests' rules)."""
+    import ipaddress
     import urllib.request
 
     entries = [e.strip() for e in no_proxy.split(",") if e.strip()]
@@ -212,11 +212,13 @@ class NetworkOptions:
 
 
 class Connections:
-    """urllib3 pools for one fetcher: one direct, one per proxy, all with the same TLS context.
+    """urllib3 pools for one fetcher: direct or through a proxy, with or without TLS.
 
     `urllib3.ProxyManager` tunnels ``https://`` URLs through the proxy with
     CONNECT (TLS is end to end: the proxy sees only the host name) and sends
     ``http://`` ones to it as absolute-URI requests, exactly as curl does.
+    Pools are made on first use and keyed by (proxy, TLS): a client of
+    ``http://`` mirrors never loads a CA bundle (tens of milliseconds).
     """
 
     def __init__(self, options: NetworkOptions, **pool_kwargs: Any) -> None:
@@ -224,8 +226,7 @@ class Connections:
         self._kwargs = pool_kwargs
         self._context: ssl.SSLContext | None = None
         self._context_made = False
-        self._direct: urllib3.PoolManager | None = None
-        self._proxied: dict[str, urllib3.ProxyManager] = {}
+        self._pools: dict[tuple[str | None, bool], urllib3.PoolManager] = {}
 
     def prepare_tls(self) -> None:
         """Load the TLS context now (raising `ConfigError`), not at the first connection."""
@@ -240,22 +241,25 @@ class Connections:
     def pool(self, url: str) -> urllib3.PoolManager:
         """The pool that fetches ``url``: through its proxy, or direct."""
         proxy = self.options.proxy_for(url)
+        key = (proxy, url.startswith("https:"))
+        if key not in self._pools:
+            self._pools[key] = self._new_pool(*key)
+        return self._pools[key]
+
+    def _new_pool(self, proxy: str | None, tls: bool) -> urllib3.PoolManager:
+        target_tls = self._tls() if tls else {}
         if proxy is None:
-            if self._direct is None:
-                self._direct = urllib3.PoolManager(**self._kwargs, **self._tls())
-            return self._direct
-        if proxy not in self._proxied:
-            parsed = urlparse(proxy)
-            address, headers = proxy, None
-            if parsed.username is not None:  # sent as Basic auth, never in the request line
-                credentials = f"{unquote(parsed.username)}:{unquote(parsed.password or '')}"
-                headers = urllib3.make_headers(proxy_basic_auth=credentials)
-                address = parsed._replace(netloc=parsed.netloc.rpartition("@")[2]).geturl()
-            tls = self._tls()
-            self._proxied[proxy] = urllib3.ProxyManager(
-                address, proxy_headers=headers, proxy_ssl_context=tls.get("ssl_context"),
-                **self._kwargs, **tls)
-        return self._proxied[proxy]
+            return urllib3.PoolManager(**self._kwargs, **target_tls)
+        parsed = urlparse(proxy)
+        address, headers = proxy, None
+        if parsed.username is not None:  # sent as Basic auth, never in the request line
+            credentials = f"{unquote(parsed.username)}:{unquote(parsed.password or '')}"
+            headers = urllib3.make_headers(proxy_basic_auth=credentials)
+            address = parsed._replace(netloc=parsed.netloc.rpartition("@")[2]).geturl()
+        proxy_tls = self._tls() if parsed.scheme == "https" else {}
+        return urllib3.ProxyManager(address, proxy_headers=headers,
+                                    proxy_ssl_context=proxy_tls.get("ssl_context"),
+                                    **self._kwargs, **target_tls)
 
     def request(self, url: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:
         """``GET url`` through the right pool (`urllib3.PoolManager.request`'s arguments)."""

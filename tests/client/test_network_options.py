@@ -127,3 +127,14 @@ def test_proxy_credentials_become_a_basic_auth_header_not_part_of_the_url(clean_
     assert pool.proxy.auth is None
     # base64("agent@corp:s3cret")
     assert pool.proxy_headers["proxy-authorization"] == "Basic YWdlbnRAY29ycDpzM2NyZXQ="
+
+
+def test_http_mirrors_never_load_the_ca_bundle(clean_environment, tmp_path):
+    """SSL_CERT_FILE is read at the first https:// URL, so a junk one breaks only TLS."""
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    clean_environment.setenv("SSL_CERT_FILE", str(junk))
+    connections = Connections(NetworkOptions.resolve())
+    assert connections.pool("http://mirror.example/") is connections.pool("http://other/")
+    with pytest.raises(ConfigError, match=r"^SSL_CERT_FILE names .*junk\.pem, which holds no"):
+        connections.pool("https://mirror.example/")
