@@ -19,6 +19,7 @@ import http.server
 import ipaddress
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -129,7 +130,8 @@ class Proxy:
 
 
 @contextlib.contextmanager
-def running_tinyproxy(work: Path) -> Iterator[Proxy]:
+def running_tinyproxy(work: Path, basic_auth: str = "") -> Iterator[Proxy]:
+    """tinyproxy on a free loopback port; ``basic_auth`` ("user password") makes it ask for it."""
     binary = _tinyproxy()
     work.mkdir(parents=True)
     port = free_port()
@@ -137,7 +139,7 @@ def running_tinyproxy(work: Path) -> Iterator[Proxy]:
     # No ConnectPort line: CONNECT to any port (the TLS mirror's is not 443).
     (work / "tinyproxy.conf").write_text(
         f"Port {port}\nListen 127.0.0.1\nTimeout 60\nLogFile \"{log}\"\nLogLevel Info\n"
-        "MaxClients 50\nAllow 127.0.0.1\n")
+        "MaxClients 50\nAllow 127.0.0.1\n" + (f"BasicAuth {basic_auth}\n" if basic_auth else ""))
     proc = subprocess.Popen([binary, "-d", "-c", str(work / "tinyproxy.conf")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -206,6 +208,24 @@ def test_proxy_from_the_configuration_and_no_proxy_bypassing_it(tmp_path, served
             assert r.returncode == 0, (name, r.stderr)
             assert mirror.requests and not any(via for _, via in mirror.requests), name
             assert len(proxy.requests()) == seen, name  # the proxy saw none of them
+    finally:
+        mirror.close()
+
+
+def test_proxy_credentials_from_the_proxy_url(tmp_path, served):
+    served.publish("1.0.0")
+    mirror = ProxiedOnlyMirror(served.repo_dir / "public")
+    try:
+        with running_tinyproxy(tmp_path / "tinyproxy", "agent s3cret") as proxy:
+            home = tmp_path / "home"
+            init(home, served, mirror.url)
+            address = proxy.url.removeprefix("http://")
+            r = run(home, "install", "hello", http_proxy=f"http://agent:wrong@{address}")
+            # tinyproxy 1.11 answers a forwarded request's bad credentials with 401
+            assert r.returncode == 3 and re.search(r"HTTP 40[17] ", one_sentence(r))
+            r = run(home, "install", "hello", http_proxy=f"http://agent:s3cret@{address}")
+            assert r.returncode == 0, r.stderr
+            assert mirror.requests and all(via for _, via in mirror.requests)
     finally:
         mirror.close()
 
