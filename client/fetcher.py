@@ -57,7 +57,7 @@ def _local_path(url: str) -> Path | None:
     return None if ".." in path.parts else path
 
 
-def _reason(exc: urllib3.exceptions.HTTPError) -> str:
+def _reason(exc: BaseException) -> str:
     """Why a request failed, in a few words: the kind of failure and, for TLS, OpenSSL's reason.
 
     urllib3 wraps the cause (``MaxRetryError`` around ``SSLError`` around the
@@ -194,8 +194,7 @@ class MirrorFetcher(FetcherInterface):
                 yield chunk
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             response.close()  # unread bytes: never hand this connection back
-            raise MirrorsUnreachable(
-                f"download of {url} failed: {type(exc).__name__}") from exc
+            raise MirrorsUnreachable(f"download of {url} failed: {_reason(exc)}") from exc
         except BaseException:  # slow retrieval, or the consumer stopped (length limit)
             response.close()
             raise
