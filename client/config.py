@@ -21,6 +21,7 @@ from typing import Any
 
 from client.errors import ConfigError
 from client.health import DEFAULT_TIMEOUT
+from client.network import NetworkOptions
 from client.unpack import DEFAULT_LIMITS, UnpackLimits
 from intoto.files import write_atomic
 
@@ -74,11 +75,28 @@ class ClientConfig:
     report_token: str | None = None
     max_unpacked_mib: int = DEFAULT_LIMITS.max_bytes >> 20
     max_unpack_ratio: float = DEFAULT_LIMITS.max_ratio
+    # Enterprise networks (`client.network`): None takes the environment's
+    # http_proxy, HTTPS_PROXY, NO_PROXY and SSL_CERT_FILE, as curl does; "" turns
+    # an environment proxy off. A client certificate (and key) for mutual TLS.
+    http_proxy: str | None = None
+    https_proxy: str | None = None
+    no_proxy: str | None = None
+    ca_bundle: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
 
     @property
     def unpack_limits(self) -> UnpackLimits:
         """The bounds on what one artifact may unpack to (`client.unpack`)."""
         return UnpackLimits(self.max_unpacked_mib << 20, self.max_unpack_ratio)
+
+    def network(self) -> NetworkOptions:
+        """How requests reach the mirrors: these settings over the environment's.
+
+        Raises `ConfigError` for a proxy or a file the settings cannot mean.
+        """
+        return NetworkOptions.resolve(self.http_proxy, self.https_proxy, self.no_proxy,
+                                      self.ca_bundle, self.client_cert, self.client_key)
 
     @staticmethod
     def path(home: Path) -> Path:

@@ -9,6 +9,10 @@ bytes go through ngclient's length and hash verification like any others.
 A mirror that answers with bytes that do not verify is caught one level up:
 `client.updater` retries the whole TUF operation with the next mirror first.
 
+How requests leave the host (proxies, ``NO_PROXY``, a private CA bundle, a
+client certificate for mutual TLS) is `client.network`'s: curl's rules, from
+the environment or the client's configuration.
+
 Length limits are ngclient's (it stops reading past the expected length);
 here every request also has a socket timeout, and a download that trickles
 slower than ``min_rate`` bytes per second after a grace period is abandoned
@@ -18,6 +22,7 @@ slower than ``min_rate`` bytes per second after a grace period is abandoned
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -26,6 +31,9 @@ from urllib.parse import unquote, urlparse
 import urllib3
 from tuf.api.exceptions import DownloadError, DownloadHTTPError, SlowRetrievalError
 from tuf.ngclient.fetcher import FetcherInterface
+
+from client.errors import ConfigError
+from client.network import Connections, NetworkOptions
 
 log = logging.getLogger(__name__)
 VIRTUAL = "mirror:/"
@@ -49,13 +57,40 @@ def _local_path(url: str) -> Path | None:
     return None if ".." in path.parts else path
 
 
+def _reason(exc: BaseException) -> str:
+    """Why a request failed, in a few words: the kind of failure and, for TLS, OpenSSL's reason.
+
+    urllib3 wraps the cause (``MaxRetryError`` around ``SSLError`` around the
+    `ssl` module's error); an operator behind a proxy or a private CA needs to
+    read "certificate verify failed" or "ProxyError", not the wrapper's name.
+    """
+    chain: list[BaseException] = []
+    pending: list[object] = [exc]
+    while pending and len(chain) < 10:
+        cause = pending.pop(0)
+        if not isinstance(cause, BaseException) or cause in chain:
+            continue
+        chain.append(cause)
+        pending += [getattr(cause, "reason", None), *cause.args, cause.__cause__]
+    for cause in chain:
+        if isinstance(cause, ssl.SSLError):
+            detail = getattr(cause, "verify_message", None) or cause.reason or str(cause)
+            kind = ("certificate verify failed"
+                    if isinstance(cause, ssl.SSLCertVerificationError) else "TLS error")
+            return f"{kind}: {detail}" if detail != kind else kind
+    if any(isinstance(c, urllib3.exceptions.ProxyError) for c in chain):
+        return "ProxyError (the proxy could not be reached or refused the connection)"
+    wrappers = (urllib3.exceptions.MaxRetryError, urllib3.exceptions.ProtocolError)
+    return type(next((c for c in chain if not isinstance(c, wrappers)), exc)).__name__
+
+
 class MirrorFetcher(FetcherInterface):
     """Fetches ``mirror:/<path>`` from the first of several base URLs that answers."""
 
     def __init__(self, mirrors: Sequence[str], timeout: float = 30.0, min_rate: float = 1024.0,
                  grace: float = 5.0, chunk_size: int = 1 << 18,
                  progress: Callable[[str, int, int | None, float], None] | None = None,
-                 ) -> None:
+                 network: NetworkOptions | None = None) -> None:
         if not mirrors:
             raise ValueError("at least one repository URL is needed")
         self.mirrors = [m.rstrip("/") for m in mirrors]
@@ -70,10 +105,18 @@ class MirrorFetcher(FetcherInterface):
         # A server may close a kept-alive connection between two requests (object
         # stores do, after some answers); one retry of the request, before any byte
         # of the body, is the standard remedy. Bodies are never retried mid-way.
-        self._pool = urllib3.PoolManager(
+        # ``network`` None: the environment's proxies and SSL_CERT_FILE, as curl reads them.
+        self.network = network if network is not None else NetworkOptions.resolve()
+        self._pool = Connections(
+            self.network,
             timeout=urllib3.Timeout(connect=timeout, read=timeout),
             retries=urllib3.Retry(total=2, connect=1, read=1, redirect=0, status=0,
                                   other=0, raise_on_status=False))
+        if self.network.tls_configured and any(m.startswith("https:") for m in self.mirrors):
+            # The configured CA bundle or client certificate is the operator's file: one
+            # that OpenSSL cannot load is a usage error now, not an outage at the first
+            # fetch (the system's CAs, and SSL_CERT_FILE's, still load when first needed).
+            self._pool.prepare_tls()
 
     def order(self) -> list[str]:
         return self.mirrors[self.first:] + self.mirrors[: self.first]
@@ -98,17 +141,25 @@ class MirrorFetcher(FetcherInterface):
                     continue
                 return self._file_chunks(local)
             try:
-                response = self._pool.request("GET", full, preload_content=False,
+                response = self._pool.request(full, preload_content=False,
                                               decode_content=False)
             except urllib3.exceptions.HTTPError as exc:
-                errors.append(f"{base}: {type(exc).__name__}")
+                errors.append(f"{base}: {_reason(exc)}")
+                continue
+            except ConfigError as exc:  # SSL_CERT_FILE's bundle, loaded at the first https URL
+                errors.append(f"{base}: {exc}")
                 continue
             if response.status == 404:
                 not_found = not_found or DownloadHTTPError(f"{path} not found", 404)
                 _discard(response)
                 continue
             if response.status != 200:
-                errors.append(f"{base}: HTTP {response.status}")
+                said = f"{base}: HTTP {response.status} {response.reason or ''}".rstrip()
+                if (response.status == 400 and full.startswith("https:")
+                        and self.network.client_cert is None):
+                    # nginx's answer to a client without the certificate it requires
+                    said += " (does the mirror require a client certificate? client_cert)"
+                errors.append(said)
                 _discard(response)
                 continue
             return self._chunks(response, full)
@@ -143,8 +194,7 @@ class MirrorFetcher(FetcherInterface):
                 yield chunk
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             response.close()  # unread bytes: never hand this connection back
-            raise MirrorsUnreachable(
-                f"download of {url} failed: {type(exc).__name__}") from exc
+            raise MirrorsUnreachable(f"download of {url} failed: {_reason(exc)}") from exc
         except BaseException:  # slow retrieval, or the consumer stopped (length limit)
             response.close()
             raise

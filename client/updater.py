@@ -192,7 +192,7 @@ class SecureUpdater:
         self.cache_dir = home / "cache"
         self.fetcher = fetcher or MirrorFetcher(
             self.config.urls, self.config.timeout, self.config.min_rate,
-            self.config.slow_grace, progress=progress)
+            self.config.slow_grace, progress=progress, network=self.config.network())
         self._updater: Updater | None = None
         self._outage: RepositoryUnreachable | None = None
         # The refreshed root's consistent_snapshot (one refresh per session; _target_path).

@@ -37,6 +37,15 @@ class LayoutExpiredError(VerificationError):
     """The layout's ``expires`` date has passed."""
 
 
+class KeylessUnavailableError(VerificationError):
+    """The layout names keyless functionaries and the sigstore library is not installed.
+
+    Not a `SignatureError`: no bundle was judged, so the verifier stops at
+    once with the one thing to do (install the ``keyless`` extra) instead of
+    listing each bundle as unverifiable.
+    """
+
+
 class LinkNotFoundError(VerificationError):
     """Fewer link files than a step's threshold exist for it."""
 

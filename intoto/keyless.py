@@ -29,13 +29,19 @@ A bundle file for step S is named ``S.<name>.sigstore.json``. Its evidence is:
   says the identity released exactly that wheel.
 
 Thresholds count distinct identities: two bundles by one workflow are one.
+
+The sigstore library is an extra (``custody[keyless]``): a host whose layouts
+name only keys never imports it, and need not install it. Where a layout
+needs it and it is absent, verification stops with `KeylessUnavailableError`
+saying which extra to install.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,8 +50,22 @@ from typing import Any
 from intoto.attestation import Statement
 from intoto.canonical import loads
 from intoto.constraints import CertConstraint
-from intoto.errors import FormatError, SignatureError
+from intoto.errors import FormatError, KeylessUnavailableError, SignatureError
 from intoto.models import BUNDLE_SUFFIX, Link
+
+#: What installs keyless verification on a host that installed the client alone.
+INSTALL_KEYLESS = "pip install 'custody[keyless]'"
+
+
+@contextlib.contextmanager
+def _sigstore_library() -> Iterator[None]:
+    """Around imports of the sigstore stack: absent, one sentence naming the extra."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        raise KeylessUnavailableError(
+            f"the layout names keyless functionaries, whose Sigstore bundles need the "
+            f"sigstore library ({exc.name} is not installed): {INSTALL_KEYLESS}") from exc
 
 
 class _ConstraintPolicy:
@@ -127,8 +147,9 @@ class SigstoreTrust:
 
     def verifier(self) -> Any:
         if self._verifier is None:
-            from sigstore.models import TrustedRoot
-            from sigstore.verify import Verifier
+            with _sigstore_library():
+                from sigstore.models import TrustedRoot
+                from sigstore.verify import Verifier
 
             with tempfile.TemporaryDirectory(prefix="custody-sigstore-") as tmp:
                 path = Path(tmp, "trusted_root.json")
@@ -147,12 +168,14 @@ class SigstoreTrust:
 
         Raises SignatureError with one sentence when the bundle does not
         verify, its identity is not allowed, or the library cannot verify
-        its kind; FormatError when its statement is not step evidence.
+        its kind; FormatError when its statement is not step evidence;
+        KeylessUnavailableError when the sigstore library is not installed.
         """
-        from sigstore.errors import Error as SigstoreError
-        from sigstore.hashes import Hashed
-        from sigstore.models import Bundle
-        from sigstore_models.common.v1 import HashAlgorithm
+        with _sigstore_library():
+            from sigstore.errors import Error as SigstoreError
+            from sigstore.hashes import Hashed
+            from sigstore.models import Bundle
+            from sigstore_models.common.v1 import HashAlgorithm
 
         if self.expires is not None and self.now() >= self.expires:
             raise SignatureError(f"{name} was not checked: the Sigstore trusted root expired on "

@@ -11,9 +11,31 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 EX_SOFTWARE = 70  # sysexits.h: an internal software error
+
+#: The extras of pyproject.toml by the top-level modules they install (a test keeps the
+#: two equal). ``pip install custody`` is the client a host needs; a command that needs
+#: an extra's module that is absent says which extra to install, in one sentence.
+EXTRAS: dict[str, str] = {
+    "flask": "repository", "werkzeug": "repository", "gunicorn": "repository",
+    "boto3": "repository", "botocore": "repository", "prometheus_client": "repository",
+    "requests": "repository", "sigstore": "keyless", "sigstore_models": "keyless",
+}
+#: What a command that lacks an extra's module exits with: the operation failed
+#: (1 in every custody command's table), and nothing was done.
+EXIT_MISSING_EXTRA = 1
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The sentence for an import of an extra's module that is not installed, else None."""
+    module = (exc.name or "").partition(".")[0]
+    extra = EXTRAS.get(module)
+    if extra is None:
+        return None
+    return (f"this command needs the {extra} extra ({module} is not installed): "
+            f"pip install 'custody[{extra}]'")
 
 
 def _exit_now(code: int) -> None:
@@ -51,28 +73,39 @@ def guarded(program: str, main: Callable[[], Any],
             result = main()
         except (SystemExit, KeyboardInterrupt):
             raise
+        except ModuleNotFoundError as exc:
+            sentence = missing_extra(exc)
+            if sentence is None:
+                _crashed(program, exc)
+            print(f"{program}: {sentence}", file=sys.stderr)
+            sys.exit(EXIT_MISSING_EXTRA)
         except Exception as exc:  # the last line of defence: a bug
-            import tempfile
-            import time
-            import traceback
-
-            details = traceback.format_exc()
-            fd, path = tempfile.mkstemp(prefix=f"{program}-crash-{time.strftime('%Y%m%d')}-",
-                                        suffix=".txt")
-            with open(fd, "w") as out:
-                out.write(f"{program} {' '.join(sys.argv[1:])}\n\n{details}")
-            if "-v" in sys.argv[1:] or "--verbose" in sys.argv[1:]:
-                sys.stderr.write(details)
-            message = str(exc).splitlines()[0][:200] if str(exc) else ""
-            print(f"{program}: internal error ({type(exc).__name__}: {message}); details "
-                  f"in {path}", file=sys.stderr)
-            sys.exit(EX_SOFTWARE)
+            _crashed(program, exc)
         code = result if isinstance(result, int) else 0
         if fast_exit:
             _exit_now(code)
         sys.exit(code)
 
     return run
+
+
+def _crashed(program: str, exc: Exception) -> NoReturn:
+    """Write the traceback to a file, say one sentence naming it, exit `EX_SOFTWARE`."""
+    import tempfile
+    import time
+    import traceback
+
+    details = traceback.format_exc()
+    fd, path = tempfile.mkstemp(prefix=f"{program}-crash-{time.strftime('%Y%m%d')}-",
+                                suffix=".txt")
+    with open(fd, "w") as out:
+        out.write(f"{program} {' '.join(sys.argv[1:])}\n\n{details}")
+    if "-v" in sys.argv[1:] or "--verbose" in sys.argv[1:]:
+        sys.stderr.write(details)
+    message = str(exc).splitlines()[0][:200] if str(exc) else ""
+    print(f"{program}: internal error ({type(exc).__name__}: {message}); details "
+          f"in {path}", file=sys.stderr)
+    sys.exit(EX_SOFTWARE)
 
 
 class VersionAction(argparse.Action):
