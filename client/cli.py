@@ -35,7 +35,7 @@ class CustodyGroup(click.Group):
             return super().invoke(ctx)
         except Interrupted as exc:
             click.echo(f"custody: interrupted by {SIGNAL_NAMES.get(exc.signum, exc.signum)}; "
-                       "anything unfinished was rolled back", err=True)
+                       f"{exc.aftermath}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("custody: interrupted by SIGINT; anything unfinished was rolled back",

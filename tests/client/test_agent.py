@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -123,6 +125,158 @@ def test_the_documented_example_agent_updates_itself(served, home):
                            str(BIN / "python"), str(example), "--once"],
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert "hello 1.0.0 asked to be restarted" in proc.stderr
+    assert "custody: hello 1.0.0 installed 1.1.0; starting it on probation until " \
+        in proc.stderr
     hello = package(home)
     assert (hello["current"], hello["pending"]) == ("1.1.0", None)
+
+
+# -- day two: an agent that stays up (issue 21) -------------------------------------------
+
+# A long-running agent: one line per poll, with the time it ended, so that a test can
+# count the polls between a change on the server and the agent's reaching it.
+LONG_AGENT = """
+import os, sys, time
+from client.agent import Agent
+from client.errors import ClientError
+
+log = open(sys.argv[1], "a", buffering=1)
+poll = float(sys.argv[2])
+agent = Agent.from_environment()
+version = os.environ["CUSTODY_VERSION"]
+
+def say(what):
+    log.write(f"{time.time():.3f} {version} {what}\\n")
+
+say("start")
+if agent.awaiting_confirmation():
+    agent.confirm()
+    say("confirmed")
+while True:
+    try:
+        offer = agent.check()
+    except ClientError as exc:
+        say(f"poll failed {type(exc).__name__}")
+    else:
+        if offer:
+            agent.update(confirm_within=60)
+            say(f"poll installed {offer}")
+            agent.restart()
+        say("poll none")
+    time.sleep(poll)
+"""
+POLL = 0.5
+
+
+class Switchable:
+    """The repository's gunicorn on one fixed port, stopped and started again at will."""
+
+    def __init__(self, repo_dir: Path) -> None:
+        from tests.helpers import free_port
+
+        self.repo_dir, self.port = repo_dir, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._stack: contextlib.ExitStack | None = None
+
+    def start(self) -> float:
+        """Start the server; the time it answered its health check."""
+        from tests.helpers import running_server
+
+        assert self._stack is None
+        self._stack = contextlib.ExitStack()
+        self._stack.enter_context(running_server(self.repo_dir, workers=1, port=self.port))
+        return time.time()
+
+    def stop(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = None
+
+
+@pytest.fixture
+def switchable(tmp_path, keydir, hello_chain):
+    from tests.helpers import Served, add_hello_layout, make_repo
+
+    repo_dir = tmp_path / "repo"
+    make_repo(repo_dir, keydir, bins=4)
+    add_hello_layout(repo_dir, keydir, hello_chain.layout)
+    server = Switchable(repo_dir)
+    server.start()
+    try:
+        yield server, Served(repo_dir, server.url, keydir, tmp_path)
+    finally:
+        server.stop()
+
+
+def _events(log: Path) -> list[tuple[float, str, str]]:
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [(float(t), v, what) for t, v, what in (line.split(" ", 2) for line in lines)]
+
+
+def _wait_for(log: Path, version: str, what: str, count: int = 1, after: float = 0.0,
+              timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = [e for e in _events(log) if e[1] == version and e[2].startswith(what)
+                and e[0] > after]
+        if len(seen) >= count:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no {count} x {version} {what!r} within {timeout} s:\n"
+                         + log.read_text())
+
+
+def _polls_of(log: Path, version: str, after: float) -> int:
+    return sum(1 for t, v, what in _events(log) if v == version and what.startswith("poll")
+               and t > after)
+
+
+def test_a_running_agent_reaches_every_release_through_outages(switchable, tmp_path):
+    """Down before the agent starts, a release published while it runs, down while it runs:
+    each time the agent runs the newest release within two polls (issue 21, items 1-2)."""
+    server, served = switchable
+    home = tmp_path / "home"
+    assert custody(home, "init", "--url", served.url, "--root", str(served.root),
+                   "--inspections", "run").returncode == 0
+    served.publish("1.0.0")
+    assert custody(home, "install", "hello").returncode == 0
+    server.stop()
+    served.publish("1.1.0")  # while the repository is down
+
+    script, log = tmp_path / "agent.py", tmp_path / "agent.log"
+    script.write_text(LONG_AGENT)
+    proc = subprocess.Popen([str(BIN / "custody"), "--home", str(home), "run", "hello", "--",
+                             str(BIN / "python"), str(script), str(log), str(POLL)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(log, "1.0.0", "poll failed RepositoryUnreachable", count=3)
+        up = server.start()
+        _wait_for(log, "1.1.0", "confirmed")
+        # the poll that installs 1.1.0, and at most one that was under way when it came back
+        assert _polls_of(log, "1.0.0", up) <= 2, log.read_text()
+
+        _wait_for(log, "1.1.0", "poll none", count=2)
+        published = time.time()
+        served.publish("1.2.0")  # while the agent runs
+        _wait_for(log, "1.2.0", "confirmed")
+        assert _polls_of(log, "1.1.0", published) <= 2, log.read_text()
+
+        _wait_for(log, "1.2.0", "poll none", count=1)
+        server.stop()
+        down = time.time()
+        _wait_for(log, "1.2.0", "poll failed RepositoryUnreachable", count=2, after=down)
+        served.publish("1.3.0")
+        up = server.start()
+        _wait_for(log, "1.3.0", "confirmed")
+        assert _polls_of(log, "1.2.0", up) <= 2, log.read_text()
+        _wait_for(log, "1.3.0", "poll none", count=3)  # and it stays there, polling
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    assert "interrupted by SIGTERM; stopped hello 1.3.0" in err, err
+    assert "Traceback" not in err
+    hello = package(home)
+    assert (hello["current"], hello["previous"], hello["pending"], hello["failed"]) == \
+        ("1.3.0", "1.2.0", None, {})
+    assert "hello 1.1.0 installed 1.2.0; starting it on probation until" in err, err
