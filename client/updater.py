@@ -503,7 +503,12 @@ class SecureUpdater:
             if policy is InspectionPolicy.RUN:
                 # Inspections see (and might touch) only their own copy of the artifact.
                 shutil.copyfile(artifact, delivered)
-            verifier = Verifier(inspections=policy, workdir=workdir, sigstore=sigstore)
+            # quiet: the verifier's notes (a link's command differs from the expected
+            # one, an inspection skipped by policy) were shown to the publisher when the
+            # release was published; here they go to the outcome and to `custody -v`, not
+            # to every poll's output.
+            verifier = Verifier(inspections=policy, workdir=workdir, sigstore=sigstore,
+                                quiet=True)
             try:
                 summary = verifier.verify(
                     layout, keys, MemoryLinks(links), threshold=threshold,
@@ -513,6 +518,8 @@ class SecureUpdater:
                 bind_product(summary, artifact, resolved.filename, sha256=sha256)
             except IntotoError as exc:
                 raise IntotoRefusal(f"{refused}: {exc}") from exc
+        for warning in verifier.warnings:
+            log.info("in-toto: %s", warning)
         return Verified(resolved, artifact, sha256, layout_info.path, verifier.warnings)
 
 

@@ -127,6 +127,7 @@ def test_the_documented_example_agent_updates_itself(served, home):
     assert proc.returncode == 0, proc.stderr
     assert "custody: hello 1.0.0 installed 1.1.0; starting it on probation until " \
         in proc.stderr
+    assert "expects" not in proc.stderr  # the publisher saw the command notes, once
     hello = package(home)
     assert (hello["current"], hello["pending"]) == ("1.1.0", None)
 
