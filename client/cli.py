@@ -245,8 +245,10 @@ def update(ctx: click.Context, names: tuple[str, ...], health_check: str | None,
     for result in results:
         if result.outcome is not None:
             _echo_outcome(result.outcome, "updated")
-        else:
-            click.echo(f"{result.name}: {result.error}", err=True)
+        else:  # one line per package, naming it once
+            message = str(result.error)
+            named = message.startswith(f"{result.name} ")
+            click.echo(message if named else f"{result.name}: {message}", err=True)
             output = getattr(result.error, "output", "")
             if output:
                 click.echo("\n".join(f"  | {line}" for line in output.splitlines()), err=True)
@@ -365,9 +367,9 @@ def uv(ctx: click.Context, args: tuple[str, ...]) -> None:
 @click.pass_context
 @_fails_cleanly
 def list_(ctx: click.Context, as_json: bool) -> None:
-    """Installed packages, with versions awaiting their check and versions that failed."""
+    """Installed packages; versions being checked, failed, or interrupted (with attempts)."""
     from client.config import ClientConfig
-    from client.state import State
+    from client.state import MAX_INTERRUPTED, State
 
     ClientConfig.load(ctx.obj["home"])  # not initialised is an error, not an empty list
     state = State.load(ctx.obj["home"])
@@ -385,6 +387,10 @@ def list_(ctx: click.Context, as_json: bool) -> None:
         click.echo(line)
         for version, failure in sorted(package.failed.items()):
             click.echo(f"  failed {version}: {failure['reason']} ({failure['at']})")
+        for version, tried in sorted(package.interrupted.items()):
+            click.echo(f"  interrupted {version}: {tried['attempts']} of {MAX_INTERRUPTED} "
+                       f"attempts, tried again by the next update ({tried['reason']}, "
+                       f"{tried['at']})")
 
 
 @main.command()

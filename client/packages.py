@@ -7,10 +7,12 @@ TUF, in-toto, the downgrade check, unpacking.
 A version with a health check (or one an agent must confirm) is switched to
 as *pending* (see `client.state`): it becomes current only once its check
 passed. Whatever ends the check otherwise (failure, timeout, a signal, the
-updater's death) ends on the version that was live before, with the failed
-version recorded so that later updates skip it instead of installing the
-same bad build on every poll. Every operation starts by finishing such
-interrupted updates (`PackageManager.recover`).
+updater's death) ends on the version that was live before. A check that
+failed or timed out is a verdict: the version is recorded as failed, so that
+later updates skip it instead of installing the same bad build on every
+poll. A check that was interrupted is not: it counts an attempt, and the
+next update tries again (`client.state.MAX_INTERRUPTED`). Every operation
+starts by finishing such interrupted updates (`PackageManager.recover`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from client.errors import (
     ClientError,
     DowngradeError,
     HealthCheckError,
+    Interrupted,
     PackageNotFoundError,
     TamperedInstallError,
 )
@@ -47,10 +50,18 @@ from client.install import (
     prune_cache,
     switch_current,
 )
-from client.state import CONFIRMATION, HEALTH_CHECK, PackageState, Pending, State
+from client.state import (
+    CONFIRMATION,
+    HEALTH_CHECK,
+    MAX_INTERRUPTED,
+    PackageState,
+    Pending,
+    State,
+)
 from client.updater import SecureUpdater, Verified
 
 log = logging.getLogger(__name__)
+INTERRUPTED_CHECK = "interrupted during its health check"
 
 
 @dataclass
@@ -118,23 +129,39 @@ class PackageManager:
             pending = package.pending
             if pending is None or (pending.kind == CONFIRMATION and not pending.expired()):
                 continue
-            reason = ("interrupted during its health check" if pending.kind == HEALTH_CHECK
-                      else "did not confirm its health before the deadline")
-            self._abort(state, name, reason)
-            said.append(f"{name} {pending.version} {reason}; rolled back to {package.current}")
+            if pending.kind == HEALTH_CHECK:
+                verdict = self._abort(state, name, INTERRUPTED_CHECK, interrupted=True)
+            else:
+                verdict = self._abort(state, name,
+                                      "did not confirm its health before the deadline")
+            said.append(f"{name} {pending.version} {verdict}; rolled back to {package.current}")
             log.warning("%s", said[-1])
         return said
 
-    def _abort(self, state: State, name: str, reason: str) -> None:
-        """Switch back to the live version, record the pending one as failed, drop its files."""
+    def _abort(self, state: State, name: str, reason: str, interrupted: bool = False) -> str:
+        """Switch back to the live version and drop the pending one's files; what it became.
+
+        A pending version that failed (``interrupted`` false) is recorded as
+        known bad; one whose check was interrupted counts an attempt and is
+        tried again, until `MAX_INTERRUPTED` attempts make it known bad too.
+        """
         package = state.packages[name]
         assert package.pending is not None
+        version = package.pending.version
         with signals_blocked():
             switch_current(self.home / "packages" / name, package.current)
-            package.mark_failed(package.pending.version, reason)
+            if interrupted:
+                attempts = package.mark_interrupted(version, reason)
+                said = (f"{reason} (attempt {attempts} of {MAX_INTERRUPTED}; the next update "
+                        "tries it again)" if package.failure(version) is None else
+                        f"{reason} {attempts} times; now known bad")
+            else:
+                package.mark_failed(version, reason)
+                said = reason
             package.pending = None
             state.save(self.home)
             self._prune(state, name)
+        return said
 
     def _prune(self, state: State, name: str) -> None:
         if name in state.packages:
@@ -221,9 +248,12 @@ class PackageManager:
                 return Outcome(name, version, package.current, True, verified.warnings,
                                note=f"awaiting confirmation until {until}")
             return self._check(state, name, check, verified.warnings)
-        except BaseException:
+        except BaseException as exc:
             if package.pending is not None and package.pending.kind == HEALTH_CHECK:
-                self._abort(state, name, "interrupted during its health check")
+                live = package.current
+                said = self._abort(state, name, INTERRUPTED_CHECK, interrupted=True)
+                if isinstance(exc, Interrupted):
+                    exc.aftermath = f"{name} {version} {said}; rolled back to {live}"
             raise
 
     def _check(self, state: State, name: str, check: HealthCheck,
