@@ -281,3 +281,53 @@ def test_a_running_agent_reaches_every_release_through_outages(switchable, tmp_p
     assert (hello["current"], hello["previous"], hello["pending"], hello["failed"]) == \
         ("1.3.0", "1.2.0", None, {})
     assert "hello 1.1.0 installed 1.2.0; starting it on probation until" in err, err
+
+
+PROBATION_AGENT = """
+import os, sys, time
+from client.agent import Agent
+
+agent = Agent.from_environment()
+log = open(sys.argv[1], "a", buffering=1)
+probation = agent.awaiting_confirmation()
+log.write(os.environ["CUSTODY_VERSION"] + (" probation" if probation else " live") + "\\n")
+if probation:
+    while os.path.exists(sys.argv[2]):  # the self-test takes as long as the test says
+        time.sleep(0.05)
+    agent.confirm()
+    log.write("confirmed\\n")
+"""
+
+
+def test_sigterm_during_probation_says_the_version_stays_pending(served, home, tmp_path):
+    """A stop says nothing about the new version's health: it stays on probation, the
+    message says so, and the next start resumes it (issue 21, item 4)."""
+    served.publish("1.0.0")
+    assert custody(home, "install", "hello").returncode == 0
+    served.publish("1.1.0")
+    assert custody(home, "update", "hello", "--confirm-within", "120").returncode == 0
+    script, log, hold = tmp_path / "agent.py", tmp_path / "agent.log", tmp_path / "hold"
+    script.write_text(PROBATION_AGENT)
+    hold.touch()
+    run = [str(BIN / "custody"), "--home", str(home), "run", "hello", "--",
+           str(BIN / "python"), str(script), str(log), str(hold)]
+    proc = subprocess.Popen(run, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not (log.exists() and "1.1.0 probation" in log.read_text()):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143
+    assert "custody: interrupted by SIGTERM; stopped hello 1.1.0, which stays on probation " \
+        "until " in err and "the next 'custody run' starts it again to confirm" in err, err
+    assert "rolled back" not in err
+    hello = package(home)
+    assert (hello["current"], hello["pending"]["version"]) == ("1.0.0", "1.1.0")
+
+    hold.unlink()  # the next start resumes the probation, and this time it confirms
+    again = subprocess.run(run, capture_output=True, text=True, timeout=60, check=False)
+    assert again.returncode == 0, again.stderr
+    assert log.read_text().splitlines() == ["1.1.0 probation", "1.1.0 probation", "confirmed"]
+    hello = package(home)
+    assert (hello["current"], hello["pending"]) == ("1.1.0", None)
