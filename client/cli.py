@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from client.config import default_home
-from client.errors import EXIT_SIGINT, ClientError, ConfigError, Interrupted
+from client.errors import EXIT_LOCAL, EXIT_SIGINT, ClientError, ConfigError, Interrupted
 from client.health import DEFAULT_TIMEOUT, deferred_signals
 from keys_tooling.clickutil import POSITIVE, Seconds, fails_cleanly
 from keys_tooling.cliutil import guarded
@@ -28,11 +28,22 @@ SIGNAL_NAMES = {2: "SIGINT", 15: "SIGTERM"}
 
 
 class CustodyGroup(click.Group):
-    """Signals end a command with one sentence and 128 + the signal, never a bare 'Aborted!'."""
+    """Signals end a command with one sentence and 128 + the signal, never a bare 'Aborted!';
+    a client home the system will not let custody use ends it with one sentence and exit 6."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except OSError as exc:
+            # Every file custody keeps is under the home: one that cannot be made, read or
+            # written there (a read-only or virtual file system, permissions, a full disk)
+            # is a local failure, whichever command met it first.
+            home = (ctx.obj or {}).get("home")
+            if home is None or not _within(exc.filename, home):
+                raise
+            click.echo(f"custody: the client home {home} cannot be used: "
+                       f"{exc.strerror or exc} ({exc.filename})", err=True)
+            ctx.exit(EXIT_LOCAL)
         except Interrupted as exc:
             click.echo(f"custody: interrupted by {SIGNAL_NAMES.get(exc.signum, exc.signum)}; "
                        f"{exc.aftermath}", err=True)
@@ -41,6 +52,23 @@ class CustodyGroup(click.Group):
             click.echo("custody: interrupted by SIGINT; anything unfinished was rolled back",
                        err=True)
             ctx.exit(EXIT_SIGINT)
+
+
+def _within(filename: object, home: Path) -> bool:
+    if not isinstance(filename, str | Path):
+        return False
+    path, root = Path(filename).absolute(), home.absolute()
+    return path == root or root in path.parents
+
+
+def _check_home(home: Path) -> None:
+    """A home below a file is a usage error, said before any command trips over it."""
+    for parent in home.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"--home {home} cannot be a client home: {parent} is a "
+                                  "file, not a directory")
+            return
 
 
 def _progress(url: str, received: int, total: int | None, elapsed: float) -> None:
@@ -113,6 +141,7 @@ def main(ctx: click.Context, home: Path | None, verbose: bool) -> None:
         logging.getLogger("intoto").setLevel(logging.ERROR)  # a connection retried is
         logging.getLogger("urllib3").setLevel(logging.ERROR)  # urllib3's business
     ctx.obj = {"home": home or default_home()}
+    _fails_cleanly(_check_home)(ctx.obj["home"])
     ctx.with_resource(deferred_signals())
     if ctx.invoked_subcommand not in ("init", None):
         _fails_cleanly(_recover)(ctx)
