@@ -160,12 +160,18 @@ def main(ctx: click.Context, home: Path | None, verbose: bool) -> None:
               show_default=True, help="Whether layouts may run inspection commands here.")
 @click.option("--report-url", help="Send health reports to this repository server (opt-in).")
 @click.option("--report-token", help="The report token for --report-url.")
+@click.option("--force", is_flag=True,
+              help="Replace the root this home trusts already (and its verified metadata).")
 @click.pass_context
 @_fails_cleanly
 def init(ctx: click.Context, urls: tuple[str, ...], root: Path, layout_keys: tuple[str, ...],
          layout_threshold: int | None, inspections: str, report_url: str | None,
-         report_token: str | None) -> None:
-    """Trust a repository: store its root metadata and URLs."""
+         report_token: str | None, force: bool) -> None:
+    """Trust a repository: store its root metadata and URLs.
+
+    A home that trusts a root already is refused, naming both roots' keys,
+    unless --force: every later update rests on this one trust anchor.
+    """
     from client.packages import init_home
     from intoto.metadata import key_to_dict
     from keys_tooling.errors import KeyToolingError
@@ -177,7 +183,8 @@ def init(ctx: click.Context, urls: tuple[str, ...], root: Path, layout_keys: tup
         raise click.BadParameter(str(exc)) from exc
     if bool(report_url) != bool(report_token):
         raise click.UsageError("--report-url and --report-token go together")
-    config = init_home(ctx.obj["home"], urls, root, keys, layout_threshold, inspections)
+    config = init_home(ctx.obj["home"], urls, root, keys, layout_threshold, inspections,
+                       force)
     if report_url:
         config.report_url, config.report_token = report_url, report_token
         config.save(ctx.obj["home"])

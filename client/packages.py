@@ -452,12 +452,29 @@ def fetch(name: str, version: str | None = None, channel: str = "stable",
     return PackageManager(home or default_home()).fetch(name, version, channel, destination)
 
 
+def _root_keys(md: Any) -> str:
+    """A root's version and its root-role key ids, for a person comparing two roots."""
+    keyids = sorted(md.signed.roles["root"].keyids)
+    return f"version {md.signed.version}, root keys {', '.join(k[:16] for k in keyids)}"
+
+
 def init_home(home: Path, urls: Sequence[str], root: Path, layout_keys: Sequence[dict],
-              layout_threshold: int | None, inspections: str) -> ClientConfig:
-    """Bootstrap trust: the first root metadata and the repository URLs."""
+              layout_threshold: int | None, inspections: str, force: bool = False,
+              ) -> ClientConfig:
+    """Bootstrap trust: the first root metadata and the repository URLs.
+
+    A home that already trusts a root is refused unless ``force``: a second
+    ``init`` would silently replace the trust anchor every later update rests
+    on, so the refusal names the root trusted now and the one offered. With
+    ``force`` the metadata verified under the old anchor goes with it (it
+    would only be refused as a rollback or mix-and-match by the new one);
+    installed packages stay.
+    """
     from tuf.api.metadata import Metadata, Root
 
+    from client.config import new_client_id
     from client.errors import ConfigError
+    from intoto.files import write_atomic
 
     data = root.read_bytes()
     try:
@@ -465,12 +482,20 @@ def init_home(home: Path, urls: Sequence[str], root: Path, layout_keys: Sequence
         md.signed.verify_delegate(Root.type, md.signed_bytes, md.signatures)
     except Exception as exc:
         raise ConfigError(f"{root} is not a valid, self-signed TUF root: {exc}") from exc
-    (home / "metadata").mkdir(parents=True, exist_ok=True)
-    from intoto.files import write_atomic
-
-    write_atomic(home / "metadata" / "root.json", data)
-    from client.config import new_client_id
-
+    metadata = home / "metadata"
+    trusted = metadata / "root.json"
+    if not force and (trusted.exists() or ClientConfig.path(home).exists()):
+        try:
+            now = _root_keys(Metadata[Root].from_bytes(trusted.read_bytes()))
+        except (OSError, ValueError) as exc:
+            now = f"unreadable: {exc}"
+        raise ConfigError(
+            f"{home} already trusts a root ({now}); refusing to replace it with {root} "
+            f"({_root_keys(md)}) without --force")
+    if force and metadata.exists():
+        shutil.rmtree(metadata)
+    metadata.mkdir(parents=True, exist_ok=True)
+    write_atomic(trusted, data)
     config = ClientConfig(urls=list(urls), layout_keys=list(layout_keys),
                           layout_threshold=layout_threshold, inspections=inspections,
                           client_id=new_client_id())
