@@ -32,6 +32,9 @@ if agent.awaiting_confirmation():
         time.sleep(60)
     if "crashes" in source:
         sys.exit(1)
+    if "rolls back" in source:
+        agent.rollback("self-test failed")
+        agent.restart()
     agent.confirm()
     log.write(f"{version} confirmed\\n")
 offer = agent.check()
@@ -43,13 +46,17 @@ log.write(f"{version} done\\n")
 """
 
 
-def run_agent(home: Path, tmp_path: Path, confirm_within: float = 4.0) -> tuple[int, list[str]]:
+def run_agent(home: Path, tmp_path: Path, confirm_within: float = 4.0,
+              said: list[str] | None = None) -> tuple[int, list[str]]:
+    """Run AGENT under custody run; its exit code and log (and custody's stderr in said)."""
     script, log = tmp_path / "agent.py", tmp_path / "agent.log"
     script.write_text(AGENT)
     log.unlink(missing_ok=True)
     proc = subprocess.run([str(BIN / "custody"), "--home", str(home), "run", "hello", "--",
                            str(BIN / "python"), str(script), str(log), str(confirm_within)],
                           capture_output=True, text=True, timeout=120, check=False)
+    if said is not None:
+        said.append(proc.stderr)
     return proc.returncode, log.read_text().splitlines()
 
 
@@ -88,6 +95,22 @@ def test_a_version_that_never_confirms_is_rolled_back(served, home, tmp_path, fa
     assert (hello["current"], hello["pending"]) == ("1.0.0", None)
     assert hello["failed"]["1.1.0"]["reason"] == reason
     assert os.readlink(home / "packages/hello/current") == "1.0.0"
+
+
+def test_a_version_that_rolls_itself_back_is_said_to(served, home, tmp_path):
+    """Not "1.1.0 asked to be restarted" (issue 21, item 10): what it did, and what starts."""
+    served.publish("1.0.0")
+    assert custody(home, "install", "hello").returncode == 0
+    served.publish("1.1.0", message="hello rolls back")
+    said: list[str] = []
+    code, log = run_agent(home, tmp_path, confirm_within=30.0, said=said)
+    assert code == 0
+    assert log == ["1.0.0 start", "1.0.0 installed 1.1.0, restarting", "1.1.0 start",
+                   "1.0.0 start", "1.0.0 done"]
+    assert "custody: hello 1.1.0 rolled itself back (self-test failed); starting 1.0.0" \
+        in said[0], said[0]
+    assert "asked to be restarted" not in said[0]
+    assert package(home)["failed"]["1.1.0"]["reason"] == "self-test failed"
 
 
 def test_the_same_flow_from_the_command_line(served, home):
