@@ -15,6 +15,7 @@ import pytest
 from tests.helpers import BIN, custody
 
 pytestmark = pytest.mark.slow
+POLL = 0.5  # seconds between the long-running agents' polls
 
 # The agent's runtime: what it does depends on the version it runs (its src/hello.py),
 # as a real agent's behaviour depends on its code.
@@ -155,6 +156,31 @@ def test_the_documented_example_agent_updates_itself(served, home):
     assert (hello["current"], hello["pending"]) == ("1.1.0", None)
 
 
+def test_the_documented_example_agent_reaches_a_release_published_while_it_runs(served,
+                                                                               home):
+    """docs/examples/agent.py left running, as systemd runs it (issue 21, item 1)."""
+    example = Path(__file__).resolve().parents[2] / "docs/examples/agent.py"
+    served.publish("1.0.0")
+    assert custody(home, "install", "hello").returncode == 0
+    proc = subprocess.Popen([str(BIN / "custody"), "--home", str(home), "run", "hello", "--",
+                             str(BIN / "python"), str(example)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "MYAGENT_POLL_SECONDS": str(POLL)})
+    try:
+        time.sleep(4 * POLL)  # a few polls that find nothing
+        assert proc.poll() is None
+        served.publish("1.1.0")
+        published = time.monotonic()
+        while package(home)["current"] != "1.1.0" or package(home)["pending"]:
+            assert proc.poll() is None and time.monotonic() - published < 20
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and "stopped hello 1.1.0" in err, err
+    assert "update check failed" not in err
+
+
 # -- day two: an agent that stays up (issue 21) -------------------------------------------
 
 # A long-running agent: one line per poll, with the time it ended, so that a test can
@@ -189,7 +215,6 @@ while True:
         say("poll none")
     time.sleep(poll)
 """
-POLL = 0.5
 
 
 class Switchable:
