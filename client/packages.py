@@ -96,7 +96,12 @@ def exit_code(results: Sequence[Result]) -> int:
 
 
 class PackageManager:
-    """The operations of ``custody`` over one home directory."""
+    """The operations of ``custody`` over one home directory, in one session.
+
+    Its `SecureUpdater` refreshes TUF once and keeps that refresh: a manager
+    serves one command or one poll, and whatever lives longer (`client.agent`)
+    makes a new one each time.
+    """
 
     def __init__(self, home: Path, updater: SecureUpdater | None = None,
                  progress: Any = None) -> None:
