@@ -32,13 +32,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
 from packaging.version import Version
 
 from client.config import default_home
-from client.errors import ConfigError
+from client.errors import ConfigError, Interrupted
 from client.packages import Outcome, PackageManager
 from client.state import CONFIRMATION, State
 
@@ -50,12 +51,24 @@ DEFAULT_CONFIRM_WITHIN = 120.0
 
 
 class Agent:
-    """One installed package that updates itself (see the module docstring)."""
+    """One installed package that updates itself (see the module docstring).
+
+    An agent lives for days; a TUF session (python-tuf's `Updater`) is made
+    for one refresh. So the agent holds configuration only, its name and
+    home, and every call starts a session of its own (`_session`): each
+    `check` refreshes from the trusted metadata on disk, and nothing one poll
+    learned (an outage, a refusal, a timestamp) outlives it. A release
+    published while the agent runs is seen by its next poll; a repository
+    that comes back is reached by the first poll after it does.
+    """
 
     def __init__(self, name: str, home: Path | None = None) -> None:
         self.name = name
         self.home = home or default_home()
-        self.manager = PackageManager(self.home)
+
+    def _session(self) -> PackageManager:
+        """A fresh session: the configuration as it is now, and a TUF refresh not yet made."""
+        return PackageManager(self.home)
 
     @classmethod
     def from_environment(cls) -> Agent:
@@ -85,8 +98,8 @@ class Agent:
         downloaded or verified with in-toto yet.
         """
         package = self._state()
-        offered, _ = self.manager.updater.resolve_version(self.name, None, package.channel,
-                                                          package.current)
+        offered, _ = self._session().updater.resolve_version(self.name, None, package.channel,
+                                                            package.current)
         if Version(offered) <= Version(package.current) or package.failure(offered):
             return None
         return offered
@@ -94,17 +107,17 @@ class Agent:
     def update(self, confirm_within: float = DEFAULT_CONFIRM_WITHIN) -> Outcome:
         """Verify and switch to the channel's version, on probation for ``confirm_within`` s."""
         channel = self._state().channel
-        return self.manager.install(self.name, None, channel, confirm_within=confirm_within)
+        return self._session().install(self.name, None, channel, confirm_within=confirm_within)
 
     def confirm(self) -> Outcome:
         """This version is healthy: make it live (too late after the deadline)."""
-        return self.manager.confirm(self.name)
+        return self._session().confirm(self.name)
 
     def rollback(self, reason: str = "reported unhealthy by the agent") -> Outcome:
         """Give up on the version on probation (or, if none, roll back the live one)."""
         if self._state().pending is not None:
-            return self.manager.reject(self.name, reason)
-        return self.manager.rollback(self.name)
+            return self._session().reject(self.name, reason)
+        return self._session().rollback(self.name)
 
     @staticmethod
     def restart() -> NoReturn:
@@ -123,19 +136,51 @@ def _stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> int:
         return proc.wait()
 
 
+def _until(deadline: float | None) -> str:
+    return datetime.fromtimestamp(deadline or 0, UTC).strftime("%H:%M:%S UTC")
+
+
+def _after_restart(home: Path, name: str, version: str) -> str:
+    """What an agent that exited with `RESTART_EXIT` did, as the state now tells it."""
+    package = State.load(home).package(name)
+    failure = package.failure(version)
+    if failure is not None and package.current != version:
+        return f"{name} {version} rolled itself back ({failure['reason']}); starting " \
+               f"{package.current}"
+    pending = package.pending
+    if pending is not None and pending.version != version:
+        return f"{name} {version} installed {pending.version}; starting it on probation " \
+               f"until {_until(pending.deadline)}"
+    return f"{name} {version} asked to be restarted; starting {package.current}"
+
+
+def _left_on_probation(home: Path, name: str, version: str) -> str:
+    """What a signal to the supervisor leaves behind: said, since it rolls nothing back."""
+    pending = State.load(home).package(name).pending
+    if pending is None or pending.kind != CONFIRMATION or pending.version != version:
+        return f"stopped {name} {version}"
+    return (f"stopped {name} {version}, which stays on probation until "
+            f"{_until(pending.deadline)}: the next 'custody run' starts it again to confirm, "
+            "and once that time has passed any custody command rolls it back")
+
+
 def supervise(home: Path, name: str, command: Sequence[str], poll: float = 0.2,
               log: object = None) -> int:
     """Run ``command`` as the agent ``name`` (see the module docstring); its exit code.
 
     The command runs with the version's directory as its working directory
     and ``CUSTODY_HOME``, ``CUSTODY_PACKAGE`` and ``CUSTODY_VERSION`` set.
-    A signal to the supervisor stops the agent first (`Interrupted` or
-    ``KeyboardInterrupt`` propagate after it).
+    The supervisor holds no session: each start reads the state afresh, and
+    each rollback is a session of its own.
+
+    A signal to the supervisor stops the agent first, then propagates
+    (`Interrupted`, whose ``aftermath`` says what is left: a version on
+    probation stays pending, with the deadline it had, since the stop says
+    nothing about its health; the next start resumes its probation).
     """
-    manager = PackageManager(home)
     say = log if callable(log) else (lambda message: None)
     while True:
-        for sentence in manager.recover():
+        for sentence in PackageManager(home).recover():
             say(sentence)
         package = State.load(home).package(name)
         pending = package.pending if package.pending and \
@@ -154,22 +199,28 @@ def supervise(home: Path, name: str, command: Sequence[str], poll: float = 0.2,
                         pending = None  # confirmed (or rolled back by someone else)
                     elif now.pending.expired():
                         _stop(proc)
-                        manager.reject(name, "did not confirm its health before the deadline")
+                        PackageManager(home).reject(
+                            name, "did not confirm its health before the deadline")
                         say(f"{name} {version} did not confirm its health in time; "
                             f"rolled back to {now.current}")
                         break
                 if code is None:
                     time.sleep(poll)
+        except Interrupted as exc:
+            _stop(proc)
+            exc.aftermath = _left_on_probation(home, name, version)
+            raise
         except BaseException:
             _stop(proc)
             raise
         if code is None:
             continue  # rolled back after a missed deadline: start the previous version
         if code == RESTART_EXIT:
-            say(f"{name} {version} asked to be restarted")
+            say(_after_restart(home, name, version))
             continue
         if pending is not None and State.load(home).package(name).pending is not None:
-            manager.reject(name, f"exited with code {code} before confirming its health")
+            PackageManager(home).reject(
+                name, f"exited with code {code} before confirming its health")
             say(f"{name} {version} exited with code {code} before confirming its health; "
                 "rolled back")
             continue

@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from client.config import default_home
-from client.errors import EXIT_SIGINT, ClientError, ConfigError, Interrupted
+from client.errors import EXIT_LOCAL, EXIT_SIGINT, ClientError, ConfigError, Interrupted
 from client.health import DEFAULT_TIMEOUT, deferred_signals
 from keys_tooling.clickutil import POSITIVE, Seconds, fails_cleanly
 from keys_tooling.cliutil import guarded
@@ -29,19 +29,47 @@ SIGNAL_NAMES = {2: "SIGINT", 15: "SIGTERM"}
 
 
 class CustodyGroup(click.Group):
-    """Signals end a command with one sentence and 128 + the signal, never a bare 'Aborted!'."""
+    """Signals end a command with one sentence and 128 + the signal, never a bare 'Aborted!';
+    a client home the system will not let custody use ends it with one sentence and exit 6."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except OSError as exc:
+            # Every file custody keeps is under the home: one that cannot be made, read or
+            # written there (a read-only or virtual file system, permissions, a full disk)
+            # is a local failure, whichever command met it first.
+            home = (ctx.obj or {}).get("home")
+            if home is None or not _within(exc.filename, home):
+                raise
+            click.echo(f"custody: the client home {home} cannot be used: "
+                       f"{exc.strerror or exc} ({exc.filename})", err=True)
+            ctx.exit(EXIT_LOCAL)
         except Interrupted as exc:
             click.echo(f"custody: interrupted by {SIGNAL_NAMES.get(exc.signum, exc.signum)}; "
-                       "anything unfinished was rolled back", err=True)
+                       f"{exc.aftermath}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("custody: interrupted by SIGINT; anything unfinished was rolled back",
                        err=True)
             ctx.exit(EXIT_SIGINT)
+
+
+def _within(filename: object, home: Path) -> bool:
+    if not isinstance(filename, str | Path):
+        return False
+    path, root = Path(filename).absolute(), home.absolute()
+    return path == root or root in path.parents
+
+
+def _check_home(home: Path) -> None:
+    """A home below a file is a usage error, said before any command trips over it."""
+    for parent in home.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"--home {home} cannot be a client home: {parent} is a "
+                                  "file, not a directory")
+            return
 
 
 def _progress(url: str, received: int, total: int | None, elapsed: float) -> None:
@@ -114,6 +142,7 @@ def main(ctx: click.Context, home: Path | None, verbose: bool) -> None:
         logging.getLogger("intoto").setLevel(logging.ERROR)  # a connection retried is
         logging.getLogger("urllib3").setLevel(logging.ERROR)  # urllib3's business
     ctx.obj = {"home": home or default_home()}
+    _fails_cleanly(_check_home)(ctx.obj["home"])
     ctx.with_resource(deferred_signals())
     if ctx.invoked_subcommand not in ("init", None):
         _fails_cleanly(_recover)(ctx)
@@ -132,12 +161,18 @@ def main(ctx: click.Context, home: Path | None, verbose: bool) -> None:
               show_default=True, help="Whether layouts may run inspection commands here.")
 @click.option("--report-url", help="Send health reports to this repository server (opt-in).")
 @click.option("--report-token", help="The report token for --report-url.")
+@click.option("--force", is_flag=True,
+              help="Replace the root this home trusts already (and its verified metadata).")
 @click.pass_context
 @_fails_cleanly
 def init(ctx: click.Context, urls: tuple[str, ...], root: Path, layout_keys: tuple[str, ...],
          layout_threshold: int | None, inspections: str, report_url: str | None,
-         report_token: str | None) -> None:
-    """Trust a repository: store its root metadata and URLs."""
+         report_token: str | None, force: bool) -> None:
+    """Trust a repository: store its root metadata and URLs.
+
+    A home that trusts a root already is refused, naming both roots' keys,
+    unless --force: every later update rests on this one trust anchor.
+    """
     from client.packages import init_home
     from intoto.metadata import key_to_dict
     from keys_tooling.errors import KeyToolingError
@@ -149,7 +184,8 @@ def init(ctx: click.Context, urls: tuple[str, ...], root: Path, layout_keys: tup
         raise click.BadParameter(str(exc)) from exc
     if bool(report_url) != bool(report_token):
         raise click.UsageError("--report-url and --report-token go together")
-    config = init_home(ctx.obj["home"], urls, root, keys, layout_threshold, inspections)
+    config = init_home(ctx.obj["home"], urls, root, keys, layout_threshold, inspections,
+                       force)
     if report_url:
         config.report_url, config.report_token = report_url, report_token
         config.save(ctx.obj["home"])
@@ -246,8 +282,10 @@ def update(ctx: click.Context, names: tuple[str, ...], health_check: str | None,
     for result in results:
         if result.outcome is not None:
             _echo_outcome(result.outcome, "updated")
-        else:
-            click.echo(f"{result.name}: {result.error}", err=True)
+        else:  # one line per package, naming it once
+            message = str(result.error)
+            named = message.startswith(f"{result.name} ")
+            click.echo(message if named else f"{result.name}: {message}", err=True)
             output = getattr(result.error, "output", "")
             if output:
                 click.echo("\n".join(f"  | {line}" for line in output.splitlines()), err=True)
@@ -386,9 +424,9 @@ def uv(ctx: click.Context, args: tuple[str, ...]) -> None:
 @click.pass_context
 @_fails_cleanly
 def list_(ctx: click.Context, as_json: bool) -> None:
-    """Installed packages, with versions awaiting their check and versions that failed."""
+    """Installed packages; versions being checked, failed, or interrupted (with attempts)."""
     from client.config import ClientConfig
-    from client.state import State
+    from client.state import MAX_INTERRUPTED, State
 
     ClientConfig.load(ctx.obj["home"])  # not initialised is an error, not an empty list
     state = State.load(ctx.obj["home"])
@@ -406,6 +444,10 @@ def list_(ctx: click.Context, as_json: bool) -> None:
         click.echo(line)
         for version, failure in sorted(package.failed.items()):
             click.echo(f"  failed {version}: {failure['reason']} ({failure['at']})")
+        for version, tried in sorted(package.interrupted.items()):
+            click.echo(f"  interrupted {version}: {tried['attempts']} of {MAX_INTERRUPTED} "
+                       f"attempts, tried again by the next update ({tried['reason']}, "
+                       f"{tried['at']})")
 
 
 @main.command()

@@ -174,6 +174,9 @@ class Interrupted(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(f"interrupted by signal {signum}")
         self.signum = signum
+        #: What the interrupted command left, for its last sentence: an update rolls
+        #: back what it had not finished; ``custody run`` says what it leaves pending.
+        self.aftermath = "anything unfinished was rolled back"
 
     @property
     def exit_code(self) -> int:

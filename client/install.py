@@ -171,10 +171,12 @@ def _archive_files(archive: Path, filename: str) -> dict[str, str]:
     if kind == "tar":
         with tarfile.open(archive) as tar:
             for member in tar:
-                if member.isfile():
+                if member.isfile() or member.islnk():  # a hard link installs a file too
                     extracted = tar.extractfile(member)
                     assert extracted is not None
-                    files[str(PurePosixPath(member.name))] = _digest(extracted)
+                    # where the unpacker's data filter put it: './x', '/x' and 'a/../x'
+                    # are unpacked as 'x' (client.unpack)
+                    files[os.path.normpath(member.name.lstrip("/"))] = _digest(extracted)
     elif kind == "zip":
         with zipfile.ZipFile(archive) as zf:
             for info in zf.infolist():

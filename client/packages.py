@@ -7,10 +7,12 @@ TUF, in-toto, the downgrade check, unpacking.
 A version with a health check (or one an agent must confirm) is switched to
 as *pending* (see `client.state`): it becomes current only once its check
 passed. Whatever ends the check otherwise (failure, timeout, a signal, the
-updater's death) ends on the version that was live before, with the failed
-version recorded so that later updates skip it instead of installing the
-same bad build on every poll. Every operation starts by finishing such
-interrupted updates (`PackageManager.recover`).
+updater's death) ends on the version that was live before. A check that
+failed or timed out is a verdict: the version is recorded as failed, so that
+later updates skip it instead of installing the same bad build on every
+poll. A check that was interrupted is not: it counts an attempt, and the
+next update tries again (`client.state.MAX_INTERRUPTED`). Every operation
+starts by finishing such interrupted updates (`PackageManager.recover`).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from client.errors import (
     ClientError,
     DowngradeError,
     HealthCheckError,
+    Interrupted,
     PackageNotFoundError,
     TamperedInstallError,
 )
@@ -48,10 +51,18 @@ from client.install import (
     prune_cache,
     switch_current,
 )
-from client.state import CONFIRMATION, HEALTH_CHECK, PackageState, Pending, State
+from client.state import (
+    CONFIRMATION,
+    HEALTH_CHECK,
+    MAX_INTERRUPTED,
+    PackageState,
+    Pending,
+    State,
+)
 from client.updater import SecureUpdater, Verified
 
 log = logging.getLogger(__name__)
+INTERRUPTED_CHECK = "interrupted during its health check"
 
 
 @dataclass
@@ -86,7 +97,12 @@ def exit_code(results: Sequence[Result]) -> int:
 
 
 class PackageManager:
-    """The operations of ``custody`` over one home directory."""
+    """The operations of ``custody`` over one home directory, in one session.
+
+    Its `SecureUpdater` refreshes TUF once and keeps that refresh: a manager
+    serves one command or one poll, and whatever lives longer (`client.agent`)
+    makes a new one each time.
+    """
 
     def __init__(self, home: Path, updater: SecureUpdater | None = None,
                  progress: Any = None) -> None:
@@ -119,23 +135,39 @@ class PackageManager:
             pending = package.pending
             if pending is None or (pending.kind == CONFIRMATION and not pending.expired()):
                 continue
-            reason = ("interrupted during its health check" if pending.kind == HEALTH_CHECK
-                      else "did not confirm its health before the deadline")
-            self._abort(state, name, reason)
-            said.append(f"{name} {pending.version} {reason}; rolled back to {package.current}")
+            if pending.kind == HEALTH_CHECK:
+                verdict = self._abort(state, name, INTERRUPTED_CHECK, interrupted=True)
+            else:
+                verdict = self._abort(state, name,
+                                      "did not confirm its health before the deadline")
+            said.append(f"{name} {pending.version} {verdict}; rolled back to {package.current}")
             log.warning("%s", said[-1])
         return said
 
-    def _abort(self, state: State, name: str, reason: str) -> None:
-        """Switch back to the live version, record the pending one as failed, drop its files."""
+    def _abort(self, state: State, name: str, reason: str, interrupted: bool = False) -> str:
+        """Switch back to the live version and drop the pending one's files; what it became.
+
+        A pending version that failed (``interrupted`` false) is recorded as
+        known bad; one whose check was interrupted counts an attempt and is
+        tried again, until `MAX_INTERRUPTED` attempts make it known bad too.
+        """
         package = state.packages[name]
         assert package.pending is not None
+        version = package.pending.version
         with signals_blocked():
             switch_current(self.home / "packages" / name, package.current)
-            package.mark_failed(package.pending.version, reason)
+            if interrupted:
+                attempts = package.mark_interrupted(version, reason)
+                said = (f"{reason} (attempt {attempts} of {MAX_INTERRUPTED}; the next update "
+                        "tries it again)" if package.failure(version) is None else
+                        f"{reason} {attempts} times; now known bad")
+            else:
+                package.mark_failed(version, reason)
+                said = reason
             package.pending = None
             state.save(self.home)
             self._prune(state, name)
+        return said
 
     def _prune(self, state: State, name: str) -> None:
         if name in state.packages:
@@ -222,9 +254,12 @@ class PackageManager:
                 return Outcome(name, version, package.current, True, verified.warnings,
                                note=f"awaiting confirmation until {until}")
             return self._check(state, name, check, verified.warnings)
-        except BaseException:
+        except BaseException as exc:
             if package.pending is not None and package.pending.kind == HEALTH_CHECK:
-                self._abort(state, name, "interrupted during its health check")
+                live = package.current
+                said = self._abort(state, name, INTERRUPTED_CHECK, interrupted=True)
+                if isinstance(exc, Interrupted):
+                    exc.aftermath = f"{name} {version} {said}; rolled back to {live}"
             raise
 
     def _check(self, state: State, name: str, check: HealthCheck,
@@ -426,12 +461,29 @@ def fetch(name: str, version: str | None = None, channel: str = "stable",
         name, version, channel, destination)
 
 
+def _root_keys(md: Any) -> str:
+    """A root's version and its root-role key ids, for a person comparing two roots."""
+    keyids = sorted(md.signed.roles["root"].keyids)
+    return f"version {md.signed.version}, root keys {', '.join(k[:16] for k in keyids)}"
+
+
 def init_home(home: Path, urls: Sequence[str], root: Path, layout_keys: Sequence[dict],
-              layout_threshold: int | None, inspections: str) -> ClientConfig:
-    """Bootstrap trust: the first root metadata and the repository URLs."""
+              layout_threshold: int | None, inspections: str, force: bool = False,
+              ) -> ClientConfig:
+    """Bootstrap trust: the first root metadata and the repository URLs.
+
+    A home that already trusts a root is refused unless ``force``: a second
+    ``init`` would silently replace the trust anchor every later update rests
+    on, so the refusal names the root trusted now and the one offered. With
+    ``force`` the metadata verified under the old anchor goes with it (it
+    would only be refused as a rollback or mix-and-match by the new one);
+    installed packages stay.
+    """
     from tuf.api.metadata import Metadata, Root
 
+    from client.config import new_client_id
     from client.errors import ConfigError
+    from intoto.files import write_atomic
 
     data = root.read_bytes()
     try:
@@ -439,12 +491,20 @@ def init_home(home: Path, urls: Sequence[str], root: Path, layout_keys: Sequence
         md.signed.verify_delegate(Root.type, md.signed_bytes, md.signatures)
     except Exception as exc:
         raise ConfigError(f"{root} is not a valid, self-signed TUF root: {exc}") from exc
-    (home / "metadata").mkdir(parents=True, exist_ok=True)
-    from intoto.files import write_atomic
-
-    write_atomic(home / "metadata" / "root.json", data)
-    from client.config import new_client_id
-
+    metadata = home / "metadata"
+    trusted = metadata / "root.json"
+    if not force and (trusted.exists() or ClientConfig.path(home).exists()):
+        try:
+            now = _root_keys(Metadata[Root].from_bytes(trusted.read_bytes()))
+        except (OSError, ValueError) as exc:
+            now = f"unreadable: {exc}"
+        raise ConfigError(
+            f"{home} already trusts a root ({now}); refusing to replace it with {root} "
+            f"({_root_keys(md)}) without --force")
+    if force and metadata.exists():
+        shutil.rmtree(metadata)
+    metadata.mkdir(parents=True, exist_ok=True)
+    write_atomic(trusted, data)
     config = ClientConfig(urls=list(urls), layout_keys=list(layout_keys),
                           layout_threshold=layout_threshold, inspections=inspections,
                           client_id=new_client_id())

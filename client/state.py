@@ -3,8 +3,17 @@
 Per package the state records the ``current`` and ``previous`` versions (both
 on disk, so a rollback needs no network), the versions that failed their
 health check or never confirmed it (``failed``, with the reason, so that an
-update does not install them again on every poll), and at most one
+update does not install them again on every poll), the versions whose check
+was interrupted (``interrupted``, with the attempts so far), and at most one
 ``pending`` version: switched to, but not yet proven healthy.
+
+Interruption is not a verdict: a check that a signal, a kill or a power loss
+ended said nothing about the version, so the version is tried again by the
+next update, as Chrome OS retries a new image for a few boots. After
+`MAX_INTERRUPTED` interrupted attempts in a row it is known bad all the same
+(a version whose check always gets the host killed, or always outlasts a
+maintenance window, must not be retried on every poll for ever); the reason
+recorded says which of the two happened.
 
 A pending version is *not* live in the sense of this state: ``current``
 still names the version that was live before it, and whatever ends the
@@ -37,6 +46,8 @@ from intoto.files import write_atomic
 
 HEALTH_CHECK = "health-check"
 CONFIRMATION = "confirmation"
+#: Interrupted health checks after which a version is known bad (see the module docstring).
+MAX_INTERRUPTED = 3
 
 
 def utcnow() -> str:
@@ -65,6 +76,8 @@ class PackageState:
     versions: dict[str, dict[str, Any]] = field(default_factory=dict)
     failed: dict[str, dict[str, str]] = field(default_factory=dict)
     pending: Pending | None = None
+    # version -> {"attempts": n, "reason": why the last one ended, "at": when}
+    interrupted: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PackageState:
@@ -77,7 +90,24 @@ class PackageState:
         return {v for v in kept if v}
 
     def mark_failed(self, version: str, reason: str) -> None:
+        """A verdict: ``version`` is known bad, and updates skip it (``--retry-failed``)."""
+        self.interrupted.pop(version, None)
         self.failed[version] = {"reason": reason, "at": utcnow()}
+
+    def mark_interrupted(self, version: str, reason: str) -> int:
+        """No verdict: count one more interrupted attempt; the count so far.
+
+        The `MAX_INTERRUPTED`-th makes the version known bad, with a reason
+        that says it was never seen to fail.
+        """
+        attempts = int(self.interrupted.get(version, {}).get("attempts", 0)) + 1
+        if attempts >= MAX_INTERRUPTED:
+            self.mark_failed(version, f"{reason} {attempts} times (no check of it ever "
+                                      "finished)")
+        else:
+            self.interrupted[version] = {"attempts": attempts, "reason": reason,
+                                         "at": utcnow()}
+        return attempts
 
     def failure(self, version: str) -> dict[str, str] | None:
         """The failure recorded for ``version`` (PEP 440 equality: 2.0 is 2.0.0)."""
@@ -97,10 +127,12 @@ class PackageState:
         self.versions[version] = {**info, "installed": utcnow()}
         for old in [v for v in self.versions if v not in {self.current, self.previous}]:
             del self.versions[old]
-        # Failures of versions below the live one no longer matter: updates never go back.
+        # Failures of versions up to the live one no longer matter: updates never go back,
+        # and the live version proved healthy (after --retry-failed) is not failed.
         live = Version(version)
-        for old in [v for v in self.failed if _older(v, live)]:
-            del self.failed[old]
+        for record in (self.failed, self.interrupted):
+            for old in [v for v in record if not _newer(v, live)]:
+                del record[old]
 
 
 def _same(version: str, wanted: Version) -> bool:
@@ -110,11 +142,11 @@ def _same(version: str, wanted: Version) -> bool:
         return False
 
 
-def _older(version: str, than: Version) -> bool:
+def _newer(version: str, than: Version) -> bool:
     try:
-        return Version(version) < than
+        return Version(version) > than
     except InvalidVersion:
-        return True
+        return False
 
 
 @dataclass

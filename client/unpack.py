@@ -5,9 +5,17 @@ unpack: a build step can be made to produce a tarball whose members climb
 out of their directory, name devices, or expand a few megabytes into the
 whole disk. So, whatever signed it, an archive is refused when a member
 
-- has an absolute path, ``..``, a backslash, a drive letter or a NUL in its
-  name (a traversal on some host, if not this one);
-- is a device, a fifo, a symlink leaving the tree (tar) or any symlink (zip);
+- of a tar is refused by ``tarfile``'s ``data`` filter (PEP 706): a path or
+  a link that would end outside the directory, a link to an absolute path,
+  a device or a fifo. What the filter accepts is unpacked as it would
+  unpack it, ``./``-prefixed members (``tar -czf x.tgz -C dir .``) and
+  leading slashes stripped included: the standard library's rules, not a
+  second set to drift from them (with one check of custody's own on
+  symlinks, where the filter of this Python lets one out: `_inside`);
+- of a zip has an absolute path or ``..`` in its name, or is a symlink;
+- of either has a backslash, a drive letter or a NUL in its name or link
+  target (a traversal on some host, if not this one: refused on top of the
+  filter);
 - would take the unpacked total over ``max_bytes`` or over ``max_ratio``
   times the archive's own size (checked member by member, before each is
   written, and while a zip member is written, whatever its header says);
@@ -62,11 +70,16 @@ def archive_kind(filename: str) -> str:
     return "zip" if lower.endswith(".zip") else "file"
 
 
-def safe_member_path(name: str, what: str = "path") -> PurePosixPath:
-    """The member's relative path, or a refusal naming it."""
+def _portable(name: str, what: str = "path") -> None:
+    """Refuse a name that would be a traversal on some host (see the module docstring)."""
     if "\\" in name or "\x00" in name or _DRIVE.match(name):
         raise UnsafeArchiveError(f"archive member {what} {name!r} has a backslash, a drive "
                                  "letter or a NUL; refused")
+
+
+def safe_member_path(name: str, what: str = "path") -> PurePosixPath:
+    """The (zip) member's relative path, or a refusal naming it."""
+    _portable(name, what)
     path = PurePosixPath(name)
     if path.is_absolute() or ".." in path.parts or not path.parts or path == PurePosixPath("."):
         raise UnsafeArchiveError(
@@ -74,12 +87,21 @@ def safe_member_path(name: str, what: str = "path") -> PurePosixPath:
     return path
 
 
-def _inside(link_dir: PurePosixPath, target: str) -> bool:
-    """Whether a symlink in ``link_dir`` pointing at ``target`` stays in the tree."""
-    if os.path.isabs(target) or "\\" in target:
+def _inside(name: str, target: str) -> bool:
+    """Whether a symlink member ``name`` pointing at ``target`` stays in the tree.
+
+    Checked where tarfile creates the link, without the trailing slash: the
+    ``data`` filter checks the target from the wrong directory for a member
+    named with one (on Python 3.11.7 a member ``a/`` -> ``..`` passes it and
+    becomes a link ``a`` to the install directory's parent; found by
+    tests/client/test_unpack_fuzz.py). CPython's later tarfile security
+    fixes changed these checks; this one holds on every version.
+    """
+    if os.path.isabs(target):
         return False
-    resolved = os.path.normpath(os.path.join(str(link_dir), target))
-    return not (resolved.startswith("..") or os.path.isabs(resolved))
+    link_dir = os.path.dirname(name.rstrip("/"))
+    resolved = os.path.normpath(os.path.join(link_dir, target))
+    return not (resolved == ".." or resolved.startswith("../") or os.path.isabs(resolved))
 
 
 class _Budget:
@@ -124,21 +146,23 @@ def _untar(archive: Path, destination: Path, budget: _Budget) -> None:
     try:
         with tarfile.open(archive) as tar:
             for member in tar:  # one pass: each member checked, then written
-                path = safe_member_path(member.name)
+                _portable(member.name)
+                if member.issym() or member.islnk():
+                    _portable(member.linkname, "link target")
                 if member.isdev() or member.isfifo():
                     raise UnsafeArchiveError(
                         f"archive member {member.name!r} is a device or fifo")
-                if member.issym() and not _inside(path.parent, member.linkname):
-                    raise UnsafeArchiveError(f"symlink {member.name!r} -> {member.linkname!r} "
-                                             "leaves the install directory")
-                if member.islnk():
-                    safe_member_path(member.linkname, "hard link")
+                filtered = _filtered(member, destination)
+                if member.issym() and not _inside(filtered.name, member.linkname):
+                    raise UnsafeArchiveError(
+                        f"symlink {member.name!r} -> {member.linkname!r} would leave the "
+                        "install directory; refused")
                 budget.spend(member.size if member.isfile() else 0, member.name)
-                if member.isreg() and not member.issparse():
-                    _extract_file(tar, member, destination, buffer)
+                if filtered.isreg() and not member.issparse():
+                    _extract_file(tar, member, filtered, destination, buffer)
                 else:
                     tar.extract(member, destination, filter="data")
-    except tarfile.FilterError as exc:
+    except tarfile.FilterError as exc:  # a later check of the filter's, on extraction
         raise UnsafeArchiveError(f"archive {archive.name} is unsafe: {exc}") from exc
     except OSError as exc:
         _refuse_or_raise(archive, exc)
@@ -150,8 +174,21 @@ def _untar(archive: Path, destination: Path, budget: _Budget) -> None:
                                   f"{_first_line(exc)}") from exc
 
 
-def _extract_file(tar: tarfile.TarFile, member: tarfile.TarInfo, destination: Path,
-                  buffer: memoryview) -> None:
+def _filtered(member: tarfile.TarInfo, destination: Path) -> tarfile.TarInfo:
+    """The member as the ``data`` filter lets it through, or a refusal in custody's words."""
+    try:
+        return tarfile.data_filter(member, str(destination))
+    except (tarfile.AbsoluteLinkError, tarfile.LinkOutsideDestinationError) as exc:
+        kind = "symlink" if member.issym() else "hard link"
+        raise UnsafeArchiveError(f"{kind} {member.name!r} -> {member.linkname!r} would leave "
+                                 f"the install directory; refused") from exc
+    except tarfile.FilterError as exc:
+        raise UnsafeArchiveError(f"archive member path {member.name!r} would leave the "
+                                 f"install directory ({_first_line(exc)}); refused") from exc
+
+
+def _extract_file(tar: tarfile.TarFile, member: tarfile.TarInfo, filtered: tarfile.TarInfo,
+                  destination: Path, buffer: memoryview) -> None:
     """Write one regular member as ``tar.extract(filter="data")`` would, in 1 MiB copies.
 
     tarfile copies a member's data 16 KiB at a time (a fresh bytes object
@@ -169,9 +206,12 @@ def _extract_file(tar: tarfile.TarFile, member: tarfile.TarInfo, destination: Pa
     already written back leave the page cache; a large member is rarely read
     again at once.)
     """
-    filtered = tarfile.data_filter(member, str(destination))
-    target = os.path.join(destination, filtered.name)
-    os.makedirs(os.path.dirname(target), exist_ok=True)
+    # The target and its parents as tarfile's _extract_member makes them (so that what
+    # one refuses the other does: 'a/../b' with no 'a' yet fails in both).
+    target = os.path.join(destination, filtered.name).rstrip("/")
+    upper = os.path.dirname(target)
+    if upper and not os.path.exists(upper):
+        os.makedirs(upper)
     read: Callable[[memoryview, int], int]
     if isinstance(tar.fileobj, io.BufferedReader):  # a plain tar: read where the data is
         fd, start = tar.fileobj.fileno(), member.offset_data

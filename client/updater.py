@@ -3,9 +3,10 @@
 `SecureUpdater` wraps `tuf.ngclient.Updater` (it does not re-implement TUF)
 and adds what DESIGN.md's pipeline asks of every artifact:
 
-1. one TUF refresh per session (root chain, timestamp, snapshot, targets:
-   freshness, rollback, mix-and-match, lengths), retried on the next mirror
-   when one answers with something that does not verify;
+1. one TUF refresh per session, a session being one command or one poll
+   (root chain, timestamp, snapshot, targets: freshness, rollback,
+   mix-and-match, lengths), retried on the next mirror when one answers
+   with something that does not verify;
 2. the target's ``custom["in-toto"]``; none means refusal unless the caller
    opts out;
 3. the layout and links downloaded through TUF too;
@@ -182,7 +183,15 @@ class _Sink:
 
 
 class SecureUpdater:
-    """The client pipeline over one client home (see module docstring)."""
+    """One session of the client pipeline over a client home (see module docstring).
+
+    A session is one TUF refresh, as python-tuf's `Updater` is made for one
+    refresh cycle: the first lookup refreshes from the trusted metadata on
+    disk, every later lookup of the session reuses that refresh, and an
+    outage met by it ends the session's lookups at once (no second round of
+    timeouts). Whatever lives longer than one command or one poll (an agent,
+    the supervisor) makes a new session each time instead of keeping one.
+    """
 
     def __init__(self, home: Path, config: ClientConfig | None = None,
                  fetcher: MirrorFetcher | None = None, progress: Any = None) -> None:
@@ -505,7 +514,12 @@ class SecureUpdater:
             if policy is InspectionPolicy.RUN:
                 # Inspections see (and might touch) only their own copy of the artifact.
                 shutil.copyfile(artifact, delivered)
-            verifier = Verifier(inspections=policy, workdir=workdir, sigstore=sigstore)
+            # quiet: the verifier's notes (a link's command differs from the expected
+            # one, an inspection skipped by policy) were shown to the publisher when the
+            # release was published; here they go to the outcome and to `custody -v`, not
+            # to every poll's output.
+            verifier = Verifier(inspections=policy, workdir=workdir, sigstore=sigstore,
+                                quiet=True)
             try:
                 summary = verifier.verify(
                     layout, keys, MemoryLinks(links), threshold=threshold,
@@ -515,6 +529,8 @@ class SecureUpdater:
                 bind_product(summary, artifact, resolved.filename, sha256=sha256)
             except IntotoError as exc:
                 raise IntotoRefusal(f"{refused}: {exc}") from exc
+        for warning in verifier.warnings:
+            log.info("in-toto: %s", warning)
         return Verified(resolved, artifact, sha256, layout_info.path, verifier.warnings)
 
 

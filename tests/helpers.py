@@ -58,10 +58,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(repo_dir: Path, workers: int = 2,
-                   extra: tuple[str, ...] = ()) -> Iterator[str]:
-    """``custody-repo serve`` (gunicorn) on a free loopback port; yields its URL."""
-    port = free_port()
+def running_server(repo_dir: Path, workers: int = 2, extra: tuple[str, ...] = (),
+                   port: int | None = None) -> Iterator[str]:
+    """``custody-repo serve`` (gunicorn) on a loopback port (a free one by default); its URL.
+
+    A test that stops the server and starts it again passes the first one's port,
+    so that clients find it where they were told it is.
+    """
+    port = port or free_port()
     proc = subprocess.Popen(
         [BIN / "custody-repo", "serve", str(repo_dir), "--port", str(port), "--workers",
          str(workers), *extra],

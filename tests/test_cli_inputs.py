@@ -26,6 +26,10 @@ def files(tmp_path_factory) -> Path:
     run(BIN / "custody-repo", "init", path / "repo", "--no-password")
     run(BIN / "custody", "--home", path / "home", "init", "--url", "http://127.0.0.1:9",
         "--root", path / "repo/public/metadata/1.root.json")
+    (path / "afile").write_text("not a directory\n")
+    run(BIN / "custody", "--home", path / "unreadable", "init", "--url", "http://127.0.0.1:9",
+        "--root", path / "repo/public/metadata/1.root.json")
+    (path / "unreadable/state.json").mkdir()  # what no read or write of the state expects
     return path
 
 
@@ -39,6 +43,17 @@ CASES = [
      "must be a finite number above 0"),
     (["custody", "--home", "F/fresh", "init", "--url", "u", "--root",
       "F/repo/public/metadata/1.root.json", "--layout-threshold", "-1"], 2, "-1 is not in"),
+    # an unusable --home (issue 21, item 6): usage when it lies under a file, else local
+    (["custody", "--home", "F/afile/home", "list"], 2,
+     "cannot be a client home: F/afile is a file, not a directory"),
+    (["custody", "--home", "F/afile/home", "init", "--url", "u", "--root",
+      "F/repo/public/metadata/1.root.json"], 2, "F/afile is a file, not a directory"),
+    (["custody", "--home", "/proc/custody-home", "init", "--url", "u", "--root",
+      "F/repo/public/metadata/1.root.json"], 6,
+     "the client home /proc/custody-home cannot be used: No such file or directory"),
+    (["custody", "--home", "F/unreadable", "list"], 6, "the client home F/unreadable cannot be "
+     "used: Is a directory (F/unreadable/state.json)"),
+    (["custody", "--home", "F/unreadable", "run", "x", "--", "true"], 6, "cannot be used"),
     (["custody-repo", "serve", "F/repo", "--port", "70000"], 2, "70000 is not in the range"),
     (["custody-repo", "serve", "F/repo", "--port", "-1"], 2, "-1 is not in the range"),
     (["custody-repo", "serve", "F/repo", "--workers", "0"], 2, "0 is not in the range"),
@@ -66,8 +81,8 @@ def test_bad_input_is_one_sentence_and_its_exit_code(files, args, code, words):
     argv = [BIN / args[0], *[re.sub(r"^F(?=/)", str(files), a) for a in args[1:]]]
     result = run(*argv, cwd=files)
     assert result.returncode == code, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr
-    assert words in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert re.sub(r"(?<![\w/])F(?=/)", str(files), words) in result.stderr, result.stderr
     assert not (files / "big").exists() and not (files / "out.layout").exists()
 
 

@@ -8,13 +8,14 @@ version is current by then.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
 from client.agent import Agent
 from client.errors import ClientError
 
-POLL_SECONDS = 3600
+POLL_SECONDS = float(os.environ.get("MYAGENT_POLL_SECONDS", "3600"))
 
 
 def healthy() -> bool:

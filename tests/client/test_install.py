@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from client.errors import CorruptArchiveError, InstallError, UnsafeArchiveError
-from client.install import install_tree, switch_current
+from client.install import compare_tree, install_tree, switch_current
 from client.state import State
 from client.unpack import UnpackLimits, safe_member_path, unpack
 
@@ -36,18 +36,53 @@ def member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarf
 
 
 @pytest.mark.parametrize(("members", "words"), [
-    ([member("/etc/passwd")], "leave the install directory"),
     ([member("../escape")], "leave the install directory"),
     ([member("a/../../escape")], "leave the install directory"),
-    ([member("link", tarfile.SYMTYPE, "/etc/passwd")], "leaves the install directory"),
-    ([member("a/link", tarfile.SYMTYPE, "../../x")], "leaves the install directory"),
+    ([member("./../escape")], "leave the install directory"),
+    ([member("link", tarfile.SYMTYPE, "/etc/passwd")], "would leave the install directory"),
+    ([member("a/link", tarfile.SYMTYPE, "../../x")], "would leave the install directory"),
     ([member("dev", tarfile.CHRTYPE)], "device"),
     ([member("hard", tarfile.LNKTYPE, "../x")], "leave the install directory"),
+    ([member("a\\..\\x")], "backslash"),  # a traversal elsewhere: refused on top of tarfile
 ])
 def test_unsafe_tar_members_are_refused(tmp_path, members, words):
     archive = make_tar(tmp_path / "a.tar.gz", members)
     with pytest.raises(InstallError, match=words):
         unpack(archive, tmp_path / "out", "a.tar.gz")
+
+
+def test_what_gnu_tar_writes_for_a_directory_installs(tmp_path):
+    """``tar -czf pkg.tar.gz -C dir .``: members ``./`` and ``./...`` (issue 21, item 8)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("tar") is None:
+        pytest.skip("GNU tar is not installed")
+    source = tmp_path / "dir"
+    (source / "bin").mkdir(parents=True)
+    (source / "bin/tool").write_text("#!/bin/sh\n")
+    (source / "bin/tool").chmod(0o755)
+    (source / "README").write_text("hi\n")
+    archive = tmp_path / "pkg.tar.gz"
+    subprocess.run(["tar", "-czf", str(archive), "-C", str(source), "."], check=True)
+    with tarfile.open(archive) as tar:
+        assert tar.getnames()[0] == "." and "./bin/tool" in tar.getnames()
+    install_tree(tmp_path / "home", "pkg", "1.0", archive, archive.name)
+    installed = tmp_path / "home/packages/pkg/1.0"
+    assert (installed / "README").read_text() == "hi\n"
+    assert os.access(installed / "bin/tool", os.X_OK)
+    os.link(installed / "README", installed / "README.hard")
+    subprocess.run(["tar", "-czf", str(archive), "-C", str(installed), "."], check=True)
+    assert compare_tree(archive, archive.name, installed) == []  # what custody verify checks
+    (installed / "README").write_text("changed\n")
+    assert compare_tree(archive, archive.name, installed) == [
+        "README was modified", "README.hard was modified"]
+
+
+def test_a_leading_slash_is_stripped_as_tarfile_strips_it(tmp_path):
+    archive = make_tar(tmp_path / "a.tar.gz", [member("/etc/passwd")], b"not yours")
+    unpack(archive, tmp_path / "out", "a.tar.gz")
+    assert (tmp_path / "out/etc/passwd").read_bytes() == b"not yours"
 
 
 def test_safe_tar_with_inner_symlink(tmp_path):

@@ -108,3 +108,79 @@ def test_hostile_archives(build, suffix, members, cut):
     check(data, suffix)
     if cut:  # the same archive, truncated
         check(data[: max(1, len(data) * cut // 101)], suffix)
+
+
+# -- the same answers as tarfile's data filter (issue 21, item 8) ---------------------------
+# Names from POSIX pieces only (a backslash or a drive letter is refused on top of the
+# filter, on purpose), optionally ./-prefixed as GNU tar writes them with ``-C dir .``,
+# which also writes the directory itself as the member ``.`` (or ``./``).
+POSIX_PIECES = st.sampled_from(["a", "b", "..", ".", "", "/", "a b"])
+POSIX_NAMES = st.tuples(st.sampled_from(["", "./", "/"]),
+                        st.lists(POSIX_PIECES, min_size=1, max_size=4).map("/".join)
+                        ).map("".join)
+TAR_MEMBERS = st.tuples(
+    st.lists(st.sampled_from([".", "./"]), max_size=1),  # GNU tar's own first member
+    st.lists(st.tuples(POSIX_NAMES, TYPES, POSIX_NAMES, st.binary(max_size=64)), min_size=1,
+             max_size=5),
+).map(lambda pair: [(name, tarfile.DIRTYPE, "", b"") for name in pair[0]] + pair[1])
+
+
+def _tree(root: Path) -> dict[str, tuple]:
+    """What a person finds unpacked: each path's kind, and a file's bytes and mode, a
+    link's target (directories' times differ by design: tarfile sets them last)."""
+    found: dict[str, tuple] = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder, name)
+            rel = str(path.relative_to(root))
+            if path.is_symlink():
+                found[rel] = ("link", os.readlink(path))
+            elif path.is_dir():
+                found[rel] = ("dir",)
+            else:
+                found[rel] = ("file", path.read_bytes(), path.stat().st_mode)
+    return found
+
+
+def _theirs(archive: Path, destination: Path) -> dict[str, tuple] | None:
+    destination.mkdir()  # as custody's staging directory is made first
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(destination, filter="data")
+    except (tarfile.TarError, OSError, KeyError, RuntimeError):
+        return None
+    return _tree(destination)
+
+
+def _ours(archive: Path, destination: Path) -> dict[str, tuple] | None:
+    try:
+        unpack(archive, destination, archive.name)
+    except InstallError as exc:
+        assert str(exc) and "\n" not in str(exc)
+        return None
+    return _tree(destination)
+
+
+@pytest.mark.parametrize("mode,suffix", [("w:gz", ".tar.gz"), ("w", ".tar")])
+@SETTINGS
+@given(members=TAR_MEMBERS)
+def test_tar_answers_are_tarfiles_data_filter(mode, suffix, members):
+    """custody unpacks exactly what ``extractall(filter="data")`` unpacks, to the same tree,
+    and refuses exactly what it refuses."""
+    note(repr(members))
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp, f"a{suffix}")
+        archive.write_bytes(build_tar(members, mode))
+        theirs = _theirs(archive, Path(tmp, "theirs"))
+        ours = _ours(archive, Path(tmp, "ours"))
+        if theirs is not None and _escapes(Path(tmp, "theirs")):
+            # the filter let a link out: custody refuses it (client.unpack._inside)
+            assert ours is None
+        else:
+            assert ours == theirs
+
+
+def _escapes(root: Path) -> bool:
+    links = [p for p in root.rglob("*") if p.is_symlink()]
+    return any(not Path(os.path.normpath(p.parent / os.readlink(p))).is_relative_to(root)
+               for p in links)

@@ -103,6 +103,13 @@ def test_rollback_never_moves_to_a_failed_version(served, home):
     r = custody(home, "rollback", "hello")  # previous is 1.1.0, which is known bad
     assert r.returncode == 5 and "1.1.0 is known bad" in r.stderr
     assert os.readlink(home / "packages/hello/current") == "1.0.0"
+    # an operator installs it again: live, so no longer listed as failed (issue 21, item 10)
+    r = custody(home, "update", "--retry-failed")
+    assert r.returncode == 0 and "updated hello 1.0.0 -> 1.1.0" in r.stdout, r.stderr
+    assert state(home)["hello"]["failed"] == {}
+    assert "failed" not in custody(home, "list").stdout
+    r = custody(home, "update", "myagent")  # not "myagent: myagent is not installed"
+    assert (r.returncode, r.stderr) == (5, "myagent is not installed\n")
 
 
 def test_one_package_never_blocks_another(served, home, tmp_path):
@@ -118,7 +125,8 @@ def test_one_package_never_blocks_another(served, home, tmp_path):
 
     r = custody(home, "update")
     assert r.returncode == 4, (r.stdout, r.stderr)
-    assert "greet: greet 1.1.0 failed its health check" in r.stderr
+    # each line names its package once (issue 21, item 10: not "greet: greet 1.1.0 ...")
+    assert "greet 1.1.0 failed its health check" in r.stderr and "greet: greet" not in r.stderr
     assert "updated hello 1.0.0 -> 1.1.0" in r.stdout
     # each package ran its own check, in its own new version
     assert json.loads(greet_log.read_text())["CUSTODY_PACKAGE"] == "greet"
