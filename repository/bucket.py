@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from repository.errors import RepositoryError
-from repository.storage import IMMUTABLE, REVALIDATE, RepoPaths, write_atomic
+from repository.storage import IMMUTABLE, REVALIDATE, RepoPaths, write_atomic, write_order_of
 
 
 @dataclass(frozen=True)
@@ -169,8 +169,6 @@ def replay(paths: RepoPaths, bucket: Bucket) -> int:
 
 def ordered_tree(paths: RepoPaths) -> list[str]:
     """Every file of the local tree in a safe upload order: targets, metadata, timestamp last."""
-    from repository.repo import write_order_of
-
     targets = sorted(p.relative_to(paths.public).as_posix()
                      for p in paths.targets.rglob("*") if p.is_file() and
                      not p.name.startswith("."))

@@ -55,10 +55,6 @@ def _key_or_signer(spec: str) -> tuple[Key, Signer | None]:
     return load_public_key(spec), None
 
 
-def _signers(specs: Sequence[str]) -> list[Signer]:
-    return [open_signer(spec) for spec in specs]
-
-
 def _new_key(path: Path, encrypt: bool, said: list[str]) -> Signer:
     password = key_password(path, new=True) if encrypt else None
     if encrypt and password is None:
@@ -202,8 +198,16 @@ def _build(directory: Path, bins: int, root_keys: tuple[str, ...], root_threshol
     return pending_roles(paths)
 
 
-_OWNER_KEYS = click.option("--key", "keys", multiple=True, required=True,
-                           help="Owner key(s) that sign the 'layouts' role.")
+_OWNER_KEYS = click.option(
+    "--key", "keys", multiple=True,
+    help="Owner key(s) that sign the 'layouts' role (private key or URI). A public key "
+         "(.pub), or none, when the owners' keys are offline: the change is saved for a "
+         "signing ceremony (exit 3).")
+
+
+def _owner_signers(specs: Sequence[str]) -> list[Signer]:
+    """The private owner keys among ``specs``; a ``.pub`` says "the key is offline"."""
+    return [signer for _, signer in map(_key_or_signer, specs) if signer is not None]
 
 
 def _as_owners(repo: CustodyRepository, operation: Callable[[], str]) -> str:
@@ -228,22 +232,35 @@ def layout() -> None:
 @click.argument("layout_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @_OWNER_KEYS
 @click.option("--name", help="Package the layout is for (default: the file name's stem).")
+@click.option("--new", "new_package", is_flag=True,
+              help="The package has no layout yet: start it (a new package is never implied).")
 @click.option("--yes", is_flag=True,
               help="Publish even if a channel's current version would no longer verify.")
 @_fails_cleanly
 def layout_add(directory: Path, layout_file: Path, keys: tuple[str, ...],
-               name: str | None, yes: bool) -> None:
+               name: str | None, new_package: bool, yes: bool) -> None:
     """Publish LAYOUT_FILE as the newest layout of its package.
 
     Clients verify every release against the newest layout, so the published
     versions it no longer verifies are listed first (channels' versions
     first); if a channel's current version is among them, --yes is needed.
+    A package that has no layout yet needs --new, so that a file named
+    differently (hello-v2.layout) never starts a package by accident.
     """
-    from repository.releases import add_layout, releases_unverified_by
+    from repository.releases import add_layout, layout_versions, releases_unverified_by
 
     package = name or layout_file.name.split(".")[0]
     layout_bytes = layout_file.read_bytes()
-    repo = CustodyRepository(directory, pool=_signers(keys), collect_pending=True)
+    repo = CustodyRepository(directory, pool=_owner_signers(keys), collect_pending=True)
+    existing = layout_versions(repo, package)
+    if not existing and not new_package:
+        known = _packages_with_layouts(repo)
+        raise RepositoryError(
+            f"package {package} has no layout yet: pass --new to start it, or --name to add "
+            f"the layout to an existing package ({', '.join(known) or 'none has a layout'})")
+    if existing and new_package:
+        raise RepositoryError(f"package {package} already has {len(existing)} layout(s); "
+                              "drop --new to add the next one")
     stranded = releases_unverified_by(repo, package, layout_bytes)
     for item in stranded:
         held = f" (the {', '.join(item.channels)} channel's version)" if item.channels else ""
@@ -253,10 +270,37 @@ def layout_add(directory: Path, layout_file: Path, keys: tuple[str, ...],
     if on_channels and not yes:
         raise RepositoryError(
             f"not published: {len(on_channels)} channel version(s) of {package} would become "
-            "uninstallable for every client; publish releases the new layout verifies first, "
-            "or pass --yes")
+            "uninstallable for every client; point those channels at versions the new layout "
+            "verifies (custody-repo channel; re-record and publish one after the layout if "
+            "none is), or pass --yes to accept that clients refuse them meanwhile")
     path = _as_owners(repo, lambda: add_layout(repo, package, layout_bytes))
     click.echo(f"published {path}")
+
+
+def _packages_with_layouts(repo: CustodyRepository) -> list[str]:
+    from repository.releases import LAYOUT_PATH
+
+    return sorted({m["name"] for p in repo.open("layouts").signed.targets  # type: ignore[attr-defined]
+                   if (m := LAYOUT_PATH.match(p))})
+
+
+@layout.command("remove")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("name")
+@_OWNER_KEYS
+@_fails_cleanly
+def layout_remove(directory: Path, name: str, keys: tuple[str, ...]) -> None:
+    """Withdraw every layout of package NAME (one that has no published release).
+
+    For a layout published by mistake (a new package started by a typo). A
+    package with releases keeps its layouts: clients verify the releases
+    with them; remove the releases first (custody-repo remove).
+    """
+    from repository.releases import remove_layouts
+
+    repo = CustodyRepository(directory, pool=_owner_signers(keys), collect_pending=True)
+    removed = _as_owners(repo, lambda: remove_layouts(repo, name))
+    click.echo(f"removed {removed}")
 
 
 @main.group("sigstore-root")
@@ -284,7 +328,7 @@ def sigstore_root_set(directory: Path, root_file: Path, keys: tuple[str, ...],
 
     from repository.releases import set_sigstore_root
 
-    repo = CustodyRepository(directory, pool=_signers(keys), collect_pending=True)
+    repo = CustodyRepository(directory, pool=_owner_signers(keys), collect_pending=True)
     expires = datetime.now(UTC).replace(microsecond=0) + timedelta(days=days)
     path = _as_owners(repo, lambda: set_sigstore_root(repo, root_file.read_bytes(), expires))
     click.echo(f"published {path}, vouched for until {expires:%Y-%m-%d}")
@@ -396,7 +440,7 @@ def bump(directory: Path, force: bool) -> None:
 def status(directory: Path, as_json: bool, all_bins: bool, check_days: float | None) -> None:
     """Roles: version, expiry, keys, threshold, signatures; hash bins in one line."""
     from repository import genesis
-    from repository.ceremony import describe, load_pending, pending_roles
+    from repository.ceremony import pending_lines
     from repository.status import is_bin, problems, summarize_bins
 
     repo = CustodyRepository(directory)
@@ -408,9 +452,8 @@ def status(directory: Path, as_json: bool, all_bins: bool, check_days: float | N
             sys.exit(1)
         return
     rows = repo.status()
-    pending = {role: (load_pending(repo, role).metadata.signed.version,
-                      describe(repo, role, load_pending(repo, role).metadata))
-               for role in pending_roles(repo)}
+    pending = {role: (version, signatures)
+               for role, version, signatures in pending_lines(repo)}
     if as_json:
         click.echo(json.dumps({"roles": rows, "pending": {
             role: {"version": v, "signatures": d} for role, (v, d) in pending.items()}},

@@ -72,7 +72,7 @@ def _left(expires: str, now: datetime) -> tuple[str, float]:
 
 def overview(paths: RepoPaths, now: datetime | None = None) -> Overview:
     """Everything the page shows, read from the repository and the reports."""
-    from repository.ceremony import describe, load_pending, pending_roles
+    from repository.ceremony import pending_lines
     from repository.releases import load_index
 
     now = now or datetime.now(UTC)
@@ -97,8 +97,7 @@ def overview(paths: RepoPaths, now: datetime | None = None) -> Overview:
             f"bins ({bins.count})", f"v{low}" + (f"-v{high}" if high != low else ""),
             f"{bins.fully_signed}/{bins.count} at threshold", bins.earliest_expiry, left,
             days < margin_days))
-    result.pending = [f"{role}: {describe(repo, role, load_pending(repo, role).metadata)}"
-                      for role in pending_roles(repo)]
+    result.pending = [f"{role}: {signatures}" for role, _, signatures in pending_lines(repo)]
     store = ReportStore(paths.private / "reports.sqlite")
     try:
         for folder in sorted((paths.targets / "packages").glob("*")):

@@ -189,7 +189,7 @@ def test_cli_end_to_end(tmp_path, keydir, hello_chain):
     assert "offline-keys/root" in r.stdout and "private/keys/online" in r.stdout
     assert cli("init", str(repo)).returncode == 1
     r = cli("layout", "add", str(repo), str(hello_chain.layout), "--key", str(keydir / "owner"),
-            "--name", "hello")
+            "--name", "hello", "--new")
     assert r.returncode == 0, r.stderr
     r = cli("publish", str(repo), str(hello_chain.verify_dir / "hello.tar.gz"), "--name", "hello",
             "--version", "1.0.0", "--layout", str(hello_chain.layout), "--links",

@@ -38,7 +38,7 @@ def test_every_write_command_keeps_the_bucket_in_step(object_store, tmp_path, ke
     assert r.returncode == 0, r.stderr
     assert f"publishing the served tree to {s3_url}" in r.stdout
     r = repo_cli("layout", "add", repo, hello_chain.layout, "--key", keydir / "owner",
-                 "--name", "hello")
+                 "--name", "hello", "--new")
     assert r.returncode == 0, r.stderr
     publish(repo, hello_chain, "1.0.0")
 
@@ -134,7 +134,7 @@ def test_a_publisher_killed_during_uploads_never_shows_a_partial_state(
     assert r.returncode == 0, r.stderr
     chain = served.chain("hello 1.0.0")
     assert repo_cli("layout", "add", repo, chain.layout, "--key", keydir / "owner",
-                    "--name", "hello").returncode == 0
+                    "--name", "hello", "--new").returncode == 0
     publish(repo, chain, "1.0.0")
 
     def bucket_versions() -> set[str]:
