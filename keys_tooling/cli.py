@@ -5,8 +5,10 @@
 operations (`repository.keyops`, `repository.ceremony`), and ``sign`` is the
 offline step of a signing ceremony, run wherever the key lives.
 
-Exit codes: 0 done, 1 refused or failed, 2 usage error, 3 saved for a
-signing ceremony (more signatures needed before anything is published).
+Exit codes (repository.errors): 0 done, 1 refused or failed, 2 usage error,
+3 saved for a signing ceremony (more signatures needed before anything is
+published), 4 the bucket failed: the change is committed locally (or nothing
+changed) and ``custody-repo sync`` finishes the upload.
 """
 
 from __future__ import annotations
@@ -127,8 +129,9 @@ def _repo_operation(repo_dir: Path, sign_with: tuple[str, ...], operation):
     except PendingSignaturesError as exc:
         click.echo(f"custody-keys: {exc}", err=True)
         sys.exit(PENDING_EXIT)
-    except RepositoryError as exc:
-        _fail(str(exc))
+    except RepositoryError as exc:  # the exit code of repository.errors' table
+        click.echo(f"custody-keys: {exc}", err=True)
+        sys.exit(exc.exit_code)
 
 
 def _new_keys(repo_dir: Path, role: str, specs: tuple[str, ...]):

@@ -1,9 +1,13 @@
 """``custody-repo``: the repository operators' command line.
 
-Exit codes: 0 success, 1 a refused or failed operation (one sentence on
-stderr), 2 usage errors. Offline keys are named on the command line for the
-operation that needs them and never stored; ``CUSTODY_KEY_PASSWORD`` (or a
-prompt) unlocks encrypted ones.
+Exit codes (the table of `repository.errors`): 0 success, 1 a refused or
+failed operation (one sentence on stderr), 2 usage errors, 3 saved as a
+pending change that needs offline signatures, 4 the bucket failed
+(credentials, network): the change is committed in the local tree (or
+nothing changed) and ``custody-repo sync DIR`` finishes the upload.
+Offline keys are named on the command line for the operation that needs them
+and never stored; ``CUSTODY_KEY_PASSWORD`` (or a prompt) unlocks encrypted
+ones.
 """
 
 from __future__ import annotations
@@ -422,11 +426,34 @@ def channel(directory: Path, name: str, channel_name: str, version: str,
 @click.option("--force", is_flag=True, help="Re-sign every online role now.")
 @_fails_cleanly
 def bump(directory: Path, force: bool) -> None:
-    """Re-sign online roles that are close to expiry."""
+    """Re-sign online roles that are close to expiry (run it from a timer).
+
+    Offline roles (root, targets, layouts) cannot be re-signed here: one that
+    has expired is named and the exit code is 1, since clients refuse every
+    update until a signing ceremony re-signs it (docs/keys.md).
+    """
+    from datetime import UTC, datetime
+
+    from repository.repo import OFFLINE_ROLES
+    from repository.status import is_bin
+
     repo = CustodyRepository(directory)
     with repo.transaction():
         bumped = repo.bump_online(force)
-    click.echo(f"re-signed {', '.join(bumped)}" if bumped else "nothing due")
+    bins = [role for role in bumped if is_bin(role)]
+    named = [role for role in bumped if not is_bin(role)]
+    if bins:
+        named.insert(1 if named and named[0] == "releases" else 0, f"{len(bins)} bins")
+    click.echo(f"re-signed {', '.join(named)}" if bumped else "nothing due")
+    now = datetime.now(UTC)
+    expired = [(role, md.signed.expires) for role in OFFLINE_ROLES
+               if (md := repo.published(role)) is not None and md.signed.expires <= now]
+    if expired:
+        raise RepositoryError(
+            f"{', '.join(f'{role} expired at {when:%Y-%m-%d %H:%M} UTC' for role, when in expired)}"
+            ": clients refuse every update until a signing ceremony re-signs "
+            f"{'it' if len(expired) == 1 else 'them'} (custody-keys rotate with no change, "
+            "docs/keys.md)")
 
 
 @main.command()

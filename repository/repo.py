@@ -56,6 +56,7 @@ from tuf.repository import Repository
 from repository import bucket as replica
 from repository.config import BINS_PREFIX, ONLINE_ROLES, KeySpec, RepoConfig
 from repository.errors import (
+    BucketError,
     NotFoundError,
     PendingSignaturesError,
     RepositoryError,
@@ -150,7 +151,10 @@ class CustodyRepository(Repository):
         with locked(self.paths):
             bucket = self.bucket()
             if bucket is not None:  # finish the upload of a publisher that was killed
-                replica.replay(self.paths, bucket)
+                try:
+                    replica.replay(self.paths, bucket)
+                except BucketError as exc:
+                    raise self._bucket_failed(exc, committed=False) from exc
             self._reset()
             self._in_transaction = True
             try:
@@ -222,11 +226,23 @@ class CustodyRepository(Repository):
                 write_atomic(path, data)
         if self.config_changed and not config_saved:
             self.config.save(self.paths)
-        if bucket is not None:
-            replica.replay(self.paths, bucket)
-        for hook in self.after_commit:
-            hook()
+        try:
+            if bucket is not None:
+                replica.replay(self.paths, bucket)
+        except BucketError as exc:
+            raise self._bucket_failed(exc, committed=True) from exc
+        finally:  # the local commit happened: what follows it (a ceremony's clean-up) too
+            for hook in self.after_commit:
+                hook()
         return order
+
+    def _bucket_failed(self, exc: BucketError, committed: bool) -> BucketError:
+        """The bucket's failure, saying what state the change is in and what finishes it."""
+        state = (f"the change is committed in {self.paths.public}, and the bucket still serves "
+                 "the previous state whole") if committed else \
+            "an earlier change is not in the bucket yet, and nothing was changed now"
+        return BucketError(f"{exc}: {state}; 'custody-repo sync {self.paths.root}' finishes "
+                           "the upload once the bucket answers")
 
     # -- reading the current state ----------------------------------------
     def _read(self, role: str) -> Metadata | None:
@@ -745,8 +761,11 @@ class CustodyRepository(Repository):
                 removed.append(path)
         bucket = self.bucket()
         if bucket is not None:
-            bucket.delete(p.relative_to(self.paths.public).as_posix() for p in removed
-                          if not p.name.startswith("."))
+            try:
+                bucket.delete(p.relative_to(self.paths.public).as_posix() for p in removed
+                              if not p.name.startswith("."))
+            except BucketError as exc:
+                raise self._bucket_failed(exc, committed=True) from exc
         return removed
 
 

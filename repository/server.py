@@ -35,6 +35,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from repository.config import RepoConfig
 from repository.errors import (
+    BucketError,
     ChannelDowngradeError,
     DuplicateReleaseError,
     InvalidReleaseError,
@@ -42,6 +43,7 @@ from repository.errors import (
     NotFoundError,
     RepositoryError,
 )
+from repository.pending import is_draft
 from repository.releases import Release, check_link_path, publish_release
 from repository.repo import CustodyRepository
 from repository.storage import IMMUTABLE, REVALIDATE, RepoPaths
@@ -83,10 +85,17 @@ def create_app(repo_dir: str | Path, bump_interval: float | None = None) -> Flas
 
     @app.get("/healthz")
     def healthz() -> Any:
+        """ok (200) once the repository is published; 503 while its first ceremony waits."""
         repo = CustodyRepository(paths.root)
-        timestamp = repo.open("timestamp").signed
-        return jsonify(status="ok", timestamp_version=timestamp.version,
-                       timestamp_expires=timestamp.expires.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        if is_draft(paths):
+            return jsonify(status="unpublished", reason="the first signing ceremony is "
+                           "pending (custody-repo status)"), 503
+        timestamp = repo.published("timestamp")
+        if timestamp is None:
+            return jsonify(status="unpublished", reason="no timestamp.json"), 503
+        return jsonify(status="ok", timestamp_version=timestamp.signed.version,
+                       timestamp_expires=timestamp.signed.expires.strftime(
+                           "%Y-%m-%dT%H:%M:%SZ"))
 
     def _authorized(scope: str) -> str | None:
         """Who the request's bearer token belongs to, if it may act in ``scope``."""
@@ -136,6 +145,8 @@ def create_app(repo_dir: str | Path, bump_interval: float | None = None) -> Flas
             return _error(400, str(exc))
         except LockedError as exc:
             return _error(503, str(exc))
+        except BucketError as exc:  # committed locally; the bucket (upstream) failed
+            return _error(502, str(exc))
         except RepositoryError as exc:
             return _error(500, str(exc))
         log.info("%s published %s %s", who, release.name, release.version)
@@ -296,6 +307,9 @@ def serve(repo_dir: str | Path, host: str, port: int, workers: int = 2,
             self.cfg.set("timeout", 120)
             self.cfg.set("worker_class", "gthread")  # threads: a slow client holds one
             self.cfg.set("threads", 8)  # thread, not a whole worker
+            # gunicorn's control socket defaults to one path per user, which every serve
+            # on the machine would share; custody does not use gunicornc.
+            self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Flask:
             return create_app(repo_dir, bump_interval)

@@ -181,3 +181,54 @@ def test_a_publisher_killed_during_uploads_never_shows_a_partial_state(
                    "run").returncode == 0
     r = custody(home, "install", "hello")
     assert r.returncode == 0 and "installed hello 1.20.0" in r.stdout, r.stderr
+
+
+def test_a_bucket_refusing_the_credentials_is_one_sentence_and_sync_finishes_it(
+        object_store, tmp_path, keydir, hello_chain):
+    """A wrong secret: exit 4, one sentence naming the bucket and the release's state; the
+    bucket keeps serving the previous state whole; ``sync`` with the right secret finishes."""
+    import json
+    import os
+
+    s3_url, http_url = object_store.public_bucket()
+    repo = tmp_path / "repo"
+    r = repo_cli("init", repo, "--bins", "4", "--public", s3_url, "--endpoint-url",
+                 object_store.endpoint, "--layout-key", keydir / "owner", "--no-password")
+    assert r.returncode == 0, r.stderr
+    assert repo_cli("layout", "add", repo, hello_chain.layout, "--key", keydir / "owner",
+                    "--name", "hello", "--new").returncode == 0
+    publish(repo, hello_chain, "1.0.0")
+
+    def bucket_timestamp() -> int:
+        with urllib.request.urlopen(f"{http_url}/metadata/timestamp.json") as response:
+            return json.loads(response.read())["signed"]["version"]
+
+    before = bucket_timestamp()
+    wrong = {**os.environ, "AWS_SECRET_ACCESS_KEY": "not-the-secret"}
+    args = ["publish", repo, hello_chain.verify_dir / "hello.tar.gz", "--name", "hello",
+            "--version", "1.1.0", "--layout", hello_chain.layout, "--links", hello_chain.links]
+    r = subprocess.run([str(BIN / "custody-repo"), *map(str, args)], capture_output=True,
+                       text=True, timeout=120, check=False, env=wrong)
+    assert r.returncode == 4, r.stderr
+    sentences = [line for line in r.stderr.splitlines() if line.startswith("custody-repo:")]
+    assert len(sentences) == 1 and "internal error" not in r.stderr, r.stderr
+    assert sentences[0].startswith(f"custody-repo: {s3_url}: uploading "), r.stderr
+    assert "the store refused the credentials" in r.stderr, r.stderr
+    assert f"the change is committed in {repo / 'public'}" in r.stderr
+    assert f"'custody-repo sync {repo}' finishes the upload" in r.stderr
+    assert bucket_timestamp() == before  # the previous state, whole
+    r = subprocess.run([str(BIN / "custody-repo"), "bump", str(repo)], capture_output=True,
+                       text=True, timeout=120, check=False, env=wrong)
+    assert r.returncode == 4
+    assert "an earlier change is not in the bucket yet, and nothing was changed now" in r.stderr
+
+    r = repo_cli("sync", repo)  # the right secret again
+    assert r.returncode == 0, r.stderr
+    local = json.loads((repo / "public/metadata/timestamp.json").read_text())
+    assert bucket_timestamp() == local["signed"]["version"] > before
+    home = tmp_path / "home"
+    assert custody(home, "init", "--url", http_url, "--root",
+                   str(repo / "public/metadata/1.root.json"), "--inspections",
+                   "run").returncode == 0
+    r = custody(home, "install", "hello")
+    assert r.returncode == 0 and "installed hello 1.1.0" in r.stdout, r.stderr
