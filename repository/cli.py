@@ -539,9 +539,10 @@ def export(directory: Path, output: Path, packages: tuple[str, ...]) -> None:
     repo = CustodyRepository(directory)
     with locked(repo.paths):
         files, size = export_mirror(repo, output, packages)
-    click.echo(f"exported {files} files ({size / 2**20:.1f} MiB) to {output}: "
-               f"custody init --url {output.resolve().as_uri()} --root "
-               f"{output / 'metadata/1.root.json'}")
+    click.echo(f"exported {files} files ({size / 2**20:.1f} MiB) to {output}: hosts use "
+               f"custody init --url {output.resolve().as_uri()} --root ROOT, where ROOT is the "
+               "1.root.json shipped with the client, never the copy on the medium "
+               "(docs/deploy.md)")
 
 
 @main.command()
