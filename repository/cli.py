@@ -39,6 +39,7 @@ from keys_tooling.keys import (
     password_variable,
     write_key_pair,
 )
+from repository import maintenance
 from repository.config import ONLINE_ROLES, KeySpec, RepoConfig
 from repository.errors import RepositoryError
 from repository.repo import CustodyRepository
@@ -439,7 +440,7 @@ def bump(directory: Path, force: bool) -> None:
 
     repo = CustodyRepository(directory)
     with repo.transaction():
-        bumped = repo.bump_online(force)
+        bumped = maintenance.bump_online(repo, force)
     bins = [role for role in bumped if is_bin(role)]
     named = [role for role in bumped if not is_bin(role)]
     if bins:
@@ -478,7 +479,7 @@ def status(directory: Path, as_json: bool, all_bins: bool, check_days: float | N
             click.echo("custody-repo status: the first signing ceremony is pending", err=True)
             sys.exit(1)
         return
-    rows = repo.status()
+    rows = maintenance.status(repo)
     pending = {role: (version, signatures)
                for role, version, signatures in pending_lines(repo)}
     if as_json:
@@ -518,7 +519,8 @@ def gc(directory: Path, keep: int, retention: float | None) -> None:
     """Delete metadata and targets that no recent snapshot reaches (and from the bucket)."""
     repo = CustodyRepository(directory)
     with repo.transaction():
-        removed = repo.gc(keep, None if retention is None else timedelta(hours=retention))
+        removed = maintenance.gc(
+            repo, keep, None if retention is None else timedelta(hours=retention))
     click.echo(f"removed {len(removed)} file(s)")
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from flask import Blueprint, Flask, redirect, render_template, request, session, url_for
 
 from formats.index import PackageIndex
+from repository.maintenance import status
 from repository.repo import CustodyRepository
 from repository.reports import ReportStore
 from repository.status import ONLINE, expires_at, is_bin, summarize_bins
@@ -78,7 +79,7 @@ def overview(paths: RepoPaths, now: datetime | None = None) -> Overview:
     now = now or datetime.now(UTC)
     repo = CustodyRepository(paths.root)
     result = Overview()
-    rows = repo.status()
+    rows = status(repo)
     margin_days = repo.config.bump_margin_hours / 2 / 24
     for row in rows:
         if is_bin(row["role"]):

@@ -154,7 +154,7 @@ class CustodyRepository(Repository):
                 try:
                     replica.replay(self.paths, bucket)
                 except BucketError as exc:
-                    raise self._bucket_failed(exc, committed=False) from exc
+                    raise self.bucket_failed(exc, committed=False) from exc
             self._reset()
             self._in_transaction = True
             try:
@@ -230,13 +230,13 @@ class CustodyRepository(Repository):
             if bucket is not None:
                 replica.replay(self.paths, bucket)
         except BucketError as exc:
-            raise self._bucket_failed(exc, committed=True) from exc
+            raise self.bucket_failed(exc, committed=True) from exc
         finally:  # the local commit happened: what follows it (a ceremony's clean-up) too
             for hook in self.after_commit:
                 hook()
         return order
 
-    def _bucket_failed(self, exc: BucketError, committed: bool) -> BucketError:
+    def bucket_failed(self, exc: BucketError, committed: bool) -> BucketError:
         """The bucket's failure, saying what state the change is in and what finishes it."""
         state = (f"the change is committed in {self.paths.public}, and the bucket still serves "
                  "the previous state whole") if committed else \
@@ -292,6 +292,10 @@ class CustodyRepository(Repository):
         """The role as last committed (not as staged in this transaction)."""
         return self._read(role)
 
+    def staged(self, role: str) -> Metadata | None:
+        """The role as this transaction staged it, if it did."""
+        return self._staged.get(role)
+
     def staged_targets(self) -> dict[str, Path | bytes]:
         """Target files this transaction will write, by target path."""
         return dict(self._targets)
@@ -340,7 +344,7 @@ class CustodyRepository(Repository):
         if role not in self._bumped:
             md.signed.version += 1
             self._bumped.add(role)
-        days = self.config.expiry_days[_expiry_class(role)]
+        days = self.config.expiry_days[expiry_class(role)]
         md.signed.expires = (self.now() + timedelta(days=days)).replace(microsecond=0)
         md.signatures.clear()
         self._staged[role] = md  # first: a new root names the keys that must sign it
@@ -425,7 +429,7 @@ class CustodyRepository(Repository):
                 name: [spec.signer(self.paths) for spec in specs]
                 for name, specs in self.config.online_keys.items()
             }
-        return self._online.get(_expiry_class(role), [])
+        return self._online.get(expiry_class(role), [])
 
     def check_signed(self, role: str, md: Metadata) -> None:
         """Refuse metadata that its delegator's keys do not sign to threshold."""
@@ -660,114 +664,6 @@ class CustodyRepository(Repository):
             repo.publish_metadata()
         return cls(path)
 
-    # -- maintenance --------------------------------------------------
-    def bump_online(self, force: bool = False) -> list[str]:
-        """Re-sign online roles that expire within the configured margin (or all, forced)."""
-        margin = timedelta(hours=self.config.bump_margin_hours)
-        due = []
-        for role in [RELEASES, *self.bin_roles(), Snapshot.type, Timestamp.type]:
-            md = self._read(role) if role not in self._staged else self._staged[role]
-            if md is None:
-                continue
-            if force or md.signed.expires - self.now() < margin or role in self._staged:
-                due.append(role)
-        targets_due = [r for r in due if r not in (Snapshot.type, Timestamp.type)]
-        for role in targets_due:
-            with self.edit_targets(role):
-                pass
-        snapshot_needed = bool(targets_due) or Snapshot.type in due
-        if snapshot_needed:
-            self.do_snapshot(force=Snapshot.type in due)
-        if snapshot_needed or Timestamp.type in due:
-            self.do_timestamp(force=True)
-        return due
-
-    def status(self) -> list[dict]:
-        """Each role: version, expiry, keys, threshold and valid signatures."""
-        rows = []
-        for role in [*TOP_LEVEL, LAYOUTS, RELEASES, *self.bin_roles()]:
-            md = self._read(role)
-            if md is None:
-                continue
-            if role == Root.type:
-                keys = [md.signed.get_key(k) for k in md.signed.roles[role].keyids]  # type: ignore[attr-defined]
-                threshold = md.signed.roles[role].threshold  # type: ignore[attr-defined]
-            else:
-                keys, threshold = self.role_keys(role)
-            good = [k.keyid for k in keys if _signed_by(md, k)]
-            rows.append({
-                "role": role, "version": md.signed.version,
-                "expires": md.signed.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "keys": [k.keyid for k in keys], "threshold": threshold,
-                "signatures": len(good),
-            })
-        return rows
-
-    def gc(self, keep_snapshots: int = 3, retention: timedelta | None = None) -> list[Path]:
-        """Delete metadata versions and target files no recent snapshot can reach.
-
-        Keeps everything reachable from the current snapshot, the
-        ``keep_snapshots - 1`` before it, and every snapshot that stopped
-        being current less than ``retention`` ago (default: the configured
-        ``gc_retention_hours``), so that a client in the middle of a refresh,
-        holding an older timestamp, still finds its files, on disk and in the
-        bucket. What the newest timestamp reaches is kept whatever the
-        arguments say. Temporary files of writers that were killed mid-write
-        (``.NAME.PID.tmp``) are removed: gc holds the repository lock, so no
-        live writer owns one. A bucket replica loses the same files.
-        """
-        keep_snapshots = max(1, keep_snapshots)
-        if retention is None:
-            retention = timedelta(hours=self.config.gc_retention_hours)
-        horizon = (self.now() - retention).timestamp()
-        current = self._read(Snapshot.type)
-        if current is None:
-            return []
-        keep: set[Path] = set()
-        live_targets: set[Path] = set()
-        newest = current.signed.version
-        for version in range(newest, 0, -1):
-            path = self.paths.metadata_file(Snapshot.type, version)
-            successor = self.paths.metadata_file(Snapshot.type, version + 1)
-            recent = version > newest - keep_snapshots or (
-                successor.exists() and successor.stat().st_mtime > horizon)
-            if not recent:
-                continue
-            if not path.exists():
-                continue
-            keep.add(path)
-            snapshot = Metadata[Snapshot].from_bytes(path.read_bytes()).signed
-            for name, meta in snapshot.meta.items():
-                role_path = self.paths.metadata_file(name[: -len(".json")], meta.version)
-                keep.add(role_path)
-                if role_path.exists():
-                    targets = Metadata[Targets].from_bytes(role_path.read_bytes()).signed
-                    for target_path, info in targets.targets.items():
-                        live_targets.add(self.paths.target_file(target_path,
-                                                                info.hashes["sha256"]))
-        removed = []
-        for folder in (self.paths.metadata, self.paths.targets):
-            for path in folder.rglob(".*.tmp"):
-                path.unlink(missing_ok=True)
-                removed.append(path)
-        for path in self.paths.metadata.glob("*.json"):
-            first_part = path.name.split(".")[0]
-            if first_part.isdigit() and not path.name.endswith(".root.json") and path not in keep:
-                path.unlink()
-                removed.append(path)
-        for path in self.paths.targets.rglob("*"):
-            if path.is_file() and path not in live_targets and path not in removed:
-                path.unlink()
-                removed.append(path)
-        bucket = self.bucket()
-        if bucket is not None:
-            try:
-                bucket.delete(p.relative_to(self.paths.public).as_posix() for p in removed
-                              if not p.name.startswith("."))
-            except BucketError as exc:
-                raise self._bucket_failed(exc, committed=True) from exc
-        return removed
-
 
 def _delegate(targets: Targets, name: str, keys: Sequence[Key], threshold: int,
               paths: list[str]) -> None:
@@ -778,7 +674,7 @@ def _delegate(targets: Targets, name: str, keys: Sequence[Key], threshold: int,
         name, [k.keyid for k in keys], threshold, True, paths)
 
 
-def _expiry_class(role: str) -> str:
+def expiry_class(role: str) -> str:
     return "bins" if role.startswith(BINS_PREFIX + "-") else role
 
 
@@ -791,7 +687,7 @@ def signature_valid(key: Key, signature: Signature, payload: bytes) -> bool:
     return True
 
 
-def _signed_by(md: Metadata, key: Key) -> bool:
+def signed_by(md: Metadata, key: Key) -> bool:
     signature = md.signatures.get(key.keyid)
     return signature is not None and signature_valid(key, signature, md.signed_bytes)
 

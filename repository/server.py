@@ -33,6 +33,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from repository import maintenance
 from repository.config import RepoConfig
 from repository.errors import (
     BucketError,
@@ -283,7 +284,7 @@ def _start_bumper(paths: RepoPaths, interval: float) -> threading.Event:
             try:
                 repo = CustodyRepository(paths.root)
                 with repo.transaction():
-                    bumped = repo.bump_online()
+                    bumped = maintenance.bump_online(repo)
                 if bumped:
                     log.info("re-signed %s", ", ".join(bumped))
             except RepositoryError as exc:

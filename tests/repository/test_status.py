@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from keys_tooling.keys import generate_key, write_key_pair
+from repository.maintenance import status
 from repository.repo import CustodyRepository
 from repository.status import problems
 from tests.helpers import BIN
@@ -35,7 +36,7 @@ def test_status_of_a_1024_bin_repository(tmp_path: Path):
         in r.stderr
     assert "timestamp" not in r.stderr  # online roles are the server's to re-sign
 
-    rows = CustodyRepository(repo).status()
+    rows = status(CustodyRepository(repo))
     later = datetime.now(UTC) + timedelta(days=40)  # nobody re-signed anything for 40 days
     found = problems(rows, [], 30, now=later)
     assert any(p.startswith("timestamp expired at") for p in found)
