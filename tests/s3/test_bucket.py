@@ -232,3 +232,54 @@ def test_a_bucket_refusing_the_credentials_is_one_sentence_and_sync_finishes_it(
                    "run").returncode == 0
     r = custody(home, "install", "hello")
     assert r.returncode == 0 and "installed hello 1.1.0" in r.stdout, r.stderr
+
+
+def test_offline_keys_and_a_bucket_ceremonies_reach_the_bucket(object_store, tmp_path, keydir,
+                                                                hello_chain):
+    """Root, targets and owner keys offline from init on, the tree in a bucket: the first
+    ceremony publishes to the bucket, and a layout added with the owner offline arrives there
+    with its file once imported; a client installs from the bucket alone."""
+    import shutil
+
+    offline = tmp_path / "offline"
+    offline.mkdir()
+    for name in ("root", "targets", "owner"):
+        for suffix in ("", ".pub"):
+            shutil.copy(keydir / f"{name}{suffix}", offline / f"{name}{suffix}")
+    s3_url, http_url = object_store.public_bucket()
+    repo = tmp_path / "repo"
+    r = repo_cli("init", repo, "--bins", "4", "--public", s3_url, "--endpoint-url",
+                 object_store.endpoint, "--root-key", offline / "root.pub", "--targets-key",
+                 offline / "targets.pub", "--layout-key", offline / "owner.pub")
+    assert r.returncode == 3, r.stderr
+
+    def ceremony(role: str, key: str) -> subprocess.CompletedProcess[str]:
+        exported = tmp_path / f"{role}.json"
+        for args in (["export", "--repo", repo, "--role", role, "-o", exported],
+                     ["sign", exported, "--key", offline / key]):
+            done = subprocess.run([str(BIN / "custody-keys"), *map(str, args)],
+                                  capture_output=True, text=True, check=False)
+            assert done.returncode == 0, done.stderr
+        return subprocess.run([str(BIN / "custody-keys"), "import", "--repo", str(repo),
+                               str(exported)], capture_output=True, text=True, check=False)
+
+    for role, key in (("root", "root"), ("targets", "targets"), ("layouts", "owner")):
+        r = ceremony(role, key)
+    assert r.returncode == 0 and "the repository is published" in r.stdout, r.stderr
+    assert head(f"{http_url}/metadata/1.root.json")["Cache-Control"].endswith("immutable")
+
+    r = repo_cli("layout", "add", repo, hello_chain.layout, "--key", offline / "owner.pub",
+                 "--name", "hello", "--new")
+    assert r.returncode == 3, r.stderr
+    r = ceremony("layouts", "owner")
+    assert r.returncode == 0 and "layouts published" in r.stdout, r.stderr
+    layout = next((repo / "public/targets/in-toto/layouts").glob("*.hello.1.layout")).name
+    assert head(f"{http_url}/targets/in-toto/layouts/{layout}")["Cache-Control"].endswith(
+        "immutable")
+    publish(repo, hello_chain, "1.0.0")
+    home = tmp_path / "home"
+    assert custody(home, "init", "--url", http_url, "--root",
+                   str(repo / "public/metadata/1.root.json"), "--inspections",
+                   "run").returncode == 0
+    r = custody(home, "install", "hello")
+    assert r.returncode == 0 and "installed hello 1.0.0" in r.stdout, r.stderr
