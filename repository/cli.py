@@ -41,7 +41,7 @@ from keys_tooling.keys import (
 )
 from repository import maintenance
 from repository.config import ONLINE_ROLES, KeySpec, RepoConfig
-from repository.errors import RepositoryError
+from repository.errors import EXIT_PENDING, RepositoryError
 from repository.repo import CustodyRepository
 from repository.storage import RepoPaths, locked
 
@@ -144,7 +144,7 @@ def init(directory: Path, bins: int, root_keys: tuple[str, ...], root_threshold:
                    f"custody-keys export --repo {directory} --role ROLE -o ROLE.json, then "
                    "custody-keys sign ROLE.json --key KEY where the key is, then "
                    f"custody-keys import --repo {directory} ROLE.json", err=True)
-        sys.exit(3)
+        sys.exit(EXIT_PENDING)
     click.echo(f"repository created in {directory}: serve {paths.public}; clients trust "
                f"{paths.metadata_file('root', 1)}")
 
@@ -216,15 +216,14 @@ def _owner_signers(specs: Sequence[str]) -> list[Signer]:
 
 
 def _as_owners(repo: CustodyRepository, operation: Callable[[], str]) -> str:
-    """Run ``operation`` in a transaction the owners sign; exit 3 while signatures are pending."""
-    from repository.errors import PendingSignaturesError
+    """Run ``operation`` in a transaction the owners sign.
 
-    try:
-        with repo.transaction():
-            return operation()
-    except PendingSignaturesError as exc:
-        click.echo(f"custody-repo: {exc}", err=True)
-        sys.exit(3)
+    Short of their signatures, the transaction is saved as a pending change
+    and `repository.errors.PendingSignaturesError` ends the command with exit
+    code 3 (``_fails_cleanly``).
+    """
+    with repo.transaction():
+        return operation()
 
 
 @main.group()
