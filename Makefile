@@ -39,6 +39,7 @@ fuzz: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check launch.py formats intoto keys_tooling repository client tests bench demo docs
 	$(BIN)/mypy launch.py formats intoto keys_tooling repository client --ignore-missing-imports
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python bench/verify.py

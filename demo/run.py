@@ -176,7 +176,7 @@ def main() -> int:
         run(tool("custody-intoto"), "layout", "new", f"{name}.toml", "-k", KEYS / "owner",
             "-o", f"{name}.layout")
         run(tool("custody-repo"), "layout", "add", REPO, f"{name}.layout", "--key",
-            KEYS / "owner")
+            KEYS / "owner", "--new")
 
     headline("The supply chain of hello 1.0.0, each step recorded with custody-intoto run")
     hello_1 = record_release("hello", "1.0.0")
@@ -248,7 +248,8 @@ def plugin(url: str, token: str) -> None:
     show_toml(BUILD / "rfc8785.toml")
     run(tool("custody-intoto"), "layout", "new", "rfc8785.toml", "-k", KEYS / "owner", "-o",
         "rfc8785.layout")
-    run(tool("custody-repo"), "layout", "add", REPO, "rfc8785.layout", "--key", KEYS / "owner")
+    run(tool("custody-repo"), "layout", "add", REPO, "rfc8785.layout", "--key", KEYS / "owner",
+        "--new")
     run(tool("custody-repo"), "sigstore-root", "set", REPO,
         data / "sigstore/production.trusted_root.json", "--key", KEYS / "owner",
         contains="published in-toto/layouts/sigstore.trusted_root.json")

@@ -5,8 +5,10 @@
 operations (`repository.keyops`, `repository.ceremony`), and ``sign`` is the
 offline step of a signing ceremony, run wherever the key lives.
 
-Exit codes: 0 done, 1 refused or failed, 2 usage error, 3 saved for a
-signing ceremony (more signatures needed before anything is published).
+Exit codes (repository.errors): 0 done, 1 refused or failed, 2 usage error,
+3 saved for a signing ceremony (more signatures needed before anything is
+published), 4 the bucket failed: the change is committed locally (or nothing
+changed) and ``custody-repo sync`` finishes the upload.
 """
 
 from __future__ import annotations
@@ -127,8 +129,9 @@ def _repo_operation(repo_dir: Path, sign_with: tuple[str, ...], operation):
     except PendingSignaturesError as exc:
         click.echo(f"custody-keys: {exc}", err=True)
         sys.exit(PENDING_EXIT)
-    except RepositoryError as exc:
-        _fail(str(exc))
+    except RepositoryError as exc:  # the exit code of repository.errors' table
+        click.echo(f"custody-keys: {exc}", err=True)
+        sys.exit(exc.exit_code)
 
 
 def _new_keys(repo_dir: Path, role: str, specs: tuple[str, ...]):
@@ -228,9 +231,12 @@ def sign(file: Path, keys: tuple[str, ...]) -> None:
     click.echo(f"signed {file} with {_short(signed)}")
 
 
+_REPO = click.option("--repo", "repo_dir", required=True,
+                     type=click.Path(file_okay=False, exists=True, path_type=Path))
+
+
 @main.command()
-@click.option("--repo", "repo_dir", required=True, type=click.Path(file_okay=False,
-              exists=True, path_type=Path))
+@_REPO
 @click.option("--role", required=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
 def export(repo_dir: Path, role: str, output: Path | None) -> None:
@@ -253,43 +259,109 @@ def export(repo_dir: Path, role: str, output: Path | None) -> None:
 
 
 @main.command("import")
-@click.option("--repo", "repo_dir", required=True, type=click.Path(file_okay=False,
-              exists=True, path_type=Path))
+@_REPO
 @click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--sign-with", "sign_with", multiple=True,
-              help="Offline keys for other roles the change touches.")
-def import_(repo_dir: Path, file: Path, sign_with: tuple[str, ...]) -> None:
-    """Collect the signatures in FILE; publish the role once its thresholds are met."""
+def import_(repo_dir: Path, file: Path) -> None:
+    """Collect the signatures in FILE; publish the change once its thresholds are met.
+
+    Signatures by keys the role does not trust are ignored, each named with
+    the keys the role expects.
+    """
     from repository import genesis
-    from repository.ceremony import describe, import_signatures, load_pending
+    from repository.ceremony import import_signatures
     from repository.errors import RepositoryError
     from repository.storage import RepoPaths
 
     paths = RepoPaths(repo_dir)
     if genesis.is_draft(paths):  # the first version of a new repository
         try:
-            role, published = genesis.import_signatures(paths, file.read_bytes())
-            left = [] if published else genesis.describe(paths)
+            result = genesis.import_signatures(paths, file.read_bytes())
         except RepositoryError as exc:
             _fail(str(exc))
-        if published:
-            click.echo(f"{role} signed; every role is signed: the repository is published "
-                       f"(clients trust {paths.metadata_file('root', 1)})")
+        for sentence in result.ignored:
+            click.echo(f"custody-keys: {sentence}", err=True)
+        if result.published:
+            click.echo(f"{result.role} signed; every role is signed: the repository is "
+                       f"published (clients trust {paths.metadata_file('root', 1)})")
             return
-        click.echo(f"{role} imported; still unpublished: {'; '.join(left)}", err=True)
+        click.echo(f"{result.role} imported; still unpublished: {'; '.join(result.left)}",
+                   err=True)
         sys.exit(PENDING_EXIT)
 
-    role, published = _repo_operation(repo_dir, sign_with,
-                                      lambda repo: import_signatures(repo, file.read_bytes()))
-    if published:
-        click.echo(f"{role} published")
+    result = _repo_operation(repo_dir, (),
+                             lambda repo: import_signatures(repo, file.read_bytes()))
+    for sentence in result.ignored:
+        click.echo(f"custody-keys: {sentence}", err=True)
+    if result.published:
+        click.echo(f"{result.role} published")
         return
+    click.echo(f"{result.role} imported; the change still needs signatures: "
+               f"{'; '.join(result.left)}", err=True)
+    sys.exit(PENDING_EXIT)
+
+
+@main.group()
+def pending() -> None:
+    """Changes waiting for offline signatures: list, show, drop."""
+
+
+@pending.command("list")
+@_REPO
+def pending_list(repo_dir: Path) -> None:
+    """One line per role waiting for signatures (nothing printed: nothing pending)."""
+    from repository import genesis
+    from repository.ceremony import pending_lines
+    from repository.errors import RepositoryError
+    from repository.repo import CustodyRepository
+    from repository.storage import RepoPaths
+
+    try:
+        paths = RepoPaths(repo_dir)
+        if genesis.is_draft(paths):
+            for line in genesis.describe(paths):
+                click.echo(f"first version: {line}")
+            return
+        for role, version, signatures in pending_lines(CustodyRepository(repo_dir)):
+            click.echo(f"{role} v{version}: signatures {signatures}")
+    except RepositoryError as exc:
+        _fail(str(exc))
+
+
+@pending.command("show")
+@_REPO
+@click.argument("role")
+def pending_show(repo_dir: Path, role: str) -> None:
+    """What the pending change that edits ROLE does, and the signatures it has."""
+    from repository.ceremony import show
+    from repository.errors import RepositoryError
     from repository.repo import CustodyRepository
 
-    repo = CustodyRepository(repo_dir)
-    click.echo(f"{role} still needs signatures: "
-               f"{describe(repo, role, load_pending(repo, role).metadata)}", err=True)
-    sys.exit(PENDING_EXIT)
+    try:
+        lines = show(CustodyRepository(repo_dir), role)
+    except RepositoryError as exc:
+        _fail(str(exc))
+    for line in lines:
+        click.echo(line)
+
+
+@pending.command("drop")
+@_REPO
+@click.argument("role")
+def pending_drop(repo_dir: Path, role: str) -> None:
+    """Abandon the pending change that edits ROLE (nothing published changes)."""
+    from repository.ceremony import drop
+    from repository.errors import RepositoryError
+    from repository.repo import CustodyRepository
+    from repository.storage import locked
+
+    try:
+        repo = CustodyRepository(repo_dir)
+        with locked(repo.paths):
+            change = drop(repo, role)
+    except RepositoryError as exc:
+        _fail(str(exc))
+    click.echo(f"dropped the pending change {change.name}"
+               + (f" ({'; '.join(change.summary)})" if change.summary else ""))
 
 
 #: The console script: bugs exit 70 with one sentence (keys_tooling.cliutil.guarded).

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from repository.errors import RepositoryError
-from repository.storage import IMMUTABLE, REVALIDATE, RepoPaths, write_atomic
+from repository.errors import BucketError, RepositoryError
+from repository.storage import IMMUTABLE, REVALIDATE, RepoPaths, write_atomic, write_order_of
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,33 @@ class BucketLocation:
 
     def __str__(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+
+#: S3 error codes that mean "these credentials are not accepted here".
+CREDENTIAL_CODES = frozenset({
+    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+    "InvalidToken", "TokenRefreshRequired", "AuthorizationHeaderMalformed"})
+
+
+def failure(exc: BaseException) -> str:
+    """Why a bucket call failed, in a few words: refused credentials, unreachable, or the code.
+
+    boto3 wraps a failed upload (``S3UploadFailedError``) around the S3 error
+    text, so the code is looked for in the message as well as in the response.
+    """
+    import re
+
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    if isinstance(exc, NoCredentialsError):
+        return "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or a profile"
+    if isinstance(exc, EndpointConnectionError):
+        return f"unreachable: {exc}"
+    code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) \
+        else next(iter(re.findall(r"An error occurred \((\w+)\)", str(exc))), "")
+    if code in CREDENTIAL_CODES:
+        return f"the store refused the credentials: {code}"
+    return code or type(exc).__name__
 
 
 def cache_control(relative: str) -> str:
@@ -99,12 +126,13 @@ class Bucket:
         self.client = client
 
     def _call(self, what: str, operation: Any, *args: Any, **kwargs: Any) -> Any:
+        from boto3.exceptions import Boto3Error
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             return operation(*args, **kwargs)
-        except (BotoCoreError, ClientError) as exc:
-            raise RepositoryError(f"{self.location}: {what} failed: {exc}") from exc
+        except (BotoCoreError, ClientError, Boto3Error) as exc:
+            raise BucketError(f"{self.location}: {what} failed ({failure(exc)})") from exc
 
     def put(self, relative: str, source: Path) -> None:
         self._call(f"uploading {relative}", self.client.upload_file, str(source),
@@ -169,8 +197,6 @@ def replay(paths: RepoPaths, bucket: Bucket) -> int:
 
 def ordered_tree(paths: RepoPaths) -> list[str]:
     """Every file of the local tree in a safe upload order: targets, metadata, timestamp last."""
-    from repository.repo import write_order_of
-
     targets = sorted(p.relative_to(paths.public).as_posix()
                      for p in paths.targets.rglob("*") if p.is_file() and
                      not p.name.startswith("."))

@@ -1,9 +1,13 @@
 """``custody-repo``: the repository operators' command line.
 
-Exit codes: 0 success, 1 a refused or failed operation (one sentence on
-stderr), 2 usage errors. Offline keys are named on the command line for the
-operation that needs them and never stored; ``CUSTODY_KEY_PASSWORD`` (or a
-prompt) unlocks encrypted ones.
+Exit codes (the table of `repository.errors`): 0 success, 1 a refused or
+failed operation (one sentence on stderr), 2 usage errors, 3 saved as a
+pending change that needs offline signatures, 4 the bucket failed
+(credentials, network): the change is committed in the local tree (or
+nothing changed) and ``custody-repo sync DIR`` finishes the upload.
+Offline keys are named on the command line for the operation that needs them
+and never stored; ``CUSTODY_KEY_PASSWORD`` (or a prompt) unlocks encrypted
+ones.
 """
 
 from __future__ import annotations
@@ -35,8 +39,9 @@ from keys_tooling.keys import (
     password_variable,
     write_key_pair,
 )
+from repository import maintenance
 from repository.config import ONLINE_ROLES, KeySpec, RepoConfig
-from repository.errors import RepositoryError
+from repository.errors import EXIT_PENDING, RepositoryError
 from repository.repo import CustodyRepository
 from repository.storage import RepoPaths, locked
 
@@ -53,10 +58,6 @@ def _key_or_signer(spec: str) -> tuple[Key, Signer | None]:
         signer = open_signer(spec)
         return signer.public_key, signer
     return load_public_key(spec), None
-
-
-def _signers(specs: Sequence[str]) -> list[Signer]:
-    return [open_signer(spec) for spec in specs]
 
 
 def _new_key(path: Path, encrypt: bool, said: list[str]) -> Signer:
@@ -143,7 +144,7 @@ def init(directory: Path, bins: int, root_keys: tuple[str, ...], root_threshold:
                    f"custody-keys export --repo {directory} --role ROLE -o ROLE.json, then "
                    "custody-keys sign ROLE.json --key KEY where the key is, then "
                    f"custody-keys import --repo {directory} ROLE.json", err=True)
-        sys.exit(3)
+        sys.exit(EXIT_PENDING)
     click.echo(f"repository created in {directory}: serve {paths.public}; clients trust "
                f"{paths.metadata_file('root', 1)}")
 
@@ -202,20 +203,27 @@ def _build(directory: Path, bins: int, root_keys: tuple[str, ...], root_threshol
     return pending_roles(paths)
 
 
-_OWNER_KEYS = click.option("--key", "keys", multiple=True, required=True,
-                           help="Owner key(s) that sign the 'layouts' role.")
+_OWNER_KEYS = click.option(
+    "--key", "keys", multiple=True,
+    help="Owner key(s) that sign the 'layouts' role (private key or URI). A public key "
+         "(.pub), or none, when the owners' keys are offline: the change is saved for a "
+         "signing ceremony (exit 3).")
+
+
+def _owner_signers(specs: Sequence[str]) -> list[Signer]:
+    """The private owner keys among ``specs``; a ``.pub`` says "the key is offline"."""
+    return [signer for _, signer in map(_key_or_signer, specs) if signer is not None]
 
 
 def _as_owners(repo: CustodyRepository, operation: Callable[[], str]) -> str:
-    """Run ``operation`` in a transaction the owners sign; exit 3 while signatures are pending."""
-    from repository.errors import PendingSignaturesError
+    """Run ``operation`` in a transaction the owners sign.
 
-    try:
-        with repo.transaction():
-            return operation()
-    except PendingSignaturesError as exc:
-        click.echo(f"custody-repo: {exc}", err=True)
-        sys.exit(3)
+    Short of their signatures, the transaction is saved as a pending change
+    and `repository.errors.PendingSignaturesError` ends the command with exit
+    code 3 (``_fails_cleanly``).
+    """
+    with repo.transaction():
+        return operation()
 
 
 @main.group()
@@ -228,22 +236,35 @@ def layout() -> None:
 @click.argument("layout_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @_OWNER_KEYS
 @click.option("--name", help="Package the layout is for (default: the file name's stem).")
+@click.option("--new", "new_package", is_flag=True,
+              help="The package has no layout yet: start it (a new package is never implied).")
 @click.option("--yes", is_flag=True,
               help="Publish even if a channel's current version would no longer verify.")
 @_fails_cleanly
 def layout_add(directory: Path, layout_file: Path, keys: tuple[str, ...],
-               name: str | None, yes: bool) -> None:
+               name: str | None, new_package: bool, yes: bool) -> None:
     """Publish LAYOUT_FILE as the newest layout of its package.
 
     Clients verify every release against the newest layout, so the published
     versions it no longer verifies are listed first (channels' versions
     first); if a channel's current version is among them, --yes is needed.
+    A package that has no layout yet needs --new, so that a file named
+    differently (hello-v2.layout) never starts a package by accident.
     """
-    from repository.releases import add_layout, releases_unverified_by
+    from repository.releases import add_layout, layout_versions, releases_unverified_by
 
     package = name or layout_file.name.split(".")[0]
     layout_bytes = layout_file.read_bytes()
-    repo = CustodyRepository(directory, pool=_signers(keys), collect_pending=True)
+    repo = CustodyRepository(directory, pool=_owner_signers(keys), collect_pending=True)
+    existing = layout_versions(repo, package)
+    if not existing and not new_package:
+        known = _packages_with_layouts(repo)
+        raise RepositoryError(
+            f"package {package} has no layout yet: pass --new to start it, or --name to add "
+            f"the layout to an existing package ({', '.join(known) or 'none has a layout'})")
+    if existing and new_package:
+        raise RepositoryError(f"package {package} already has {len(existing)} layout(s); "
+                              "drop --new to add the next one")
     stranded = releases_unverified_by(repo, package, layout_bytes)
     for item in stranded:
         held = f" (the {', '.join(item.channels)} channel's version)" if item.channels else ""
@@ -253,10 +274,37 @@ def layout_add(directory: Path, layout_file: Path, keys: tuple[str, ...],
     if on_channels and not yes:
         raise RepositoryError(
             f"not published: {len(on_channels)} channel version(s) of {package} would become "
-            "uninstallable for every client; publish releases the new layout verifies first, "
-            "or pass --yes")
+            "uninstallable for every client; point those channels at versions the new layout "
+            "verifies (custody-repo channel; re-record and publish one after the layout if "
+            "none is), or pass --yes to accept that clients refuse them meanwhile")
     path = _as_owners(repo, lambda: add_layout(repo, package, layout_bytes))
     click.echo(f"published {path}")
+
+
+def _packages_with_layouts(repo: CustodyRepository) -> list[str]:
+    from repository.releases import LAYOUT_PATH
+
+    return sorted({m["name"] for p in repo.open("layouts").signed.targets  # type: ignore[attr-defined]
+                   if (m := LAYOUT_PATH.match(p))})
+
+
+@layout.command("remove")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("name")
+@_OWNER_KEYS
+@_fails_cleanly
+def layout_remove(directory: Path, name: str, keys: tuple[str, ...]) -> None:
+    """Withdraw every layout of package NAME (one that has no published release).
+
+    For a layout published by mistake (a new package started by a typo). A
+    package with releases keeps its layouts: clients verify the releases
+    with them; remove the releases first (custody-repo remove).
+    """
+    from repository.releases import remove_layouts
+
+    repo = CustodyRepository(directory, pool=_owner_signers(keys), collect_pending=True)
+    removed = _as_owners(repo, lambda: remove_layouts(repo, name))
+    click.echo(f"removed {removed}")
 
 
 @main.group("sigstore-root")
@@ -284,7 +332,7 @@ def sigstore_root_set(directory: Path, root_file: Path, keys: tuple[str, ...],
 
     from repository.releases import set_sigstore_root
 
-    repo = CustodyRepository(directory, pool=_signers(keys), collect_pending=True)
+    repo = CustodyRepository(directory, pool=_owner_signers(keys), collect_pending=True)
     expires = datetime.now(UTC).replace(microsecond=0) + timedelta(days=days)
     path = _as_owners(repo, lambda: set_sigstore_root(repo, root_file.read_bytes(), expires))
     click.echo(f"published {path}, vouched for until {expires:%Y-%m-%d}")
@@ -378,11 +426,34 @@ def channel(directory: Path, name: str, channel_name: str, version: str,
 @click.option("--force", is_flag=True, help="Re-sign every online role now.")
 @_fails_cleanly
 def bump(directory: Path, force: bool) -> None:
-    """Re-sign online roles that are close to expiry."""
+    """Re-sign online roles that are close to expiry (run it from a timer).
+
+    Offline roles (root, targets, layouts) cannot be re-signed here: one that
+    has expired is named and the exit code is 1, since clients refuse every
+    update until a signing ceremony re-signs it (docs/keys.md).
+    """
+    from datetime import UTC, datetime
+
+    from repository.repo import OFFLINE_ROLES
+    from repository.status import is_bin
+
     repo = CustodyRepository(directory)
     with repo.transaction():
-        bumped = repo.bump_online(force)
-    click.echo(f"re-signed {', '.join(bumped)}" if bumped else "nothing due")
+        bumped = maintenance.bump_online(repo, force)
+    bins = [role for role in bumped if is_bin(role)]
+    named = [role for role in bumped if not is_bin(role)]
+    if bins:
+        named.insert(1 if named and named[0] == "releases" else 0, f"{len(bins)} bins")
+    click.echo(f"re-signed {', '.join(named)}" if bumped else "nothing due")
+    now = datetime.now(UTC)
+    expired = [(role, md.signed.expires) for role in OFFLINE_ROLES
+               if (md := repo.published(role)) is not None and md.signed.expires <= now]
+    if expired:
+        raise RepositoryError(
+            f"{', '.join(f'{role} expired at {when:%Y-%m-%d %H:%M} UTC' for role, when in expired)}"
+            ": clients refuse every update until a signing ceremony re-signs "
+            f"{'it' if len(expired) == 1 else 'them'} (custody-keys rotate with no change, "
+            "docs/keys.md)")
 
 
 @main.command()
@@ -396,7 +467,7 @@ def bump(directory: Path, force: bool) -> None:
 def status(directory: Path, as_json: bool, all_bins: bool, check_days: float | None) -> None:
     """Roles: version, expiry, keys, threshold, signatures; hash bins in one line."""
     from repository import genesis
-    from repository.ceremony import describe, load_pending, pending_roles
+    from repository.ceremony import pending_lines
     from repository.status import is_bin, problems, summarize_bins
 
     repo = CustodyRepository(directory)
@@ -407,10 +478,9 @@ def status(directory: Path, as_json: bool, all_bins: bool, check_days: float | N
             click.echo("custody-repo status: the first signing ceremony is pending", err=True)
             sys.exit(1)
         return
-    rows = repo.status()
-    pending = {role: (load_pending(repo, role).metadata.signed.version,
-                      describe(repo, role, load_pending(repo, role).metadata))
-               for role in pending_roles(repo)}
+    rows = maintenance.status(repo)
+    pending = {role: (version, signatures)
+               for role, version, signatures in pending_lines(repo)}
     if as_json:
         click.echo(json.dumps({"roles": rows, "pending": {
             role: {"version": v, "signatures": d} for role, (v, d) in pending.items()}},
@@ -448,7 +518,8 @@ def gc(directory: Path, keep: int, retention: float | None) -> None:
     """Delete metadata and targets that no recent snapshot reaches (and from the bucket)."""
     repo = CustodyRepository(directory)
     with repo.transaction():
-        removed = repo.gc(keep, None if retention is None else timedelta(hours=retention))
+        removed = maintenance.gc(
+            repo, keep, None if retention is None else timedelta(hours=retention))
     click.echo(f"removed {len(removed)} file(s)")
 
 
@@ -469,9 +540,10 @@ def export(directory: Path, output: Path, packages: tuple[str, ...]) -> None:
     repo = CustodyRepository(directory)
     with locked(repo.paths):
         files, size = export_mirror(repo, output, packages)
-    click.echo(f"exported {files} files ({size / 2**20:.1f} MiB) to {output}: "
-               f"custody init --url {output.resolve().as_uri()} --root "
-               f"{output / 'metadata/1.root.json'}")
+    click.echo(f"exported {files} files ({size / 2**20:.1f} MiB) to {output}: hosts use "
+               f"custody init --url {output.resolve().as_uri()} --root ROOT, where ROOT is the "
+               "1.root.json shipped with the client, never the copy on the medium "
+               "(docs/deploy.md)")
 
 
 @main.command()

@@ -31,6 +31,9 @@ class KeySpec:
     uri: str | None = None
     public: dict[str, Any] | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
     def signer(self, paths: RepoPaths) -> Signer:
         try:
             if self.path is not None:
@@ -64,7 +67,7 @@ class RepoConfig:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["online_keys"] = {
-            role: [{k: v for k, v in asdict(s).items() if v is not None} for s in specs]
+            role: [spec.to_dict() for spec in specs]
             for role, specs in self.online_keys.items()
         }
         return data

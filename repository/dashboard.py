@@ -19,6 +19,7 @@ from typing import Any
 from flask import Blueprint, Flask, redirect, render_template, request, session, url_for
 
 from formats.index import PackageIndex
+from repository.maintenance import status
 from repository.repo import CustodyRepository
 from repository.reports import ReportStore
 from repository.status import ONLINE, expires_at, is_bin, summarize_bins
@@ -72,13 +73,13 @@ def _left(expires: str, now: datetime) -> tuple[str, float]:
 
 def overview(paths: RepoPaths, now: datetime | None = None) -> Overview:
     """Everything the page shows, read from the repository and the reports."""
-    from repository.ceremony import describe, load_pending, pending_roles
+    from repository.ceremony import pending_lines
     from repository.releases import load_index
 
     now = now or datetime.now(UTC)
     repo = CustodyRepository(paths.root)
     result = Overview()
-    rows = repo.status()
+    rows = status(repo)
     margin_days = repo.config.bump_margin_hours / 2 / 24
     for row in rows:
         if is_bin(row["role"]):
@@ -97,8 +98,7 @@ def overview(paths: RepoPaths, now: datetime | None = None) -> Overview:
             f"bins ({bins.count})", f"v{low}" + (f"-v{high}" if high != low else ""),
             f"{bins.fully_signed}/{bins.count} at threshold", bins.earliest_expiry, left,
             days < margin_days))
-    result.pending = [f"{role}: {describe(repo, role, load_pending(repo, role).metadata)}"
-                      for role in pending_roles(repo)]
+    result.pending = [f"{role}: {signatures}" for role, _, signatures in pending_lines(repo)]
     store = ReportStore(paths.private / "reports.sqlite")
     try:
         for folder in sorted((paths.targets / "packages").glob("*")):

@@ -1,10 +1,33 @@
-"""Every refusal of the repository, in one place; each message is one sentence."""
+"""Every refusal of the repository, in one place; each message is one sentence.
+
+Each class carries the exit code ``custody-repo`` and ``custody-keys`` end
+with (``exit_code``), from one table that their ``--help`` repeats:
+
+=====  ==============================================================
+code   meaning
+=====  ==============================================================
+0      done
+1      refused or failed; nothing changed
+2      usage: bad arguments
+3      saved as a pending change: offline signatures are needed
+4      the bucket failed (credentials, network): the change is committed
+       in the local tree, or nothing changed; ``custody-repo sync`` finishes it
+=====  ==============================================================
+"""
 
 from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_PENDING = 3
+EXIT_BUCKET = 4
 
 
 class RepositoryError(Exception):
     """Base class: the repository refused or failed an operation; nothing changed."""
+
+    exit_code = EXIT_REFUSED
 
 
 class NotARepositoryError(RepositoryError):
@@ -39,8 +62,21 @@ class LockedError(RepositoryError):
     """Another writer holds the repository lock for longer than we would wait."""
 
 
+class BucketError(RepositoryError):
+    """The bucket replica refused or could not be reached; the local tree is consistent.
+
+    The message names the bucket, says whether the change was committed
+    locally (the bucket then serves the previous state, whole) and that
+    ``custody-repo sync`` finishes the upload once the bucket answers.
+    """
+
+    exit_code = EXIT_BUCKET
+
+
 class PendingSignaturesError(RepositoryError):
     """An offline role needs more signatures; it was saved for a signing ceremony."""
+
+    exit_code = EXIT_PENDING
 
     def __init__(self, message: str, role: str, have: int, need: int) -> None:
         super().__init__(message)

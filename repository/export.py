@@ -19,8 +19,8 @@ from pathlib import Path
 from formats.sigstore import ROOT_PATH as SIGSTORE_ROOT
 from repository.errors import NotFoundError, RepositoryError
 from repository.releases import _links_of, layout_versions, load_index
-from repository.repo import CustodyRepository, write_order_of
-from repository.storage import copy_atomic
+from repository.repo import CustodyRepository
+from repository.storage import copy_atomic, write_order_of
 
 
 def export_mirror(repo: CustodyRepository, out: Path,

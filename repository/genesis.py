@@ -21,33 +21,18 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 from tuf.api.metadata import Metadata
 from tuf.api.serialization.json import JSONSerializer
 
+from repository.ceremony import ImportResult, merge_signatures, read_metadata, with_expectations
 from repository.errors import NotFoundError, RepositoryError
+from repository.pending import draft_dir, is_draft
+from repository.repo import CustodyRepository, Expectation
 from repository.storage import RepoPaths, write_atomic
 
 _SERIALIZER = JSONSerializer(compact=False)
 _DELEGATOR = {"root": "root", "targets": "root", "layouts": "targets"}
-
-
-def draft_dir(paths: RepoPaths) -> Path:
-    return paths.private / "genesis"
-
-
-def save_draft(paths: RepoPaths, staged: dict[str, Metadata], short: set[str]) -> None:
-    """Save every role of a new repository; ``short`` are the roles awaiting signatures."""
-    folder = draft_dir(paths)
-    folder.mkdir(parents=True, exist_ok=True)
-    for role, md in staged.items():
-        write_atomic(folder / f"{role}.json", md.to_bytes(_SERIALIZER))
-    write_atomic(folder / "pending.json", json.dumps(sorted(short)).encode())
-
-
-def is_draft(paths: RepoPaths) -> bool:
-    return (draft_dir(paths) / "pending.json").exists()
 
 
 def _load(paths: RepoPaths) -> tuple[dict[str, Metadata], list[str]]:
@@ -61,13 +46,20 @@ def _load(paths: RepoPaths) -> tuple[dict[str, Metadata], list[str]]:
     return drafts, pending
 
 
-def counts(drafts: dict[str, Metadata], role: str) -> tuple[int, int]:
-    """``(valid signatures, threshold)`` of a draft role, by its draft delegator's keys."""
+def expectation(drafts: dict[str, Metadata], role: str) -> Expectation:
+    """Whose keys must sign a draft role, by its draft delegator, and which do."""
     md = drafts[role]
     delegator = drafts[_DELEGATOR[role]].signed
     result = delegator.get_verification_result(  # type: ignore[attr-defined]
         role, md.signed_bytes, md.signatures)
-    return len(result.signed), result.threshold
+    return Expectation(f"draft {_DELEGATOR[role]}", role, sorted(result.signed | result.unsigned),
+                       result.threshold, sorted(result.signed))
+
+
+def counts(drafts: dict[str, Metadata], role: str) -> tuple[int, int]:
+    """``(valid signatures, threshold)`` of a draft role, by its draft delegator's keys."""
+    found = expectation(drafts, role)
+    return len(found.signed), found.threshold
 
 
 def describe(paths: RepoPaths) -> list[str]:
@@ -88,17 +80,15 @@ def export(paths: RepoPaths, role: str) -> bytes:
     drafts, pending = _load(paths)
     if role not in pending:
         raise NotFoundError(f"{role} needs no signatures (pending: {', '.join(pending)})")
-    return drafts[role].to_bytes(_SERIALIZER)
+    return with_expectations(drafts[role], role, [expectation(drafts, role)])
 
 
-def import_signatures(paths: RepoPaths, data: bytes) -> tuple[str, bool]:
+def import_signatures(paths: RepoPaths, data: bytes) -> ImportResult:
     """Merge the valid signatures of ``data`` into its draft role; publish when all are met.
 
-    Returns (role, published). Signatures by keys the role's delegator does
-    not trust, or that do not verify, are dropped.
+    Signatures by keys the role's draft delegator does not trust, or that do
+    not verify, are ignored, each named in the result.
     """
-    from repository.ceremony import read_metadata
-
     drafts, pending = _load(paths)
     incoming = read_metadata(data, "the file")
     role = next((r for r in pending if drafts[r].signed_bytes == incoming.signed_bytes), None)
@@ -106,22 +96,19 @@ def import_signatures(paths: RepoPaths, data: bytes) -> tuple[str, bool]:
         raise NotFoundError("the file matches no role of the unpublished repository "
                             "(export it again?)")
     md = drafts[role]
-    for keyid, signature in incoming.signatures.items():
-        candidate = Metadata.from_bytes(md.to_bytes(_SERIALIZER))
-        candidate.signatures[keyid] = signature
-        if counts({**drafts, role: candidate}, role)[0] > counts(drafts, role)[0]:
-            md.signatures[keyid] = signature  # valid, and by a key the delegator trusts
+    delegator = drafts[_DELEGATOR[role]].signed
+    keys = {k: delegator.get_key(k)  # type: ignore[attr-defined]
+            for k in delegator.get_delegated_role(role).keyids}  # type: ignore[attr-defined]
+    ignored = merge_signatures(md, incoming, keys, [expectation(drafts, role)], role)
     write_atomic(draft_dir(paths) / f"{role}.json", md.to_bytes(_SERIALIZER))
     if any(have < need for have, need in (counts(drafts, r) for r in pending)):
-        return role, False
+        return ImportResult(role, False, ignored, describe(paths))
     publish(paths, drafts)
-    return role, True
+    return ImportResult(role, True, ignored)
 
 
 def publish(paths: RepoPaths, drafts: dict[str, Metadata]) -> None:
     """Publish the complete first version: every role as signed, snapshot and timestamp anew."""
-    from repository.repo import CustodyRepository
-
     repo = CustodyRepository(paths.root)
     repo.completing_genesis = True
     with repo.transaction():

@@ -24,8 +24,11 @@ from dataclasses import dataclass, field
 from securesystemslib.signer import Key, Signer
 from tuf.api.metadata import Root, Snapshot, Targets, Timestamp
 
+from intoto.errors import IntotoError
+from intoto.metadata import metadata_from_bytes
 from repository.config import KeySpec
 from repository.errors import NotFoundError, RepositoryError
+from repository.releases import LAYOUT_PATH
 from repository.repo import LAYOUTS, RELEASES, TOP_LEVEL, CustodyRepository
 
 ONLINE = {Snapshot.type: "snapshot", Timestamp.type: "timestamp", RELEASES: "releases",
@@ -77,6 +80,9 @@ def rotate(repo: CustodyRepository, role: str, add: Sequence[Key] = (),
             "add keys or lower --threshold")
     result = Rotation(role, [k.keyid for k in add if k.keyid not in keyids], list(remove),
                       new_threshold)
+    repo.summary.append(
+        f"{role} keys: added {', '.join(k[:8] for k in result.added) or 'none'}, removed "
+        f"{', '.join(k[:8] for k in result.removed) or 'none'}, threshold {new_threshold}")
     if role in TOP_LEVEL:
         with repo.edit_root() as root:
             for keyid in remove:
@@ -137,11 +143,23 @@ def _resign(repo: CustodyRepository, role: str) -> list[str]:
 
 
 def resolve_keyid(repo: CustodyRepository, prefix: str, role: str | None = None) -> str:
-    """The full key id a prefix (as ``status`` prints them) names, if unambiguous."""
+    """The full key id a prefix (as ``status`` prints them) names.
+
+    Looked up among the keys of ``role`` (or of every TUF role) and, without a
+    role, the functionaries of the newest published layouts, so that a
+    functionary key is found by the prefix the docs allow, as a role's key is.
+    An ambiguous prefix is refused; one that matches nothing is returned as is
+    (the caller says what trusts it: nothing).
+    """
     roles = [role] if role else [*TOP_LEVEL, LAYOUTS, RELEASES] + (
         ["bins"] if repo.config.bins else [])
     matches = {k for r in roles for k in _role_entry(repo, r).keyids if k.startswith(prefix)}
-    return matches.pop() if len(matches) == 1 else prefix
+    if role is None:
+        matches |= {k for k in functionary_keyids(repo) if k.startswith(prefix)}
+    if len(matches) > 1:
+        raise RepositoryError(f"key id prefix {prefix} is ambiguous: it matches "
+                              f"{', '.join(sorted(k[:12] for k in matches))}; give more of it")
+    return matches.pop() if matches else prefix
 
 
 def where_trusted(repo: CustodyRepository, keyid: str) -> list[str]:
@@ -153,26 +171,31 @@ def where_trusted(repo: CustodyRepository, keyid: str) -> list[str]:
     return roles
 
 
-def layouts_naming(repo: CustodyRepository, keyid: str) -> list[str]:
-    """The newest published layout of each package that names ``keyid`` as a functionary."""
-    from intoto.errors import IntotoError
-    from intoto.metadata import metadata_from_bytes
-    from repository.releases import LAYOUT_PATH
-
+def _newest_layouts(repo: CustodyRepository) -> list[tuple[str, object]]:
+    """``(target path, layout)`` of the newest published layout of each package."""
     newest: dict[str, tuple[int, str]] = {}
     for path in repo.open(LAYOUTS).signed.targets:  # type: ignore[attr-defined]
         if (match := LAYOUT_PATH.match(path)) and \
                 int(match["n"]) > newest.get(match["name"], (-1, ""))[0]:
             newest[match["name"]] = (int(match["n"]), path)
-    found = []
+    found: list[tuple[str, object]] = []
     for _, path in sorted(newest.values(), key=lambda item: item[1]):
         try:
-            layout = metadata_from_bytes(repo.read_target(path), where=path).payload
+            found.append((path, metadata_from_bytes(repo.read_target(path), where=path).payload))
         except (IntotoError, OSError):
             continue
-        if keyid in getattr(layout, "keys", {}):
-            found.append(path)
     return found
+
+
+def functionary_keyids(repo: CustodyRepository) -> set[str]:
+    """Every key id the newest published layouts name as functionaries."""
+    return {k for _, layout in _newest_layouts(repo) for k in getattr(layout, "keys", {})}
+
+
+def layouts_naming(repo: CustodyRepository, keyid: str) -> list[str]:
+    """The newest published layout of each package that names ``keyid`` as a functionary."""
+    return [path for path, layout in _newest_layouts(repo)
+            if keyid in getattr(layout, "keys", {})]
 
 
 def revoke(repo: CustodyRepository, keyid: str,

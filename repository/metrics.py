@@ -32,6 +32,7 @@ class StateCollector(Collector):
         self.paths = paths
 
     def collect(self) -> Iterator[Any]:
+        from repository.maintenance import status
         from repository.releases import load_index
         from repository.repo import CustodyRepository
         from repository.status import expires_at, is_bin
@@ -42,7 +43,7 @@ class StateCollector(Collector):
                                    "Seconds until the role's metadata expires (bins: earliest)",
                                    labels=["role"])
         earliest: dict[str, float] = {}
-        for row in repo.status():
+        for row in status(repo):
             role = "bins" if is_bin(row["role"]) else row["role"]
             when = expires_at(row["expires"])
             seconds = (when - now).total_seconds()

@@ -246,6 +246,26 @@ def remove_layout(repo: CustodyRepository, target_path: str) -> None:
     repo.publish_metadata()
 
 
+def remove_layouts(repo: CustodyRepository, name: str) -> str:
+    """Withdraw every layout of package ``name``, which must have no published release.
+
+    Runs inside a transaction whose signers include the owners' keys (or that
+    collects a pending change). Returns the paths removed, in words.
+    """
+    found = layout_versions(repo, name)
+    if not found:
+        raise NotFoundError(f"package {name} has no layout")
+    index = load_index(repo, name)
+    if index.versions:
+        raise InvalidReleaseError(
+            f"package {name} has published versions ({', '.join(sorted(index.versions))}) "
+            "that clients verify with its layouts: remove them first (custody-repo remove)")
+    for _, path in found:
+        repo.remove_target(path)
+    repo.publish_metadata()
+    return ", ".join(path for _, path in found)
+
+
 # -- releases ------------------------------------------------------------------
 
 @dataclass

@@ -14,7 +14,17 @@ python-tuf's own edit and snapshot logic. On top of it:
   then delegated roles, targets, root, snapshot, and ``timestamp.json`` last,
   each atomically, under the writers' lock. Until the timestamp is replaced
   readers see the previous state, whole; a crash leaves only unreferenced
-  files, which ``gc`` removes.
+  files, which ``gc`` removes;
+- a transaction whose offline roles the keys at hand cannot sign to
+  threshold (and whose caller allows it: ``collect_pending``) runs to its
+  end all the same, then is saved whole as a `repository.pending.PendingChange`
+  (metadata, the target files it adds, the online-key configuration it
+  brings) instead of committed; ``custody-keys import`` completes it
+  (`repository.ceremony`).
+
+Dependencies point one way: storage, configuration, the pending-change files
+and the bucket replica sit below this module; ceremonies, key operations,
+releases and the command lines above it.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -42,9 +53,18 @@ from tuf.api.metadata import (
 from tuf.api.serialization.json import JSONSerializer
 from tuf.repository import Repository
 
-from repository.config import BINS_PREFIX, ONLINE_ROLES, RepoConfig
-from repository.errors import NotFoundError, RepositoryError, SigningError
+from repository import bucket as replica
+from repository.config import BINS_PREFIX, ONLINE_ROLES, KeySpec, RepoConfig
+from repository.errors import (
+    BucketError,
+    NotFoundError,
+    PendingSignaturesError,
+    RepositoryError,
+    SigningError,
+)
+from repository.pending import PendingChange, is_draft, save_draft
 from repository.storage import RepoPaths, copy_atomic, locked, write_atomic
+from repository.storage import write_order as _write_order
 
 LAYOUTS, RELEASES = "layouts", "releases"
 OFFLINE_ROLES = ("root", "targets", LAYOUTS)
@@ -55,6 +75,23 @@ RELEASE_PATHS = ["packages/*/index.json", "packages/*/*/*",
                  *("in-toto/links/*" + "/*" * depth for depth in range(1, 6))]
 TOP_LEVEL = (Root.type, Targets.type, Snapshot.type, Timestamp.type)
 _SERIALIZER = JSONSerializer(compact=False)
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """The keys one delegator trusts for a role, its threshold, and which have signed."""
+
+    by: str  # the delegator: "new root", "previous root", "targets", "releases"
+    role: str
+    keyids: list[str]
+    threshold: int
+    signed: list[str]
+
+    def line(self) -> str:
+        whose = f"{self.by}'s keys" if self.role == Root.type else \
+            f"keys {self.by} trusts for {self.role}"
+        return (f"{len(self.signed)}/{self.threshold} by the {whose} "
+                f"({', '.join(k[:8] for k in self.keyids)})")
 
 
 class CustodyRepository(Repository):
@@ -81,7 +118,7 @@ class CustodyRepository(Repository):
         # are collected here, and the commit saves a draft instead of publishing.
         self._genesis: set[str] | None = None
         self.completing_genesis = False  # set by repository.genesis.publish only
-        self._bucket = None
+        self._bucket: replica.Bucket | None = None
         self._online: dict[str, list[Signer]] | None = None
         self._reset()
 
@@ -94,25 +131,30 @@ class CustodyRepository(Repository):
         self._in_transaction = False
         self.config_changed = False
         self.after_commit: list[Callable[[], object]] = []
+        # Offline roles this transaction edited that its keys do not sign to threshold.
+        self._short: set[str] = set()
+        # Offline keys of the pool that signed something in this transaction.
+        self._pool_used: set[str] = set()
+        self._config_at_start = self.config
+        #: What the transaction does, in words (saved with a pending change).
+        self.summary: list[str] = []
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[CustodyRepository]:
         """Lock, stage every edit in memory, and commit them all at the end (or none)."""
         if self._in_transaction:
             raise RepositoryError("transactions do not nest")
-        if self._genesis is None and not self.completing_genesis:
-            from repository.genesis import is_draft
-
-            if is_draft(self.paths):
-                raise RepositoryError(
-                    f"{self.paths.root} is not published yet: its first signing ceremony is "
-                    "pending (custody-repo status shows what is missing)")
+        if self._genesis is None and not self.completing_genesis and is_draft(self.paths):
+            raise RepositoryError(
+                f"{self.paths.root} is not published yet: its first signing ceremony is "
+                "pending (custody-repo status shows what is missing)")
         with locked(self.paths):
             bucket = self.bucket()
             if bucket is not None:  # finish the upload of a publisher that was killed
-                from repository.bucket import replay
-
-                replay(self.paths, bucket)
+                try:
+                    replica.replay(self.paths, bucket)
+                except BucketError as exc:
+                    raise self.bucket_failed(exc, committed=False) from exc
             self._reset()
             self._in_transaction = True
             try:
@@ -124,14 +166,12 @@ class CustodyRepository(Repository):
                     self.config = RepoConfig.load(self.paths)  # drop uncommitted edits
                     self._online = None
 
-    def bucket(self):  # -> repository.bucket.Bucket | None
+    def bucket(self) -> replica.Bucket | None:
         """The bucket the served tree is replicated to, if the configuration names one."""
         if self.config.public_url is None:
             return None
         if self._bucket is None:
-            from repository.bucket import open_bucket
-
-            self._bucket = open_bucket(self.config.public_url, self.config.endpoint_url)
+            self._bucket = replica.open_bucket(self.config.public_url, self.config.endpoint_url)
         return self._bucket
 
     def config_dirty(self) -> bool:
@@ -140,10 +180,10 @@ class CustodyRepository(Repository):
     def commit(self) -> list[str]:
         """Write what is staged: targets, delegated roles, targets, root, snapshot, timestamp."""
         if self._genesis:  # a new repository whose offline roles await a ceremony
-            from repository.genesis import save_draft
-
-            save_draft(self.paths, self._staged, self._genesis)
+            save_draft(self.paths, self._staged, sorted(self._genesis))
             return []
+        if self._short:  # offline roles await signatures: saved whole, nothing published
+            raise self._save_pending()
         # Every file this commit writes, in writing order (what a bucket replica uploads,
         # in this order): target files, delegated roles, targets and root, snapshot,
         # timestamp. With a bucket, the list is journaled before anything is written, so
@@ -165,9 +205,8 @@ class CustodyRepository(Repository):
         written = [d for d, _ in targets] + [f for _, files in roles for f in files]
         bucket = self.bucket()
         if bucket is not None:
-            from repository.bucket import begin
-
-            begin(self.paths, [p.relative_to(self.paths.public).as_posix() for p in written])
+            replica.begin(self.paths,
+                          [p.relative_to(self.paths.public).as_posix() for p in written])
         for destination, source in targets:
             if destination.exists():
                 continue  # content-addressed: the same bytes are already there
@@ -187,13 +226,23 @@ class CustodyRepository(Repository):
                 write_atomic(path, data)
         if self.config_changed and not config_saved:
             self.config.save(self.paths)
-        if bucket is not None:
-            from repository.bucket import replay
-
-            replay(self.paths, bucket)
-        for hook in self.after_commit:
-            hook()
+        try:
+            if bucket is not None:
+                replica.replay(self.paths, bucket)
+        except BucketError as exc:
+            raise self.bucket_failed(exc, committed=True) from exc
+        finally:  # the local commit happened: what follows it (a ceremony's clean-up) too
+            for hook in self.after_commit:
+                hook()
         return order
+
+    def bucket_failed(self, exc: BucketError, committed: bool) -> BucketError:
+        """The bucket's failure, saying what state the change is in and what finishes it."""
+        state = (f"the change is committed in {self.paths.public}, and the bucket still serves "
+                 "the previous state whole") if committed else \
+            "an earlier change is not in the bucket yet, and nothing was changed now"
+        return BucketError(f"{exc}: {state}; 'custody-repo sync {self.paths.root}' finishes "
+                           "the upload once the bucket answers")
 
     # -- reading the current state ----------------------------------------
     def _read(self, role: str) -> Metadata | None:
@@ -243,6 +292,10 @@ class CustodyRepository(Repository):
         """The role as last committed (not as staged in this transaction)."""
         return self._read(role)
 
+    def staged(self, role: str) -> Metadata | None:
+        """The role as this transaction staged it, if it did."""
+        return self._staged.get(role)
+
     def staged_targets(self) -> dict[str, Path | bytes]:
         """Target files this transaction will write, by target path."""
         return dict(self._targets)
@@ -291,7 +344,7 @@ class CustodyRepository(Repository):
         if role not in self._bumped:
             md.signed.version += 1
             self._bumped.add(role)
-        days = self.config.expiry_days[_expiry_class(role)]
+        days = self.config.expiry_days[expiry_class(role)]
         md.signed.expires = (self.now() + timedelta(days=days)).replace(microsecond=0)
         md.signatures.clear()
         self._staged[role] = md  # first: a new root names the keys that must sign it
@@ -305,9 +358,11 @@ class CustodyRepository(Repository):
                 return
             if not (self.collect_pending and role in OFFLINE_ROLES):
                 raise
-            from repository.ceremony import save_pending
-
-            raise save_pending(self, role, md) from None
+            # The rest of the operation still runs (an online key's configuration, the
+            # files the role lists): the commit saves all of it for the ceremony.
+            self._short.add(role)
+        else:
+            self._short.discard(role)
 
     @property
     def targets_infos(self) -> dict[str, MetaFile]:
@@ -366,13 +421,15 @@ class CustodyRepository(Repository):
             return self._offline[role]
         if self.pool and role in OFFLINE_ROLES:
             trusted = self.trusted_keyids(role)
-            return [s for s in self.pool if s.public_key.keyid in trusted]
+            signers = [s for s in self.pool if s.public_key.keyid in trusted]
+            self._pool_used.update(s.public_key.keyid for s in signers)
+            return signers
         if self._online is None:
             self._online = {
                 name: [spec.signer(self.paths) for spec in specs]
                 for name, specs in self.config.online_keys.items()
             }
-        return self._online.get(_expiry_class(role), [])
+        return self._online.get(expiry_class(role), [])
 
     def check_signed(self, role: str, md: Metadata) -> None:
         """Refuse metadata that its delegator's keys do not sign to threshold."""
@@ -388,6 +445,82 @@ class CustodyRepository(Repository):
                 f"{role} is not signed by a threshold of its keys: {exc} (bring the offline "
                 f"key(s) for {role}, or see docs/keys.md for signing ceremonies)"
             ) from exc
+
+    def expectations(self, role: str, md: Metadata,
+                     delegators: Mapping[str, Metadata] = {}) -> list[Expectation]:
+        """Whose keys must sign ``md`` for ``role``, how many, and which already do.
+
+        One entry per delegator that must agree: the role's delegator (as
+        staged, or as ``delegators`` gives it: a pending change's own), and for
+        a new root both the new root and the previous one (TUF 5.3.4).
+        """
+        if role == Root.type:
+            checks = [("new root", md.signed)]
+            previous = self._read(Root.type)
+            if previous is not None and previous.signed.version < md.signed.version:
+                checks.append(("previous root", previous.signed))
+        else:
+            name = self.delegator(role)
+            checks = [(name, (delegators.get(name) or self.open(name)).signed)]
+        found = []
+        for name, delegator in checks:
+            result = delegator.get_verification_result(  # type: ignore[attr-defined]
+                role, md.signed_bytes, md.signatures)
+            found.append(Expectation(name, role, sorted(result.signed | result.unsigned),
+                                     result.threshold, sorted(result.signed)))
+        return found
+
+    def describe_signatures(self, role: str, md: Metadata,
+                            delegators: Mapping[str, Metadata] = {}) -> str:
+        """``0/1 by the new root's keys (1a2b3c4d), ...``: what ``md`` has and needs."""
+        return ", ".join(e.line() for e in self.expectations(role, md, delegators))
+
+    def _save_pending(self) -> PendingSignaturesError:
+        """Save this transaction whole for a signing ceremony; the error that says so.
+
+        Only offline roles wait: online roles (``releases``, bins, snapshot,
+        timestamp) are re-signed when the change completes, from what is
+        published then, so the change never carries stale online metadata.
+        """
+        offline = {role: self._staged[role] for role in sorted(self._staged, key=_write_order)
+                   if role in OFFLINE_ROLES}
+        targets: dict[str, bytes] = {}
+        for path, source in self._targets.items():
+            if self.role_for_target(path) not in offline:
+                raise RepositoryError(
+                    f"{path} belongs to an online role and cannot wait for a ceremony: "
+                    "publish it separately")
+            targets[path] = source if isinstance(source, bytes) else Path(source).read_bytes()
+        before = self._config_at_start.online_keys
+        online_keys = {cls: specs for cls, specs in self.config.online_keys.items()
+                       if specs != before.get(cls)}
+        resign = [role for role in sorted(self._staged, key=_write_order)
+                  if role not in OFFLINE_ROLES and role not in (Snapshot.type, Timestamp.type)]
+        change = PendingChange(offline, targets, online_keys, resign, list(self.summary))
+        change.save(self.paths)
+        short = [role for role in offline if role in self._short]
+        lines = [f"{role} v{offline[role].signed.version} has signatures "
+                 f"{self.describe_signatures(role, offline[role])}" for role in short]
+        unused = [s.public_key.keyid[:8] for s in self.pool
+                  if s.public_key.keyid not in self._pool_used]
+        if unused:
+            lines.append(f"the key(s) you brought ({', '.join(unused)}) sign none of the roles "
+                         "this change edits")
+        counts = [e for role in short for e in self.expectations(role, offline[role])]
+        return PendingSignaturesError(
+            f"{'; '.join(lines)}. The change is saved as pending: for "
+            f"{' and '.join(short)}, custody-keys export --repo {self.paths.root} --role ROLE "
+            "-o ROLE.json, then custody-keys sign ROLE.json --key KEY where the key is, then "
+            f"custody-keys import --repo {self.paths.root} ROLE.json (custody-keys pending "
+            "show or drop it)",
+            short[0], min(len(e.signed) for e in counts), max(e.threshold for e in counts))
+
+    def use_online_keys(self, online_keys: Mapping[str, Sequence[KeySpec]]) -> None:
+        """Sign the online role classes named with these keys; saved with the commit."""
+        if online_keys:
+            config = copy.deepcopy(self.config)
+            config.online_keys.update({cls: list(specs) for cls, specs in online_keys.items()})
+            self.use_config(config)
 
     def role_keys(self, role: str) -> tuple[list[Key], int]:
         """The keys trusted for ``role`` and their threshold, from its delegator."""
@@ -406,9 +539,12 @@ class CustodyRepository(Repository):
             info = TargetFile.from_file(target_path, str(source))
         if custom:
             info.unrecognized_fields["custom"] = custom
-        with self.edit_targets(self.role_for_target(target_path)) as targets:
+        role = self.role_for_target(target_path)
+        with self.edit_targets(role) as targets:
             targets.targets[target_path] = info
         self._targets[target_path] = source
+        if role in OFFLINE_ROLES:
+            self.summary.append(f"adds {target_path} to {role}")
         return info
 
     def remove_target(self, target_path: str) -> TargetFile:
@@ -418,6 +554,8 @@ class CustodyRepository(Repository):
             if info is None:
                 raise NotFoundError(f"no target {target_path} in role {role}")
         self._targets.pop(target_path, None)
+        if role in OFFLINE_ROLES:
+            self.summary.append(f"removes {target_path} from {role}")
         return info
 
     def find_target(self, target_path: str) -> TargetFile | None:
@@ -526,111 +664,6 @@ class CustodyRepository(Repository):
             repo.publish_metadata()
         return cls(path)
 
-    # -- maintenance --------------------------------------------------
-    def bump_online(self, force: bool = False) -> list[str]:
-        """Re-sign online roles that expire within the configured margin (or all, forced)."""
-        margin = timedelta(hours=self.config.bump_margin_hours)
-        due = []
-        for role in [RELEASES, *self.bin_roles(), Snapshot.type, Timestamp.type]:
-            md = self._read(role) if role not in self._staged else self._staged[role]
-            if md is None:
-                continue
-            if force or md.signed.expires - self.now() < margin or role in self._staged:
-                due.append(role)
-        targets_due = [r for r in due if r not in (Snapshot.type, Timestamp.type)]
-        for role in targets_due:
-            with self.edit_targets(role):
-                pass
-        snapshot_needed = bool(targets_due) or Snapshot.type in due
-        if snapshot_needed:
-            self.do_snapshot(force=Snapshot.type in due)
-        if snapshot_needed or Timestamp.type in due:
-            self.do_timestamp(force=True)
-        return due
-
-    def status(self) -> list[dict]:
-        """Each role: version, expiry, keys, threshold and valid signatures."""
-        rows = []
-        for role in [*TOP_LEVEL, LAYOUTS, RELEASES, *self.bin_roles()]:
-            md = self._read(role)
-            if md is None:
-                continue
-            if role == Root.type:
-                keys = [md.signed.get_key(k) for k in md.signed.roles[role].keyids]  # type: ignore[attr-defined]
-                threshold = md.signed.roles[role].threshold  # type: ignore[attr-defined]
-            else:
-                keys, threshold = self.role_keys(role)
-            good = [k.keyid for k in keys if _signed_by(md, k)]
-            rows.append({
-                "role": role, "version": md.signed.version,
-                "expires": md.signed.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "keys": [k.keyid for k in keys], "threshold": threshold,
-                "signatures": len(good),
-            })
-        return rows
-
-    def gc(self, keep_snapshots: int = 3, retention: timedelta | None = None) -> list[Path]:
-        """Delete metadata versions and target files no recent snapshot can reach.
-
-        Keeps everything reachable from the current snapshot, the
-        ``keep_snapshots - 1`` before it, and every snapshot that stopped
-        being current less than ``retention`` ago (default: the configured
-        ``gc_retention_hours``), so that a client in the middle of a refresh,
-        holding an older timestamp, still finds its files, on disk and in the
-        bucket. What the newest timestamp reaches is kept whatever the
-        arguments say. Temporary files of writers that were killed mid-write
-        (``.NAME.PID.tmp``) are removed: gc holds the repository lock, so no
-        live writer owns one. A bucket replica loses the same files.
-        """
-        keep_snapshots = max(1, keep_snapshots)
-        if retention is None:
-            retention = timedelta(hours=self.config.gc_retention_hours)
-        horizon = (self.now() - retention).timestamp()
-        current = self._read(Snapshot.type)
-        if current is None:
-            return []
-        keep: set[Path] = set()
-        live_targets: set[Path] = set()
-        newest = current.signed.version
-        for version in range(newest, 0, -1):
-            path = self.paths.metadata_file(Snapshot.type, version)
-            successor = self.paths.metadata_file(Snapshot.type, version + 1)
-            recent = version > newest - keep_snapshots or (
-                successor.exists() and successor.stat().st_mtime > horizon)
-            if not recent:
-                continue
-            if not path.exists():
-                continue
-            keep.add(path)
-            snapshot = Metadata[Snapshot].from_bytes(path.read_bytes()).signed
-            for name, meta in snapshot.meta.items():
-                role_path = self.paths.metadata_file(name[: -len(".json")], meta.version)
-                keep.add(role_path)
-                if role_path.exists():
-                    targets = Metadata[Targets].from_bytes(role_path.read_bytes()).signed
-                    for target_path, info in targets.targets.items():
-                        live_targets.add(self.paths.target_file(target_path,
-                                                                info.hashes["sha256"]))
-        removed = []
-        for folder in (self.paths.metadata, self.paths.targets):
-            for path in folder.rglob(".*.tmp"):
-                path.unlink(missing_ok=True)
-                removed.append(path)
-        for path in self.paths.metadata.glob("*.json"):
-            first_part = path.name.split(".")[0]
-            if first_part.isdigit() and not path.name.endswith(".root.json") and path not in keep:
-                path.unlink()
-                removed.append(path)
-        for path in self.paths.targets.rglob("*"):
-            if path.is_file() and path not in live_targets and path not in removed:
-                path.unlink()
-                removed.append(path)
-        bucket = self.bucket()
-        if bucket is not None:
-            bucket.delete(p.relative_to(self.paths.public).as_posix() for p in removed
-                          if not p.name.startswith("."))
-        return removed
-
 
 def _delegate(targets: Targets, name: str, keys: Sequence[Key], threshold: int,
               paths: list[str]) -> None:
@@ -641,23 +674,8 @@ def _delegate(targets: Targets, name: str, keys: Sequence[Key], threshold: int,
         name, [k.keyid for k in keys], threshold, True, paths)
 
 
-def _expiry_class(role: str) -> str:
+def expiry_class(role: str) -> str:
     return "bins" if role.startswith(BINS_PREFIX + "-") else role
-
-
-def _write_order(role: str) -> tuple[int, str]:
-    """Delegated roles, then targets, root, snapshot, and timestamp last."""
-    rank = {Targets.type: 1, Root.type: 2, Snapshot.type: 3, Timestamp.type: 4}
-    return rank.get(role, 0), role
-
-
-def write_order_of(filename: str) -> tuple[int, str, float]:
-    """The commit's order for a metadata file name (``N.role.json`` or ``role.json``)."""
-    stem = filename[: -len(".json")]
-    version, _, role = stem.partition(".")
-    if not version.isdigit():
-        return (*_write_order(stem), float("inf"))  # root.json after N.root.json
-    return (*_write_order(role), float(version))
 
 
 def signature_valid(key: Key, signature: Signature, payload: bytes) -> bool:
@@ -669,7 +687,7 @@ def signature_valid(key: Key, signature: Signature, payload: bytes) -> bool:
     return True
 
 
-def _signed_by(md: Metadata, key: Key) -> bool:
+def signed_by(md: Metadata, key: Key) -> bool:
     signature = md.signatures.get(key.keyid)
     return signature is not None and signature_valid(key, signature, md.signed_bytes)
 

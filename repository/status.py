@@ -100,5 +100,6 @@ def problems(rows: Sequence[Mapping[str, Any]], pending: Sequence[str], days: fl
                      f"(first {first['role']} at {first['expires']})")
     if unsigned_bins:
         found.append(f"{len(unsigned_bins)} bin roles are signed below their threshold")
-    found += [f"a signing ceremony for {role} is pending" for role in pending]
+    found += [f"a signing ceremony for {role} is pending (custody-keys pending show, or "
+              "drop)" for role in pending]
     return found

@@ -28,7 +28,7 @@ from intoto.files import LockTimeout, copy_atomic, file_lock, fsync_dir, write_a
 from repository.errors import LockedError
 
 __all__ = ["IMMUTABLE", "REVALIDATE", "RepoPaths", "copy_atomic", "fsync_dir", "locked",
-           "write_atomic"]
+           "write_atomic", "write_order", "write_order_of"]
 
 #: Cache-Control of what never changes (version- and hash-prefixed names) and of the rest.
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -95,3 +95,19 @@ def locked(paths: RepoPaths, timeout: float = 120.0) -> Iterator[None]:
             yield
     except LockTimeout as exc:
         raise LockedError(str(exc)) from exc
+
+
+def write_order(role: str) -> tuple[int, str]:
+    """Where a role's file comes in a commit: delegated roles, targets, root, snapshot,
+    and timestamp last (a reader never sees a timestamp naming a file not yet written)."""
+    rank = {"targets": 1, "root": 2, "snapshot": 3, "timestamp": 4}
+    return rank.get(role, 0), role
+
+
+def write_order_of(filename: str) -> tuple[int, str, float]:
+    """The commit's order for a metadata file name (``N.role.json`` or ``role.json``)."""
+    stem = filename[: -len(".json")]
+    version, _, role = stem.partition(".")
+    if not version.isdigit():
+        return (*write_order(stem), float("inf"))  # root.json after N.root.json
+    return (*write_order(role), float(version))

@@ -242,12 +242,18 @@ def _nginx() -> str:
 
 
 @contextlib.contextmanager
-def running_nginx(upstream: str, work: Path) -> Iterator[str]:
+def running_nginx(upstream: str, work: Path, tree: str | None = None) -> Iterator[str]:
+    """nginx with deploy/nginx-custody.conf: the API at ``upstream`` (custody-repo serve),
+    the tree there too, or at ``tree`` (a bucket's HTTP URL, path included)."""
+    from urllib.parse import urlsplit
+
     binary = _nginx()
     port = free_port()
     (work / "logs").mkdir(parents=True)
-    site = NGINX_CONF.read_text().format(listen=f"127.0.0.1:{port}", upstream=upstream,
-                                   cache_dir=work / "cache")
+    origin = urlsplit(tree or upstream)
+    site = NGINX_CONF.read_text().format(
+        listen=f"127.0.0.1:{port}", origin=f"{origin.scheme}://{origin.netloc}",
+        origin_path=origin.path.rstrip("/"), api=upstream, cache_dir=work / "cache")
     (work / "nginx.conf").write_text(
         f"user root;\nworker_processes 1;\npid {work}/nginx.pid;\n"
         f"error_log {work}/logs/error.log;\n"

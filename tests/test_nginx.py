@@ -1,11 +1,15 @@
-"""The real nginx in front of the repository server, with deploy/nginx-custody.conf."""
+"""The real nginx, with deploy/nginx-custody.conf verbatim, in front of the repository
+server and in front of a bucket (Swift's S3 API) that holds the served tree."""
 
 from __future__ import annotations
+
+import subprocess
 
 import pytest
 import requests
 
-from tests.helpers import custody, running_nginx
+from tests.helpers import BIN, custody, running_nginx, running_server
+from tests.s3.conftest import object_store  # noqa: F401 (the fixture, started on demand)
 
 pytestmark = pytest.mark.slow
 
@@ -34,5 +38,44 @@ def test_nginx_caches_the_immutable_and_revalidates_the_timestamp(served, tmp_pa
             assert answer.headers["Cache-Control"] == "no-cache"
 
         served.publish("1.1.0")  # followed through the cache at the next revalidation
+        r = custody(home, "update")
+        assert r.returncode == 0 and "updated hello 1.0.0 -> 1.1.0" in r.stdout, r.stderr
+
+
+def repo_cli(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "custody-repo"), *[str(a) for a in args]],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_nginx_in_front_of_a_bucket(object_store, tmp_path, keydir, hello_chain):  # noqa: F811
+    """The tree from the bucket (nginx adds the bucket's path to /metadata/...), the API
+    from custody-repo serve; a client installs and follows a publish through the cache."""
+    s3_url, http_url = object_store.public_bucket()
+    repo = tmp_path / "repo"
+    r = repo_cli("init", repo, "--bins", "4", "--public", s3_url, "--endpoint-url",
+                 object_store.endpoint, "--layout-key", keydir / "owner", "--no-password")
+    assert r.returncode == 0, r.stderr
+    assert repo_cli("layout", "add", repo, hello_chain.layout, "--key", keydir / "owner",
+                    "--name", "hello", "--new").returncode == 0
+    release = [hello_chain.verify_dir / "hello.tar.gz", "--name", "hello", "--layout",
+               hello_chain.layout, "--links", hello_chain.links]
+    assert repo_cli("publish", repo, *release, "--version", "1.0.0").returncode == 0
+    with running_server(repo) as api, \
+            running_nginx(api, tmp_path / "nginx", tree=http_url) as url:
+        home = tmp_path / "home"
+        r = custody(home, "init", "--url", url, "--root",
+                    str(repo / "public/metadata/1.root.json"), "--inspections", "run")
+        assert r.returncode == 0, r.stderr
+        r = custody(home, "install", "hello")
+        assert r.returncode == 0, r.stderr
+        versioned = sorted(p.name for p in (repo / "public/metadata").glob("*.snapshot.json"))
+        statuses = [requests.get(f"{url}/metadata/{versioned[-1]}", timeout=5).headers[
+            "X-Cache-Status"] for _ in range(2)]
+        assert statuses[-1] == "HIT"
+        answer = requests.get(f"{url}/metadata/timestamp.json", timeout=5)
+        assert answer.ok and answer.headers["X-Cache-Status"] != "HIT"
+        assert answer.headers["Cache-Control"] == "no-cache"
+        assert requests.get(f"{url}/healthz", timeout=5).json()["status"] == "ok"  # the API
+        assert repo_cli("publish", repo, *release, "--version", "1.1.0").returncode == 0
         r = custody(home, "update")
         assert r.returncode == 0 and "updated hello 1.0.0 -> 1.1.0" in r.stdout, r.stderr

@@ -9,8 +9,9 @@ import subprocess
 import time
 
 import pytest
+from tuf.api.metadata import Metadata
 
-from keys_tooling.keys import generate_key, load_public_key, write_key_pair
+from keys_tooling.keys import generate_key, load_public_key, load_signer, write_key_pair
 from tests.helpers import BIN, custody, running_server
 
 
@@ -72,7 +73,7 @@ def test_offline_keys_at_init_then_the_ceremony_then_a_client_installs(
     assert r.returncode == 0, r.stderr
 
     r = repo_cli("layout", "add", repo, hello_chain.layout, "--key", offline / "owner",
-                 "--name", "hello")
+                 "--name", "hello", "--new")
     assert r.returncode == 0, r.stderr
     r = repo_cli("publish", repo, hello_chain.verify_dir / "hello.tar.gz", "--name", "hello",
                  "--version", "1.0.0", "--layout", hello_chain.layout, "--links",
@@ -97,9 +98,22 @@ def test_a_signature_by_an_untrusted_key_does_not_count(tmp_path, keydir):
         "not yet published:")[1].split(".")[0]
     exported = tmp_path / "root.json"
     assert keys_cli("export", "--repo", repo, "--role", "root", "-o", exported).returncode == 0
-    assert keys_cli("sign", exported, "--key", keydir / "mallory").returncode == 0
+    root = load_public_key(keydir / "root.pub").keyid
+    mallory = load_public_key(keydir / "mallory.pub").keyid
+    before = exported.read_bytes()
+    r = keys_cli("sign", exported, "--key", keydir / "mallory")  # refused, naming the key
+    assert r.returncode == 1
+    assert f"key {mallory[:8]} is not one that root v1 expects: it needs 1 of {root[:8]}" \
+        in r.stderr
+    assert exported.read_bytes() == before  # nothing was signed
+    # another TUF tool signs anyway: the import ignores the signature, and says so
+    md = Metadata.from_bytes(before)
+    md.sign(load_signer(str(keydir / "mallory")))
+    exported.write_bytes(md.to_bytes())
     r = keys_cli("import", "--repo", repo, exported)
     assert r.returncode == 3 and "root v1 has 0/1 signatures" in r.stderr
+    assert f"ignored the signature by key {mallory[:8]}: root v1 needs 1 of {root[:8]}" \
+        in r.stderr
     assert not (repo / "public/metadata/1.root.json").exists()
 
 

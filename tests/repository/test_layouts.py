@@ -7,6 +7,7 @@ import subprocess
 from intoto.metadata import Metablock
 from intoto.models import Layout
 from keys_tooling.keys import load_public_key
+from repository.maintenance import status
 from repository.repo import CustodyRepository
 from tests.helpers import BIN, signer
 from tests.intoto.chain import hello_layout
@@ -19,7 +20,7 @@ def test_layout_add_lists_what_it_strands_and_asks_for_yes(served, tmp_path, key
     layout.sign(signer(keydir, "owner"))
     path = tmp_path / "hello.layout"
     layout.dump(path)
-    before = CustodyRepository(served.repo_dir).status()
+    before = status(CustodyRepository(served.repo_dir))
 
     def add(*extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(BIN / "custody-repo"), "layout", "add", str(served.repo_dir),
@@ -36,7 +37,7 @@ def test_layout_add_lists_what_it_strands_and_asks_for_yes(served, tmp_path, key
     assert lines[1].startswith("custody-repo: hello 0.9.0 would no longer install")
     assert "not published: 1 channel version(s) of hello would become uninstallable" \
         in lines[2]
-    assert CustodyRepository(served.repo_dir).status() == before  # nothing published
+    assert status(CustodyRepository(served.repo_dir)) == before  # nothing published
 
     r = add("--yes")
     assert r.returncode == 0, r.stderr

@@ -12,6 +12,7 @@ import pytest
 from tuf.ngclient import Updater
 
 from repository.errors import InvalidReleaseError, NotFoundError, SigningError, SupplyChainError
+from repository.maintenance import bump_online, gc, status
 from repository.releases import (
     Release,
     links_from_dir,
@@ -161,19 +162,19 @@ def test_channels_and_removal(repo_dir, hello_chain):
 def test_bump_resigns_only_what_is_due(repo_dir):
     repo = CustodyRepository(repo_dir)
     with repo.transaction():
-        assert repo.bump_online() == []
+        assert bump_online(repo) == []
     later = datetime.now(UTC) + timedelta(days=1)
     repo = CustodyRepository(repo_dir, now=lambda: later)
-    before = {r["role"]: r["version"] for r in repo.status()}
+    before = {r["role"]: r["version"] for r in status(repo)}
     with repo.transaction():
-        assert repo.bump_online() == ["timestamp"]
-    after = {r["role"]: r["version"] for r in CustodyRepository(repo_dir).status()}
+        assert bump_online(repo) == ["timestamp"]
+    after = {r["role"]: r["version"] for r in status(CustodyRepository(repo_dir))}
     assert after["timestamp"] == before["timestamp"] + 1
     assert after["snapshot"] == before["snapshot"]
     much_later = datetime.now(UTC) + timedelta(days=29, hours=20)
     repo = CustodyRepository(repo_dir, now=lambda: much_later)
     with repo.transaction():
-        assert set(repo.bump_online()) == {"releases", "snapshot", "timestamp"}
+        assert set(bump_online(repo)) == {"releases", "snapshot", "timestamp"}
 
 
 def test_gc_keeps_what_recent_snapshots_reach(repo_dir, hello_chain):
@@ -184,11 +185,11 @@ def test_gc_keeps_what_recent_snapshots_reach(repo_dir, hello_chain):
         remove_release(repo, "hello", "1.0.0")
     for _ in range(3):
         with repo.transaction():
-            repo.bump_online(force=True)
+            bump_online(repo, force=True)
     with repo.transaction():
-        assert not any(p.name.endswith(".snapshot.json") for p in repo.gc(keep_snapshots=1))
+        assert not any(p.name.endswith(".snapshot.json") for p in gc(repo, keep_snapshots=1))
     with repo.transaction():  # within the retention window nothing recent goes
-        removed = repo.gc(keep_snapshots=1, retention=timedelta(0))
+        removed = gc(repo, keep_snapshots=1, retention=timedelta(0))
     assert any(p.name.endswith(".snapshot.json") for p in removed)
     assert repo.read_target("packages/hello/1.2.0/hello.tar.gz")
     snapshot_files = list((repo_dir / "public/metadata").glob("*.snapshot.json"))
@@ -203,7 +204,7 @@ def test_gc_never_deletes_what_the_timestamp_reaches(repo_dir, hello_chain, tmp_
     leftover.write_bytes(b"{")
     repo = CustodyRepository(repo_dir)
     with repo.transaction():
-        removed = repo.gc(keep_snapshots=keep)
+        removed = gc(repo, keep_snapshots=keep)
     assert leftover in removed and not leftover.exists()
     with running_server(repo_dir) as url:  # an unmodified ngclient still refreshes
         client = updater(repo_dir, url, tmp_path / "client")

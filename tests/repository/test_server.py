@@ -189,7 +189,7 @@ def test_cli_end_to_end(tmp_path, keydir, hello_chain):
     assert "offline-keys/root" in r.stdout and "private/keys/online" in r.stdout
     assert cli("init", str(repo)).returncode == 1
     r = cli("layout", "add", str(repo), str(hello_chain.layout), "--key", str(keydir / "owner"),
-            "--name", "hello")
+            "--name", "hello", "--new")
     assert r.returncode == 0, r.stderr
     r = cli("publish", str(repo), str(hello_chain.verify_dir / "hello.tar.gz"), "--name", "hello",
             "--version", "1.0.0", "--layout", str(hello_chain.layout), "--links",
@@ -281,3 +281,39 @@ def test_rollouts_through_the_api(repo_dir, hello_chain):
     assert load_index(CustodyRepository(repo_dir), "hello").channels == {"stable": "2.0.0"}
     assert act(action="pause").status_code == 404  # no rollout any more
     assert act(action="explode").status_code == 400
+
+
+def test_two_servers_on_one_machine_share_no_control_socket(tmp_path, keydir):
+    """gunicorn's control socket defaults to one path per user ($HOME/.gunicorn/gunicorn.ctl):
+    serve turns it off, so two repositories served by one user never meet there."""
+    import os
+    import time
+
+    from tests.helpers import free_port
+
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "XDG_RUNTIME_DIR": ""}
+    procs, urls = [], []
+    for name in ("a", "b"):
+        make_repo(tmp_path / name, keydir)
+        port = free_port()
+        procs.append(subprocess.Popen(
+            [str(BIN / "custody-repo"), "serve", str(tmp_path / name), "--port", str(port),
+             "--workers", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True))
+        urls.append(f"http://127.0.0.1:{port}/healthz")
+    try:
+        for url in urls:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if requests.get(url, timeout=1).ok:
+                        break
+                except requests.ConnectionError:
+                    pass
+                assert time.monotonic() < deadline, f"{url} never answered"
+                time.sleep(0.1)
+        assert not (tmp_path / "home/.gunicorn").exists()
+    finally:
+        for proc in procs:
+            os.killpg(proc.pid, 15)
+            proc.wait(timeout=30)

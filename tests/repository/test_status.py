@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from keys_tooling.keys import generate_key, write_key_pair
+from repository.maintenance import status
 from repository.repo import CustodyRepository
 from repository.status import problems
 from tests.helpers import BIN
@@ -35,7 +36,7 @@ def test_status_of_a_1024_bin_repository(tmp_path: Path):
         in r.stderr
     assert "timestamp" not in r.stderr  # online roles are the server's to re-sign
 
-    rows = CustodyRepository(repo).status()
+    rows = status(CustodyRepository(repo))
     later = datetime.now(UTC) + timedelta(days=40)  # nobody re-signed anything for 40 days
     found = problems(rows, [], 30, now=later)
     assert any(p.startswith("timestamp expired at") for p in found)
@@ -55,3 +56,30 @@ def test_check_reports_a_pending_ceremony(tmp_path: Path):
     r = cli(BIN / "custody-repo", "status", repo, "--check", "30")
     assert r.returncode == 1
     assert "custody-repo status: a signing ceremony for root is pending" in r.stderr
+
+
+def test_bump_folds_the_bins_and_names_expired_offline_roles(tmp_path: Path):
+    import time
+
+    repo = tmp_path / "repo"
+    r = cli(BIN / "custody-repo", "init", repo, "--bins", "16", "--no-password",
+            "--expires", "root=0", "--expires", "targets=0", "--expires", "layouts=0")
+    assert r.returncode == 0, r.stderr
+    time.sleep(1.1)  # root, targets and layouts expired a moment after they were signed
+    r = cli(BIN / "custody-repo", "bump", repo, "--force")
+    assert r.returncode == 1
+    assert r.stdout.strip() == "re-signed releases, 16 bins, snapshot, timestamp"
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "root expired at" in r.stderr and "targets expired at" in r.stderr
+    assert "layouts expired at" in r.stderr and "signing ceremony re-signs them" in r.stderr
+
+
+def test_healthz_is_unavailable_until_the_first_ceremony(tmp_path: Path, keydir: Path):
+    from repository.server import create_app
+
+    repo = tmp_path / "repo"
+    r = cli(BIN / "custody-repo", "init", repo, "--root-key", keydir / "root.pub",
+            "--targets-key", keydir / "targets", "--layout-key", keydir / "owner")
+    assert r.returncode == 3, r.stderr
+    response = create_app(repo).test_client().get("/healthz")
+    assert response.status_code == 503 and response.json["status"] == "unpublished"

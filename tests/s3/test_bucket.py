@@ -38,7 +38,7 @@ def test_every_write_command_keeps_the_bucket_in_step(object_store, tmp_path, ke
     assert r.returncode == 0, r.stderr
     assert f"publishing the served tree to {s3_url}" in r.stdout
     r = repo_cli("layout", "add", repo, hello_chain.layout, "--key", keydir / "owner",
-                 "--name", "hello")
+                 "--name", "hello", "--new")
     assert r.returncode == 0, r.stderr
     publish(repo, hello_chain, "1.0.0")
 
@@ -134,7 +134,7 @@ def test_a_publisher_killed_during_uploads_never_shows_a_partial_state(
     assert r.returncode == 0, r.stderr
     chain = served.chain("hello 1.0.0")
     assert repo_cli("layout", "add", repo, chain.layout, "--key", keydir / "owner",
-                    "--name", "hello").returncode == 0
+                    "--name", "hello", "--new").returncode == 0
     publish(repo, chain, "1.0.0")
 
     def bucket_versions() -> set[str]:
@@ -181,3 +181,105 @@ def test_a_publisher_killed_during_uploads_never_shows_a_partial_state(
                    "run").returncode == 0
     r = custody(home, "install", "hello")
     assert r.returncode == 0 and "installed hello 1.20.0" in r.stdout, r.stderr
+
+
+def test_a_bucket_refusing_the_credentials_is_one_sentence_and_sync_finishes_it(
+        object_store, tmp_path, keydir, hello_chain):
+    """A wrong secret: exit 4, one sentence naming the bucket and the release's state; the
+    bucket keeps serving the previous state whole; ``sync`` with the right secret finishes."""
+    import json
+    import os
+
+    s3_url, http_url = object_store.public_bucket()
+    repo = tmp_path / "repo"
+    r = repo_cli("init", repo, "--bins", "4", "--public", s3_url, "--endpoint-url",
+                 object_store.endpoint, "--layout-key", keydir / "owner", "--no-password")
+    assert r.returncode == 0, r.stderr
+    assert repo_cli("layout", "add", repo, hello_chain.layout, "--key", keydir / "owner",
+                    "--name", "hello", "--new").returncode == 0
+    publish(repo, hello_chain, "1.0.0")
+
+    def bucket_timestamp() -> int:
+        with urllib.request.urlopen(f"{http_url}/metadata/timestamp.json") as response:
+            return json.loads(response.read())["signed"]["version"]
+
+    before = bucket_timestamp()
+    wrong = {**os.environ, "AWS_SECRET_ACCESS_KEY": "not-the-secret"}
+    args = ["publish", repo, hello_chain.verify_dir / "hello.tar.gz", "--name", "hello",
+            "--version", "1.1.0", "--layout", hello_chain.layout, "--links", hello_chain.links]
+    r = subprocess.run([str(BIN / "custody-repo"), *map(str, args)], capture_output=True,
+                       text=True, timeout=120, check=False, env=wrong)
+    assert r.returncode == 4, r.stderr
+    sentences = [line for line in r.stderr.splitlines() if line.startswith("custody-repo:")]
+    assert len(sentences) == 1 and "internal error" not in r.stderr, r.stderr
+    assert sentences[0].startswith(f"custody-repo: {s3_url}: uploading "), r.stderr
+    assert "the store refused the credentials" in r.stderr, r.stderr
+    assert f"the change is committed in {repo / 'public'}" in r.stderr
+    assert f"'custody-repo sync {repo}' finishes the upload" in r.stderr
+    assert bucket_timestamp() == before  # the previous state, whole
+    r = subprocess.run([str(BIN / "custody-repo"), "bump", str(repo)], capture_output=True,
+                       text=True, timeout=120, check=False, env=wrong)
+    assert r.returncode == 4
+    assert "an earlier change is not in the bucket yet, and nothing was changed now" in r.stderr
+
+    r = repo_cli("sync", repo)  # the right secret again
+    assert r.returncode == 0, r.stderr
+    local = json.loads((repo / "public/metadata/timestamp.json").read_text())
+    assert bucket_timestamp() == local["signed"]["version"] > before
+    home = tmp_path / "home"
+    assert custody(home, "init", "--url", http_url, "--root",
+                   str(repo / "public/metadata/1.root.json"), "--inspections",
+                   "run").returncode == 0
+    r = custody(home, "install", "hello")
+    assert r.returncode == 0 and "installed hello 1.1.0" in r.stdout, r.stderr
+
+
+def test_offline_keys_and_a_bucket_ceremonies_reach_the_bucket(object_store, tmp_path, keydir,
+                                                                hello_chain):
+    """Root, targets and owner keys offline from init on, the tree in a bucket: the first
+    ceremony publishes to the bucket, and a layout added with the owner offline arrives there
+    with its file once imported; a client installs from the bucket alone."""
+    import shutil
+
+    offline = tmp_path / "offline"
+    offline.mkdir()
+    for name in ("root", "targets", "owner"):
+        for suffix in ("", ".pub"):
+            shutil.copy(keydir / f"{name}{suffix}", offline / f"{name}{suffix}")
+    s3_url, http_url = object_store.public_bucket()
+    repo = tmp_path / "repo"
+    r = repo_cli("init", repo, "--bins", "4", "--public", s3_url, "--endpoint-url",
+                 object_store.endpoint, "--root-key", offline / "root.pub", "--targets-key",
+                 offline / "targets.pub", "--layout-key", offline / "owner.pub")
+    assert r.returncode == 3, r.stderr
+
+    def ceremony(role: str, key: str) -> subprocess.CompletedProcess[str]:
+        exported = tmp_path / f"{role}.json"
+        for args in (["export", "--repo", repo, "--role", role, "-o", exported],
+                     ["sign", exported, "--key", offline / key]):
+            done = subprocess.run([str(BIN / "custody-keys"), *map(str, args)],
+                                  capture_output=True, text=True, check=False)
+            assert done.returncode == 0, done.stderr
+        return subprocess.run([str(BIN / "custody-keys"), "import", "--repo", str(repo),
+                               str(exported)], capture_output=True, text=True, check=False)
+
+    for role, key in (("root", "root"), ("targets", "targets"), ("layouts", "owner")):
+        r = ceremony(role, key)
+    assert r.returncode == 0 and "the repository is published" in r.stdout, r.stderr
+    assert head(f"{http_url}/metadata/1.root.json")["Cache-Control"].endswith("immutable")
+
+    r = repo_cli("layout", "add", repo, hello_chain.layout, "--key", offline / "owner.pub",
+                 "--name", "hello", "--new")
+    assert r.returncode == 3, r.stderr
+    r = ceremony("layouts", "owner")
+    assert r.returncode == 0 and "layouts published" in r.stdout, r.stderr
+    layout = next((repo / "public/targets/in-toto/layouts").glob("*.hello.1.layout")).name
+    assert head(f"{http_url}/targets/in-toto/layouts/{layout}")["Cache-Control"].endswith(
+        "immutable")
+    publish(repo, hello_chain, "1.0.0")
+    home = tmp_path / "home"
+    assert custody(home, "init", "--url", http_url, "--root",
+                   str(repo / "public/metadata/1.root.json"), "--inspections",
+                   "run").returncode == 0
+    r = custody(home, "install", "hello")
+    assert r.returncode == 0 and "installed hello 1.0.0" in r.stdout, r.stderr

@@ -1,0 +1,56 @@
+"""The repository server's HTTP faces, one Flask blueprint each (`repository.server`
+composes them):
+
+- `repository.web.tree`: the served tree (``/metadata/``, ``/targets/``), ``/healthz``
+  and the OpenAPI description;
+- `repository.web.releases`: ``POST /api/v1/releases``, the publish API;
+- `repository.web.reports`: ``POST /api/v1/reports``, the fleet's health reports;
+- `repository.web.rollouts`: ``POST /api/v1/rollouts``;
+- `repository.web.telemetry`: ``/metrics`` and the API's request counters;
+- ``/ui``: the dashboard (`repository.dashboard`).
+
+What they share lives on the application, not in globals: `Site` (the
+repository's paths and configuration, the upload folder, the metrics) is
+``app.extensions["custody"]``, read through `site()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import current_app, jsonify, request
+
+from repository.config import RepoConfig
+from repository.storage import RepoPaths
+from repository.tokens import check_token
+
+EXTENSION = "custody"
+
+
+@dataclass(frozen=True)
+class Site:
+    """The repository a server application serves."""
+
+    paths: RepoPaths
+    config: RepoConfig
+    uploads: Path
+
+
+def site() -> Site:
+    """The `Site` of the application handling the current request."""
+    found: Site = current_app.extensions[EXTENSION]
+    return found
+
+
+def error(status: int, message: str) -> Any:
+    """The JSON error every endpoint answers with: ``{"error": "one sentence"}``."""
+    return jsonify(error=message), status
+
+
+def authorized(scope: str) -> str | None:
+    """Who the request's bearer token belongs to, if it may act in ``scope``."""
+    header = request.headers.get("Authorization", "")
+    token = header[len("Bearer "):] if header.startswith("Bearer ") else ""
+    return check_token(site().paths, token, scope) if token else None

@@ -1,0 +1,39 @@
+"""``/metrics`` for Prometheus, and the API's request counters (`repository.metrics`)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, request
+from flask.blueprints import BlueprintSetupState
+
+from repository.metrics import Metrics
+from repository.web import EXTENSION
+
+telemetry = Blueprint("telemetry", __name__)
+_KEY = "custody-metrics"
+
+
+def _metrics() -> Metrics:
+    found: Metrics = current_app.extensions[_KEY]
+    return found
+
+
+@telemetry.record_once
+def _install(state: BlueprintSetupState) -> None:
+    """One `Metrics` per application, over the repository it serves."""
+    state.app.extensions[_KEY] = Metrics(state.app.extensions[EXTENSION].paths)
+
+
+@telemetry.after_app_request
+def count(response: Response) -> Response:
+    if request.path.startswith("/api/"):
+        metrics = _metrics()
+        metrics.requests.labels(request.path, str(response.status_code)).inc()
+        if request.path == "/api/v1/releases" and response.status_code == 201:
+            metrics.publishes.inc()
+    return response
+
+
+@telemetry.get("/metrics")
+def prometheus() -> Response:
+    body, content_type = _metrics().render()
+    return Response(body, content_type=content_type)
