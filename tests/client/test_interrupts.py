@@ -39,8 +39,13 @@ def test_signals_and_sigkill_during_the_check_roll_back(served, home, tmp_path):
         proc = subprocess.Popen([str(BIN / "custody"), "--home", str(home), "update",
                                  "--retry-failed"], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
-        # somewhere from start-up, through TUF and in-toto, to well inside the check
-        time.sleep(rng.uniform(0.05, 2.0))
+        if trial % 2:  # somewhere from start-up, through TUF and in-toto, into the check
+            time.sleep(rng.uniform(0.05, 2.0))
+        else:  # inside the check, however loaded the machine (half the trials)
+            deadline = time.monotonic() + 30
+            while not started.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.3))
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
         during = started.exists()
