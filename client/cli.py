@@ -363,6 +363,10 @@ def _installer(ctx: click.Context, installer: str, program: list[str],
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
     env["PIP_CONFIG_FILE"] = os.devnull
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    # The index is on loopback: an HTTP(S)_PROXY of the environment must not carry the
+    # installer's requests for it away (custody's own downloads use the proxy as configured).
+    for name in ("NO_PROXY", "no_proxy"):
+        env[name] = ",".join(filter(None, [env.get(name, ""), "127.0.0.1", "localhost"]))
     with tempfile.TemporaryDirectory(prefix="custody-installer-") as workdir:
         invocation = check(installer, args, Path(workdir), python, os.environ.get("VIRTUAL_ENV"))
         if installer == "pip":

@@ -95,10 +95,13 @@ def _flush(home: Path, config: ClientConfig) -> int:
     """Send the queue in batches; keep what was not taken. Reports sent."""
     import urllib3
 
+    from client.network import Connections
+
     assert config.report_url is not None
     url = config.report_url.rstrip("/") + "/api/v1/reports"
-    pool = urllib3.PoolManager(timeout=urllib3.Timeout(connect=TIMEOUT, read=TIMEOUT),
-                               retries=False)
+    # Reports take the route updates take: the same proxy, CA bundle and client certificate.
+    pool = Connections(config.network(), retries=False,
+                       timeout=urllib3.Timeout(connect=TIMEOUT, read=TIMEOUT)).pool(url)
     sent = 0
     with file_lock(home / "reports.lock", 10.0):
         path = queue_path(home)

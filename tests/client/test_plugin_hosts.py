@@ -186,3 +186,23 @@ def test_the_root_page_fetch_and_a_busy_port(host):
     out.mkdir()
     wheel = fetch("hostplug-a", home=str(home), destination=str(out))
     assert wheel == out / "hostplug_a-1.0.0-py3-none-any.whl" and wheel.is_file()
+
+
+def test_a_proxy_in_the_environment_does_not_carry_the_index_away(host):
+    """pip sends its loopback requests to http_proxy unless NO_PROXY covers them."""
+    import json
+
+    from tests.helpers import free_port
+
+    home, venv, *_ = host
+    config = json.loads((home / "config.json").read_text())
+    config["http_proxy"] = ""  # custody's own route to the repository: direct
+    (home / "config.json").write_text(json.dumps(config))
+    dead = f"http://127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
+    env.update(VIRTUAL_ENV=str(venv), http_proxy=dead, HTTP_PROXY=dead)
+    r = subprocess.run([str(BIN / "custody"), "--home", str(home), "pip", "install",
+                        "hostplug-b"], env=env, capture_output=True, text=True, timeout=120,
+                       check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert any(n.startswith("hostplug_b") for n in site_packages(venv))
