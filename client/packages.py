@@ -21,7 +21,7 @@ import logging
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -473,7 +473,8 @@ def init_home(home: Path, urls: Sequence[str], root: Path, layout_keys: Sequence
     on, so the refusal names the root trusted now and the one offered. With
     ``force`` the metadata verified under the old anchor goes with it (it
     would only be refused as a rollback or mix-and-match by the new one);
-    installed packages stay.
+    the host stays what it was: its installed packages, health checks,
+    client id (its place in staged rollouts) and report settings.
     """
     from tuf.api.metadata import Metadata, Root
 
@@ -497,12 +498,15 @@ def init_home(home: Path, urls: Sequence[str], root: Path, layout_keys: Sequence
         raise ConfigError(
             f"{home} already trusts a root ({now}); refusing to replace it with {root} "
             f"({_root_keys(md)}) without --force")
-    if force and metadata.exists():
-        shutil.rmtree(metadata)
+    host = ClientConfig(client_id=new_client_id())
+    if force:
+        if ClientConfig.path(home).exists():
+            host = ClientConfig.load(home)
+        if metadata.exists():
+            shutil.rmtree(metadata)
     metadata.mkdir(parents=True, exist_ok=True)
     write_atomic(trusted, data)
-    config = ClientConfig(urls=list(urls), layout_keys=list(layout_keys),
-                          layout_threshold=layout_threshold, inspections=inspections,
-                          client_id=new_client_id())
+    config = replace(host, urls=list(urls), layout_keys=list(layout_keys),
+                     layout_threshold=layout_threshold, inspections=inspections)
     config.save(home)
     return config
