@@ -57,11 +57,13 @@ from client.state import (
     PackageState,
     Pending,
     State,
+    boot_id,
 )
 from client.updater import SecureUpdater, Verified
 
 log = logging.getLogger(__name__)
 INTERRUPTED_CHECK = "interrupted during its health check"
+INTERRUPTED_PROBATION = "interrupted on probation (the supervisor stopped or the host restarted)"
 
 
 @dataclass
@@ -136,6 +138,8 @@ class PackageManager:
                 continue
             if pending.kind == HEALTH_CHECK:
                 verdict = self._abort(state, name, INTERRUPTED_CHECK, interrupted=True)
+            elif pending.interrupted():
+                verdict = self._abort(state, name, INTERRUPTED_PROBATION, interrupted=True)
             else:
                 verdict = self._abort(state, name,
                                       "did not confirm its health before the deadline")
@@ -342,6 +346,27 @@ class PackageManager:
             version = package.pending.version
             self._abort(state, name, reason)
             return Outcome(name, package.current, version, True, note=reason)
+
+    def watch_probation(self, name: str, watched: bool, timeout: float = 300.0) -> None:
+        """Record whether a supervisor runs the version on probation now (`Pending.stopped`).
+
+        ``custody run`` calls this with ``True`` as it starts the version (this
+        boot, watched: a deadline missed from now on is a verdict) and with
+        ``False`` when a signal stops it (a deadline missed while stopped is
+        an interruption). A busy home is left as it is after ``timeout``.
+        """
+        try:
+            with home_lock(self.home, timeout=timeout), signals_blocked():
+                state = State.load(self.home)
+                pending = state.package(name).pending
+                if pending is None or pending.kind != CONFIRMATION:
+                    return
+                pending.stopped = not watched
+                if watched:
+                    pending.boot = boot_id()
+                state.save(self.home)
+        except BusyError:
+            log.warning("%s: the home is busy; the probation's state is left as it was", name)
 
     # -- other operations -------------------------------------------------
     def rollback(self, name: str) -> Outcome:
