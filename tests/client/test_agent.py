@@ -421,7 +421,7 @@ def test_a_probation_that_ends_unwatched_is_no_verdict(served, home, tmp_path):
     assert "(attempt 2 of 3" in custody(home, "list").stderr
     assert package(home)["interrupted"]["1.1.0"]["attempts"] == 2
 
-    # watched by the supervisor all along: a missed deadline is a verdict
+    # the host stayed up and nothing was stopped: a missed deadline is a verdict
     assert custody(home, "update", "hello", "--confirm-within", "1").returncode == 0
     time.sleep(1.5)
     assert "did not confirm its health before the deadline; rolled back" in \
