@@ -41,7 +41,7 @@ from packaging.version import Version
 from client.config import default_home
 from client.errors import ConfigError, Interrupted
 from client.packages import Outcome, PackageManager
-from client.state import CONFIRMATION, State
+from client.state import CONFIRMATION, MAX_INTERRUPTED, State
 
 #: The exit code with which an agent asks its supervisor to start it again
 #: (in whatever version is now current): EX_TEMPFAIL from sysexits.h.
@@ -160,8 +160,15 @@ def _left_on_probation(home: Path, name: str, version: str) -> str:
     if pending is None or pending.kind != CONFIRMATION or pending.version != version:
         return f"stopped {name} {version}"
     return (f"stopped {name} {version}, which stays on probation until "
-            f"{_until(pending.deadline)}: the next 'custody run' starts it again to confirm, "
-            "and once that time has passed any custody command rolls it back")
+            f"{_until(pending.deadline)}: the next 'custody run' starts it again to confirm; "
+            f"after that time it is rolled back, and a later update tries it again (attempt "
+            f"{_attempt(home, name, version)} of {MAX_INTERRUPTED})")
+
+
+def _attempt(home: Path, name: str, version: str) -> int:
+    """Which interrupted attempt a probation stopped now would be."""
+    tried = State.load(home).package(name).interrupted.get(version, {})
+    return int(tried.get("attempts", 0)) + 1
 
 
 def supervise(home: Path, name: str, command: Sequence[str], poll: float = 0.2,
@@ -186,6 +193,8 @@ def supervise(home: Path, name: str, command: Sequence[str], poll: float = 0.2,
         pending = package.pending if package.pending and \
             package.pending.kind == CONFIRMATION else None
         version = pending.version if pending else package.current
+        if pending is not None:  # watched from now on: a missed deadline is a verdict
+            PackageManager(home).watch_probation(name, True)
         env = {**os.environ, "CUSTODY_HOME": str(home), PACKAGE_ENV: name,
                "CUSTODY_VERSION": version}
         proc = subprocess.Popen(list(command), cwd=home / "packages" / name / version, env=env)
@@ -208,6 +217,8 @@ def supervise(home: Path, name: str, command: Sequence[str], poll: float = 0.2,
                     time.sleep(poll)
         except Interrupted as exc:
             _stop(proc)
+            if pending is not None:  # nobody watches it now: a missed deadline is no verdict
+                PackageManager(home).watch_probation(name, False, timeout=5.0)
             exc.aftermath = _left_on_probation(home, name, version)
             raise
         except BaseException:

@@ -22,7 +22,7 @@ import os
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,11 +58,13 @@ from client.state import (
     PackageState,
     Pending,
     State,
+    boot_id,
 )
 from client.updater import SecureUpdater, Verified
 
 log = logging.getLogger(__name__)
 INTERRUPTED_CHECK = "interrupted during its health check"
+INTERRUPTED_PROBATION = "interrupted on probation (the supervisor stopped or the host restarted)"
 
 
 @dataclass
@@ -137,6 +139,8 @@ class PackageManager:
                 continue
             if pending.kind == HEALTH_CHECK:
                 verdict = self._abort(state, name, INTERRUPTED_CHECK, interrupted=True)
+            elif pending.interrupted():
+                verdict = self._abort(state, name, INTERRUPTED_PROBATION, interrupted=True)
             else:
                 verdict = self._abort(state, name,
                                       "did not confirm its health before the deadline")
@@ -344,6 +348,27 @@ class PackageManager:
             self._abort(state, name, reason)
             return Outcome(name, package.current, version, True, note=reason)
 
+    def watch_probation(self, name: str, watched: bool, timeout: float = 300.0) -> None:
+        """Record whether a supervisor runs the version on probation now (`Pending.stopped`).
+
+        ``custody run`` calls this with ``True`` as it starts the version (this
+        boot, watched: a deadline missed from now on is a verdict) and with
+        ``False`` when a signal stops it (a deadline missed while stopped is
+        an interruption). A busy home is left as it is after ``timeout``.
+        """
+        try:
+            with home_lock(self.home, timeout=timeout), signals_blocked():
+                state = State.load(self.home)
+                pending = state.package(name).pending
+                if pending is None or pending.kind != CONFIRMATION:
+                    return
+                pending.stopped = not watched
+                if watched:
+                    pending.boot = boot_id()
+                state.save(self.home)
+        except BusyError:
+            log.warning("%s: the home is busy; the probation's state is left as it was", name)
+
     # -- other operations -------------------------------------------------
     def rollback(self, name: str) -> Outcome:
         """Switch back to the previous version; the version left is skipped by later updates.
@@ -477,7 +502,8 @@ def init_home(home: Path, urls: Sequence[str], root: Path, layout_keys: Sequence
     on, so the refusal names the root trusted now and the one offered. With
     ``force`` the metadata verified under the old anchor goes with it (it
     would only be refused as a rollback or mix-and-match by the new one);
-    installed packages stay.
+    the host stays what it was: its installed packages, health checks,
+    client id (its place in staged rollouts) and report settings.
     """
     from tuf.api.metadata import Metadata, Root
 
@@ -501,12 +527,15 @@ def init_home(home: Path, urls: Sequence[str], root: Path, layout_keys: Sequence
         raise ConfigError(
             f"{home} already trusts a root ({now}); refusing to replace it with {root} "
             f"({_root_keys(md)}) without --force")
-    if force and metadata.exists():
-        shutil.rmtree(metadata)
+    host = ClientConfig(client_id=new_client_id())
+    if force:
+        if ClientConfig.path(home).exists():
+            host = ClientConfig.load(home)
+        if metadata.exists():
+            shutil.rmtree(metadata)
     metadata.mkdir(parents=True, exist_ok=True)
     write_atomic(trusted, data)
-    config = ClientConfig(urls=list(urls), layout_keys=list(layout_keys),
-                          layout_threshold=layout_threshold, inspections=inspections,
-                          client_id=new_client_id())
+    config = replace(host, urls=list(urls), layout_keys=list(layout_keys),
+                     layout_threshold=layout_threshold, inspections=inspections)
     config.save(home)
     return config

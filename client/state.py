@@ -9,7 +9,9 @@ was interrupted (``interrupted``, with the attempts so far), and at most one
 
 Interruption is not a verdict: a check that a signal, a kill or a power loss
 ended said nothing about the version, so the version is tried again by the
-next update, as Chrome OS retries a new image for a few boots. After
+next update, as Chrome OS retries a new image for a few boots. The same holds
+for a probation whose deadline passed while the supervisor was stopped or
+the host was down (`Pending.interrupted`). After
 `MAX_INTERRUPTED` interrupted attempts in a row it is known bad all the same
 (a version whose check always gets the host killed, or always outlasts a
 maintenance window, must not be retried on every poll for ever); the reason
@@ -54,18 +56,39 @@ def utcnow() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def boot_id() -> str:
+    """This boot of the host (Linux), so that a probation knows a reboot ended it; else ""."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
 @dataclass
 class Pending:
-    """A version switched to but not yet healthy (see the module docstring)."""
+    """A version switched to but not yet healthy (see the module docstring).
+
+    A confirmation's probation is *watched* while an agent runs it under
+    ``custody run`` or the host stays up after ``update --confirm-within``;
+    ``stopped`` (the supervisor was stopped during it) or another ``boot``
+    (the host went down) means its deadline passed with nobody running the
+    version: an interruption, not a verdict.
+    """
 
     version: str
     kind: str = HEALTH_CHECK
     started: str = field(default_factory=utcnow)
     deadline: float | None = None  # seconds since the epoch, for confirmations
     info: dict[str, Any] = field(default_factory=dict)  # recorded once it is live
+    stopped: bool = False
+    boot: str = field(default_factory=boot_id)
 
     def expired(self, now: float | None = None) -> bool:
         return self.deadline is not None and (now or time.time()) > self.deadline
+
+    def interrupted(self) -> bool:
+        """Whether the probation ended unwatched (see the class docstring)."""
+        return self.stopped or (bool(self.boot) and self.boot != boot_id())
 
 
 @dataclass

@@ -369,7 +369,7 @@ def test_sigterm_during_probation_says_the_version_stays_pending(served, home, t
     assert proc.returncode == 143
     assert "custody: interrupted by SIGTERM; stopped hello 1.1.0, which stays on probation " \
         "until " in err and "the next 'custody run' starts it again to confirm" in err, err
-    assert "rolled back" not in err
+    assert "anything unfinished was rolled back" not in err
     hello = package(home)
     assert (hello["current"], hello["pending"]["version"]) == ("1.0.0", "1.1.0")
 
@@ -379,3 +379,53 @@ def test_sigterm_during_probation_says_the_version_stays_pending(served, home, t
     assert log.read_text().splitlines() == ["1.1.0 probation", "1.1.0 probation", "confirmed"]
     hello = package(home)
     assert (hello["current"], hello["pending"]) == ("1.1.0", None)
+
+
+def test_a_probation_that_ends_unwatched_is_no_verdict(served, home, tmp_path):
+    """Its deadline passed while custody run was stopped, or across a reboot: rolled back,
+    one interrupted attempt counted, tried again by the next update (issue 21, item 3)."""
+    served.publish("1.0.0")
+    assert custody(home, "install", "hello").returncode == 0
+    served.publish("1.1.0")
+    assert custody(home, "update", "hello", "--confirm-within", "4").returncode == 0
+    script, log, hold = tmp_path / "agent.py", tmp_path / "agent.log", tmp_path / "hold"
+    script.write_text(PROBATION_AGENT)
+    hold.touch()
+    proc = subprocess.Popen([str(BIN / "custody"), "--home", str(home), "run", "hello", "--",
+                             str(BIN / "python"), str(script), str(log), str(hold)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not (log.exists() and "1.1.0 probation" in log.read_text()):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # systemctl stop, before the agent confirmed
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and "(attempt 1 of 3)" in err, err
+    time.sleep(4.5)  # the deadline passes while nothing runs the version
+
+    listed = custody(home, "list")
+    assert "hello 1.1.0 interrupted on probation (the supervisor stopped or the host " \
+        "restarted) (attempt 1 of 3; the next update tries it again); rolled back to 1.0.0" \
+        in listed.stderr, listed.stderr
+    hello = package(home)
+    assert (hello["current"], hello["pending"], hello["failed"]) == ("1.0.0", None, {})
+    assert hello["interrupted"]["1.1.0"]["attempts"] == 1
+
+    # tried again; this time the host "reboots" during the probation (another boot id)
+    r = custody(home, "update", "hello", "--confirm-within", "1")
+    assert r.returncode == 0 and "awaiting confirmation" in r.stdout, r.stdout + r.stderr
+    state = json.loads((home / "state.json").read_text())
+    state["packages"]["hello"]["pending"]["boot"] = "a boot before this one"
+    (home / "state.json").write_text(json.dumps(state))
+    time.sleep(1.5)
+    assert "(attempt 2 of 3" in custody(home, "list").stderr
+    assert package(home)["interrupted"]["1.1.0"]["attempts"] == 2
+
+    # the host stayed up and nothing was stopped: a missed deadline is a verdict
+    assert custody(home, "update", "hello", "--confirm-within", "1").returncode == 0
+    time.sleep(1.5)
+    assert "did not confirm its health before the deadline; rolled back" in \
+        custody(home, "list").stderr
+    hello = package(home)
+    assert hello["failed"]["1.1.0"]["reason"] == "did not confirm its health before the deadline"
+    assert hello["interrupted"] == {}

@@ -36,7 +36,13 @@ def test_init_over_a_trusted_root_is_refused_unless_forced(tmp_path):
             f"{keys[0][:16]}) without --force" in r.stderr
         assert (home / "metadata/root.json").read_bytes() == trusted
 
-    r = custody(home, "init", "--url", url, "--root", str(new), "--force")
+    assert custody(home, "health-check", "set", "hello", "--", "true").returncode == 0
+    before = json.loads((home / "config.json").read_text())
+    r = custody(home, "init", "--url", "http://127.0.0.1:10", "--root", str(new), "--force")
     assert r.returncode == 0, r.stderr
     assert (home / "metadata/root.json").read_bytes() == new.read_bytes()
     assert not (home / "metadata/timestamp.json").exists()  # the old root's metadata is gone
+    after = json.loads((home / "config.json").read_text())  # the host stays the same host
+    assert after["urls"] == ["http://127.0.0.1:10"]
+    assert (after["client_id"], after["health_checks"]) == \
+        (before["client_id"], before["health_checks"])
