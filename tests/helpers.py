@@ -74,8 +74,8 @@ def running_server(repo_dir: Path, workers: int = 2,
             try:
                 if requests.get(url + "/healthz", timeout=1).ok:
                     break
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or a worker still starting on a loaded machine
             if proc.poll() is not None or time.monotonic() > deadline:
                 err = proc.stderr.read().decode() if proc.stderr else ""
                 raise RuntimeError(f"server did not start: {err[-2000:]}")
