@@ -60,7 +60,7 @@ from repository.errors import (
     RepositoryError,
     SigningError,
 )
-from repository.pending import PendingChange, is_draft, save_draft
+from repository.pending import PendingChange, is_draft, load_all, save_draft
 from repository.storage import RepoPaths, copy_atomic, locked, write_atomic
 from repository.storage import write_order as _write_order
 
@@ -155,6 +155,7 @@ class CustodyRepository(Repository):
                 except BucketError as exc:
                     raise self.bucket_failed(exc, committed=False) from exc
             self._reset()
+            self._clear_completed_changes()
             self._in_transaction = True
             try:
                 yield self
@@ -164,6 +165,18 @@ class CustodyRepository(Repository):
                 if self.config_dirty():
                     self.config = RepoConfig.load(self.paths)  # drop uncommitted edits
                     self._online = None
+
+    def _clear_completed_changes(self) -> None:
+        """Remove pending changes already published (a ceremony's commit, killed before
+        it removed its change): nothing is left half-done for the next import to trip on."""
+        try:
+            changes = load_all(self.paths)
+        except RepositoryError:
+            return  # an unreadable change: `custody-keys pending` says what to do with it
+        for change in changes:
+            if change.published_by(self._read):
+                change.remove(self.paths)
+        self._disk.clear()
 
     def bucket(self) -> replica.Bucket | None:
         """The bucket the served tree is replicated to, if the configuration names one."""
