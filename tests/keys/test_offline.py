@@ -305,3 +305,18 @@ def test_a_change_published_before_its_clean_up_is_not_left_pending(site):
     assert repo_cli("status", repo, "--check", "30").returncode == 0
     assert repo_cli("bump", repo).returncode == 0
     assert not (repo / "private/pending/root").exists()
+
+
+def test_sigstore_root_set_with_the_owner_key_offline(site):
+    """The Sigstore trusted root travels in the pending change as the layout file does."""
+    repo, offline = site / "repo", site / "offline"
+    trusted_root = Path(__file__).resolve().parent.parent / "data/sigstore/" \
+        "production.trusted_root.json"
+    r = repo_cli("sigstore-root", "set", repo, trusted_root, "--key", offline / "owner.pub")
+    assert r.returncode == 3, r.stderr
+    r = keys_cli("pending", "show", "--repo", repo, "layouts")
+    assert "file in-toto/layouts/sigstore.trusted_root.json" in r.stdout, r.stdout
+    r = ceremony(repo, "layouts", offline / "owner", site)
+    assert r.returncode == 0 and "layouts published" in r.stdout, r.stderr
+    published = list((repo / "public/targets").rglob("*.trusted_root.json"))
+    assert len(published) == 1 and published[0].read_bytes() == trusted_root.read_bytes()
