@@ -89,7 +89,8 @@ def pending_lines(repo: CustodyRepository) -> list[tuple[str, int, str]]:
     """
     return [(role, md.signed.version,
              repo.describe_signatures(role, md, _delegators(change)))
-            for change in load_all(repo.paths) for role, md in change.roles.items()]
+            for change in load_all(repo.paths) if not change.published_by(repo.published)
+            for role, md in change.roles.items()]
 
 
 def _complete(repo: CustodyRepository, change: PendingChange, role: str) -> bool:

@@ -155,7 +155,7 @@ def _build(directory: Path, bins: int, root_keys: tuple[str, ...], root_threshol
            said: list[str], public_url: str | None = None,
            endpoint_url: str | None = None) -> list[str]:
     """Make the repository in ``directory``; the offline roles left pending, if any."""
-    from repository.genesis import pending_roles
+    from repository import genesis
 
     paths = RepoPaths(directory)
     offline_dir = directory / "offline-keys"
@@ -191,7 +191,7 @@ def _build(directory: Path, bins: int, root_keys: tuple[str, ...], root_threshol
         config.expiry_days[role] = int(days)
     root_ids = {s.public_key.keyid for s in root_signers}
     targets_ids = {s.public_key.keyid for s in targets_signers}
-    CustodyRepository.create(
+    genesis.create(
         directory, root_signers=root_signers, root_threshold=root_threshold,
         extra_root_keys=[k for k in root_public if k.keyid not in root_ids],
         targets_signers=targets_signers,
@@ -200,7 +200,7 @@ def _build(directory: Path, bins: int, root_keys: tuple[str, ...], root_threshol
         layout_signers=layout_signers, online={role: [online] for role in ONLINE_ROLES},
         config=config, allow_offline_pending=True,
     )
-    return pending_roles(paths)
+    return genesis.pending_roles(paths)
 
 
 _OWNER_KEYS = click.option(

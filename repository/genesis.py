@@ -1,4 +1,9 @@
-"""A new repository whose offline keys never came online: the first signing ceremony.
+"""A new repository: its first version, and the first signing ceremony when its
+offline keys never came online.
+
+`create` writes the first version of every role in one transaction (root,
+targets delegating to ``layouts`` and ``releases``, the hash bins, snapshot,
+timestamp).
 
 docs/keys.md tells operators to keep root, targets and the owners' keys
 offline. ``custody-repo init`` therefore accepts them as public keys; the
@@ -21,18 +26,120 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
-from tuf.api.metadata import Metadata
+from securesystemslib.signer import Key, Signer
+from tuf.api.metadata import (
+    DelegatedRole,
+    Delegations,
+    Metadata,
+    Root,
+    Snapshot,
+    SuccinctRoles,
+    Targets,
+    Timestamp,
+)
 from tuf.api.serialization.json import JSONSerializer
 
 from repository.ceremony import ImportResult, merge_signatures, read_metadata, with_expectations
+from repository.config import BINS_PREFIX, RepoConfig
 from repository.errors import NotFoundError, RepositoryError
 from repository.pending import draft_dir, is_draft
-from repository.repo import CustodyRepository, Expectation
+from repository.repo import LAYOUTS, RELEASES, CustodyRepository, Expectation
 from repository.storage import RepoPaths, write_atomic
 
 _SERIALIZER = JSONSerializer(compact=False)
 _DELEGATOR = {"root": "root", "targets": "root", "layouts": "targets"}
+LAYOUT_PATHS = ["in-toto/layouts/*"]
+# TUF path patterns match segment by segment ("*" never crosses "/"), so each
+# depth is listed: indexes, artifacts, links, and links of nested sublayouts.
+RELEASE_PATHS = ["packages/*/index.json", "packages/*/*/*",
+                 *("in-toto/links/*" + "/*" * depth for depth in range(1, 6))]
+
+
+def create(
+    path: str | Path,
+    *,
+    root_signers: Sequence[Signer],
+    root_threshold: int,
+    targets_signers: Sequence[Signer],
+    layout_keys: Sequence[Key],
+    layout_threshold: int,
+    layout_signers: Sequence[Signer],
+    online: Mapping[str, Sequence[Signer]],
+    config: RepoConfig,
+    extra_root_keys: Sequence[Key] = (),
+    extra_targets_keys: Sequence[Key] = (),
+    allow_offline_pending: bool = False,
+) -> CustodyRepository:
+    """Write a new repository: root v1, targets, layouts, releases, bins, snapshot, timestamp.
+
+    ``online`` maps each online role class (timestamp, snapshot, releases,
+    bins) to its signers, whose keys must be named in ``config``. With
+    ``allow_offline_pending``, offline keys may be given as public keys
+    only (``extra_*_keys``, ``layout_keys`` without signers): the roles
+    they must sign are saved as a draft for a signing ceremony
+    (below) and nothing is published until it completes.
+    """
+    paths = RepoPaths(Path(path))
+    if paths.config.exists():
+        raise RepositoryError(f"{paths.root} already holds a repository")
+    if config.bins and config.bins & (config.bins - 1):
+        raise RepositoryError(f"--bins must be a power of two, got {config.bins}")
+    if not 1 <= root_threshold <= len(root_signers) + len(extra_root_keys):
+        raise RepositoryError(f"root threshold {root_threshold} is impossible")
+    if not 1 <= layout_threshold <= len(layout_keys):
+        raise RepositoryError(f"layout threshold {layout_threshold} is impossible")
+    paths.metadata.mkdir(parents=True, exist_ok=True)
+    paths.targets.mkdir(parents=True, exist_ok=True)
+    config.save(paths)
+    signers = {Root.type: list(root_signers), Targets.type: list(targets_signers),
+               LAYOUTS: list(layout_signers)}
+    repo = CustodyRepository(path, signers, online=online, draft=allow_offline_pending)
+    with repo.transaction():
+        with repo.edit_root() as root:
+            for signer in root_signers:
+                root.add_key(signer.public_key, Root.type)
+            for key in extra_root_keys:
+                root.add_key(key, Root.type)
+            root.roles[Root.type].threshold = root_threshold
+            for signer in targets_signers:
+                root.add_key(signer.public_key, Targets.type)
+            for key in extra_targets_keys:
+                root.add_key(key, Targets.type)
+            for role in (Snapshot.type, Timestamp.type):
+                for signer in online[role]:
+                    root.add_key(signer.public_key, role)
+        with repo.edit_targets() as targets:
+            targets.delegations = Delegations(keys={}, roles={})
+            _delegate(targets, LAYOUTS, layout_keys, layout_threshold, LAYOUT_PATHS)
+            _delegate(targets, RELEASES, [s.public_key for s in online[RELEASES]], 1,
+                      RELEASE_PATHS)
+        with repo.edit_targets(LAYOUTS):
+            pass
+        with repo.edit_targets(RELEASES) as releases:
+            if config.bins:
+                bin_keys = [s.public_key for s in online["bins"]]
+                releases.delegations = Delegations(
+                    keys={k.keyid: k for k in bin_keys},
+                    succinct_roles=SuccinctRoles([k.keyid for k in bin_keys], 1,
+                                                 config.bit_length, BINS_PREFIX),
+                )
+        for role in repo.bin_roles():
+            with repo.edit_targets(role):
+                pass
+        repo.publish_metadata()
+    return CustodyRepository(path)
+
+
+def _delegate(targets: Targets, name: str, keys: Sequence[Key], threshold: int,
+              paths: list[str]) -> None:
+    assert targets.delegations is not None and targets.delegations.roles is not None
+    for key in keys:
+        targets.delegations.keys[key.keyid] = key
+    targets.delegations.roles[name] = DelegatedRole(
+        name, [k.keyid for k in keys], threshold, True, paths)
 
 
 def _load(paths: RepoPaths) -> tuple[dict[str, Metadata], list[str]]:

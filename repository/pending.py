@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -117,6 +117,15 @@ class PendingChange:
         shutil.rmtree(final, ignore_errors=True)  # only an unreadable leftover gets here
         os.rename(stage, final)
         fsync_dir(base)
+
+    def published_by(self, read: Callable[[str], Metadata | None]) -> bool:
+        """Whether every role is published exactly as saved here, ``read`` giving the
+        published role: the commit completed and a kill came before its clean-up."""
+        for role, md in self.roles.items():
+            current = read(role)
+            if current is None or current.signed_bytes != md.signed_bytes:
+                return False
+        return True
 
     def save_role(self, paths: RepoPaths, role: str) -> None:
         """Rewrite one role's metadata in place (signatures imported)."""

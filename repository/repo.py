@@ -39,8 +39,6 @@ from pathlib import Path
 from securesystemslib.signer import Key, Signature, Signer
 from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import (
-    DelegatedRole,
-    Delegations,
     Metadata,
     MetaFile,
     Root,
@@ -62,17 +60,12 @@ from repository.errors import (
     RepositoryError,
     SigningError,
 )
-from repository.pending import PendingChange, is_draft, save_draft
+from repository.pending import PendingChange, is_draft, load_all, save_draft
 from repository.storage import RepoPaths, copy_atomic, locked, write_atomic
 from repository.storage import write_order as _write_order
 
 LAYOUTS, RELEASES = "layouts", "releases"
 OFFLINE_ROLES = ("root", "targets", LAYOUTS)
-LAYOUT_PATHS = ["in-toto/layouts/*"]
-# TUF path patterns match segment by segment ("*" never crosses "/"), so each
-# depth is listed: indexes, artifacts, links, and links of nested sublayouts.
-RELEASE_PATHS = ["packages/*/index.json", "packages/*/*/*",
-                 *("in-toto/links/*" + "/*" * depth for depth in range(1, 6))]
 TOP_LEVEL = (Root.type, Targets.type, Snapshot.type, Timestamp.type)
 _SERIALIZER = JSONSerializer(compact=False)
 
@@ -98,13 +91,17 @@ class CustodyRepository(Repository):
     """A custody repository directory, opened for reading or for a transaction.
 
     ``signers`` holds the offline keys a person brought for this operation
-    (``{"layouts": [owner signers]}``); online roles are signed with the keys
-    named in the private configuration.
+    (``{"layouts": [owner signers]}``), ``pool`` offline keys each used for
+    the roles that trust it; online roles are signed with the keys named in
+    the private configuration. A new repository is made by
+    `repository.genesis.create`.
     """
 
     def __init__(self, path: str | Path, signers: Mapping[str, Sequence[Signer]] | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 pool: Sequence[Signer] = (), collect_pending: bool = False) -> None:
+                 pool: Sequence[Signer] = (), collect_pending: bool = False,
+                 online: Mapping[str, Sequence[Signer]] | None = None,
+                 draft: bool = False) -> None:
         self.paths = RepoPaths(Path(path))
         self.config = RepoConfig.load(self.paths)
         self.now = now
@@ -114,12 +111,14 @@ class CustodyRepository(Repository):
         # An offline role short of signatures is saved for a signing ceremony
         # (docs/keys.md) instead of refused.
         self.collect_pending = collect_pending
-        # At init only: offline roles short of signatures (their keys are offline)
-        # are collected here, and the commit saves a draft instead of publishing.
-        self._genesis: set[str] | None = None
+        # At init only (``draft``): offline roles short of signatures (their keys are
+        # offline) are collected here, and the commit saves a draft instead of publishing.
+        self._genesis: set[str] | None = set() if draft else None
         self.completing_genesis = False  # set by repository.genesis.publish only
         self._bucket: replica.Bucket | None = None
-        self._online: dict[str, list[Signer]] | None = None
+        # ``online`` (at init only): the online roles' signers, before any key is stored.
+        self._online: dict[str, list[Signer]] | None = (
+            {role: list(s) for role, s in online.items()} if online is not None else None)
         self._reset()
 
     # -- transaction ------------------------------------------------------
@@ -156,6 +155,7 @@ class CustodyRepository(Repository):
                 except BucketError as exc:
                     raise self.bucket_failed(exc, committed=False) from exc
             self._reset()
+            self._clear_completed_changes()
             self._in_transaction = True
             try:
                 yield self
@@ -165,6 +165,18 @@ class CustodyRepository(Repository):
                 if self.config_dirty():
                     self.config = RepoConfig.load(self.paths)  # drop uncommitted edits
                     self._online = None
+
+    def _clear_completed_changes(self) -> None:
+        """Remove pending changes already published (a ceremony's commit, killed before
+        it removed its change): nothing is left half-done for the next import to trip on."""
+        try:
+            changes = load_all(self.paths)
+        except RepositoryError:
+            return  # an unreadable change: `custody-keys pending` says what to do with it
+        for change in changes:
+            if change.published_by(self._read):
+                change.remove(self.paths)
+        self._disk.clear()
 
     def bucket(self) -> replica.Bucket | None:
         """The bucket the served tree is replicated to, if the configuration names one."""
@@ -583,95 +595,6 @@ class CustodyRepository(Repository):
         """Snapshot and timestamp after target edits (python-tuf's own logic)."""
         self.do_snapshot()
         self.do_timestamp()
-
-    # -- creation -----------------------------------------------------
-    @classmethod
-    def create(
-        cls,
-        path: str | Path,
-        *,
-        root_signers: Sequence[Signer],
-        root_threshold: int,
-        targets_signers: Sequence[Signer],
-        layout_keys: Sequence[Key],
-        layout_threshold: int,
-        layout_signers: Sequence[Signer],
-        online: Mapping[str, Sequence[Signer]],
-        config: RepoConfig,
-        extra_root_keys: Sequence[Key] = (),
-        extra_targets_keys: Sequence[Key] = (),
-        allow_offline_pending: bool = False,
-    ) -> CustodyRepository:
-        """Write a new repository: root v1, targets, layouts, releases, bins, snapshot, timestamp.
-
-        ``online`` maps each online role class (timestamp, snapshot, releases,
-        bins) to its signers, whose keys must be named in ``config``. With
-        ``allow_offline_pending``, offline keys may be given as public keys
-        only (``extra_*_keys``, ``layout_keys`` without signers): the roles
-        they must sign are saved as a draft for a signing ceremony
-        (`repository.genesis`) and nothing is published until it completes.
-        """
-        paths = RepoPaths(Path(path))
-        if paths.config.exists():
-            raise RepositoryError(f"{paths.root} already holds a repository")
-        if config.bins and config.bins & (config.bins - 1):
-            raise RepositoryError(f"--bins must be a power of two, got {config.bins}")
-        if not 1 <= root_threshold <= len(root_signers) + len(extra_root_keys):
-            raise RepositoryError(f"root threshold {root_threshold} is impossible")
-        if not 1 <= layout_threshold <= len(layout_keys):
-            raise RepositoryError(f"layout threshold {layout_threshold} is impossible")
-        paths.metadata.mkdir(parents=True, exist_ok=True)
-        paths.targets.mkdir(parents=True, exist_ok=True)
-        config.save(paths)
-        signers = {Root.type: list(root_signers), Targets.type: list(targets_signers),
-                   LAYOUTS: list(layout_signers)}
-        repo = cls(path, signers)
-        repo._online = {role: list(s) for role, s in online.items()}
-        if allow_offline_pending:
-            repo._genesis = set()
-        with repo.transaction():
-            with repo.edit_root() as root:
-                for signer in root_signers:
-                    root.add_key(signer.public_key, Root.type)
-                for key in extra_root_keys:
-                    root.add_key(key, Root.type)
-                root.roles[Root.type].threshold = root_threshold
-                for signer in targets_signers:
-                    root.add_key(signer.public_key, Targets.type)
-                for key in extra_targets_keys:
-                    root.add_key(key, Targets.type)
-                for role in (Snapshot.type, Timestamp.type):
-                    for signer in online[role]:
-                        root.add_key(signer.public_key, role)
-            with repo.edit_targets() as targets:
-                targets.delegations = Delegations(keys={}, roles={})
-                _delegate(targets, LAYOUTS, layout_keys, layout_threshold, LAYOUT_PATHS)
-                _delegate(targets, RELEASES, [s.public_key for s in online[RELEASES]], 1,
-                          RELEASE_PATHS)
-            with repo.edit_targets(LAYOUTS):
-                pass
-            with repo.edit_targets(RELEASES) as releases:
-                if config.bins:
-                    bin_keys = [s.public_key for s in online["bins"]]
-                    releases.delegations = Delegations(
-                        keys={k.keyid: k for k in bin_keys},
-                        succinct_roles=SuccinctRoles([k.keyid for k in bin_keys], 1,
-                                                     config.bit_length, BINS_PREFIX),
-                    )
-            for role in repo.bin_roles():
-                with repo.edit_targets(role):
-                    pass
-            repo.publish_metadata()
-        return cls(path)
-
-
-def _delegate(targets: Targets, name: str, keys: Sequence[Key], threshold: int,
-              paths: list[str]) -> None:
-    assert targets.delegations is not None and targets.delegations.roles is not None
-    for key in keys:
-        targets.delegations.keys[key.keyid] = key
-    targets.delegations.roles[name] = DelegatedRole(
-        name, [k.keyid for k in keys], threshold, True, paths)
 
 
 def expiry_class(role: str) -> str:

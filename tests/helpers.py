@@ -34,7 +34,9 @@ def make_repo(path: Path, keydir: Path, bins: int = 0, public_url: str | None = 
     config = RepoConfig(bins=bins, online_keys={
         role: [KeySpec(path=str(keydir / "online"))] for role in ONLINE_ROLES},
         public_url=public_url, endpoint_url=endpoint_url)
-    return CustodyRepository.create(
+    from repository.genesis import create
+
+    return create(
         path, root_signers=[signer(keydir, "root")], root_threshold=1,
         targets_signers=[signer(keydir, "targets")],
         layout_keys=[load_public_key(keydir / "owner.pub")], layout_threshold=1,
@@ -78,8 +80,8 @@ def running_server(repo_dir: Path, workers: int = 2, extra: tuple[str, ...] = ()
             try:
                 if requests.get(url + "/healthz", timeout=1).ok:
                     break
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or a worker still starting on a loaded machine
             if proc.poll() is not None or time.monotonic() > deadline:
                 err = proc.stderr.read().decode() if proc.stderr else ""
                 raise RuntimeError(f"server did not start: {err[-2000:]}")

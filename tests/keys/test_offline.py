@@ -215,8 +215,8 @@ def test_pending_changes_are_listed_shown_and_dropped(site, hello_chain):
     assert r.returncode == 3, r.stderr
     stale = site / "layouts.json"
     assert keys_cli("export", "--repo", repo, "--role", "layouts", "-o", stale).returncode == 0
-    r = repo_cli("layout", "add", repo, layout, "--key", offline / "owner", "--name", "hello",
-                 "--new")  # the owner, at the server with the key, publishes it directly
+    r = repo_cli("layout", "add", repo, layout, "--key", offline / "owner", "--name", "other",
+                 "--new")  # the owner, at the server with the key, publishes another change
     assert r.returncode == 0, r.stderr
     assert keys_cli("sign", stale, "--key", offline / "owner").returncode == 0
     r = keys_cli("import", "--repo", repo, stale)
@@ -283,3 +283,40 @@ def test_revoke_by_prefix_and_layouts_of_new_packages(site, hello_chain, keydir)
         in r.stderr
     r = keys_cli("revoke", "--repo", repo, "")
     assert r.returncode == 1 and "is ambiguous" in r.stderr
+
+
+def test_a_change_published_before_its_clean_up_is_not_left_pending(site):
+    """A kill between the ceremony's commit and the removal of its pending change leaves
+    the change on disk, already published: it is not reported as pending and the next
+    transaction removes it (the state is reproduced by putting the folder back)."""
+    repo, offline = site / "repo", site / "offline"
+    write_key_pair(generate_key(), site / "ts-new", None)
+    r = keys_cli("rotate", "--repo", repo, "--role", "timestamp", "--add", site / "ts-new")
+    assert r.returncode == 3, r.stderr
+    saved = site / "saved-pending"
+    shutil.copytree(repo / "private/pending", saved)
+    r = ceremony(repo, "root", offline / "root", site)
+    assert r.returncode == 0, r.stderr
+    shutil.rmtree(repo / "private/pending")
+    shutil.copytree(saved, repo / "private/pending")  # as the kill would have left it
+    (repo / "private/pending/root/root.json").write_bytes(  # with its signature, as imported
+        (repo / "public/metadata/2.root.json").read_bytes())
+    assert keys_cli("pending", "list", "--repo", repo).stdout == ""
+    assert repo_cli("status", repo, "--check", "30").returncode == 0
+    assert repo_cli("bump", repo).returncode == 0
+    assert not (repo / "private/pending/root").exists()
+
+
+def test_sigstore_root_set_with_the_owner_key_offline(site):
+    """The Sigstore trusted root travels in the pending change as the layout file does."""
+    repo, offline = site / "repo", site / "offline"
+    trusted_root = Path(__file__).resolve().parent.parent / "data/sigstore/" \
+        "production.trusted_root.json"
+    r = repo_cli("sigstore-root", "set", repo, trusted_root, "--key", offline / "owner.pub")
+    assert r.returncode == 3, r.stderr
+    r = keys_cli("pending", "show", "--repo", repo, "layouts")
+    assert "file in-toto/layouts/sigstore.trusted_root.json" in r.stdout, r.stdout
+    r = ceremony(repo, "layouts", offline / "owner", site)
+    assert r.returncode == 0 and "layouts published" in r.stdout, r.stderr
+    published = list((repo / "public/targets").rglob("*.trusted_root.json"))
+    assert len(published) == 1 and published[0].read_bytes() == trusted_root.read_bytes()
