@@ -37,8 +37,8 @@ fuzz: $(STAMP)
 		tests/repository/test_api_fuzz.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check launch.py formats intoto keys_tooling repository client tests bench demo docs
-	$(BIN)/mypy launch.py formats intoto keys_tooling repository client --ignore-missing-imports
+	$(BIN)/ruff check custody formats intoto keys_tooling repository client tests bench demo docs
+	$(BIN)/mypy -p custody --ignore-missing-imports
 	$(BIN)/lint-imports
 
 bench: $(STAMP)

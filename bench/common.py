@@ -12,7 +12,7 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("launch.py", "formats", "intoto", "keys_tooling", "repository", "client")
+PACKAGES = ("custody", "formats", "intoto", "keys_tooling", "repository", "client")
 
 
 def compile_sources() -> None:

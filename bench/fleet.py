@@ -32,9 +32,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import compile_sources, table, write_result
-from keys_tooling.keys import generate_key, write_key_pair
-from repository.releases import Release, links_from_dir, publish_release
-from repository.repo import CustodyRepository
+from custody.keys_tooling.keys import generate_key, write_key_pair
+from custody.repository.releases import Release, links_from_dir, publish_release
+from custody.repository.repo import CustodyRepository
 from tests.helpers import (
     add_hello_layout,
     free_port,

@@ -5,7 +5,7 @@ where a poll's time goes. Three processes, each measured by ``-X importtime``
 (median of ``--repeat`` runs of the total):
 
 - the bare baseline: ``import tuf.ngclient``, what a python-tuf poller imports;
-- custody before this round: ``client.cli`` imported directly, as the console
+- custody before this round: ``custody.client.cli`` imported directly, as the console
   script did (boto3 comes in through securesystemslib's AWS signer, and
   ``importlib.metadata`` for ``--version``);
 - custody now: through ``launch``, which defers boto3, with ``--version``
@@ -28,10 +28,10 @@ from bench.common import compile_sources, table, write_result
 
 CASES = {
     "bare python-tuf poller (`import tuf.ngclient`)": "import tuf.ngclient",
-    "custody before (console script imported `client.cli`)":
+    "custody before (console script imported `custody.client.cli`)":
         "import importlib.metadata, client.cli",
     "custody now (`launch` defers boto3)":
-        "import launch; launch.defer_import('boto3'); import client.cli",
+        "from custody import launch; launch.defer_import('boto3'); import custody.client.cli",
 }
 
 

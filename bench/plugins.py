@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import BIN, compile_sources, table, write_result
-from keys_tooling.keys import generate_key, write_key_pair
+from custody.keys_tooling.keys import generate_key, write_key_pair
 from tests.client.test_plugins import make_wheel, publish_wheel
 from tests.helpers import make_repo, running_server
 

@@ -31,9 +31,9 @@ from tuf.ngclient import Updater
 from tuf.ngclient.fetcher import FetcherInterface
 
 from bench.common import compile_sources, table, write_result
-from keys_tooling.keys import generate_key, write_key_pair
-from repository.releases import Release, links_from_dir, publish_release
-from repository.repo import CustodyRepository
+from custody.keys_tooling.keys import generate_key, write_key_pair
+from custody.repository.releases import Release, links_from_dir, publish_release
+from custody.repository.repo import CustodyRepository
 from tests.helpers import add_hello_layout, make_repo
 from tests.intoto.chain import IMPLS, make_chain
 

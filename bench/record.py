@@ -21,8 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import BIN, best_of, compile_sources, table, write_result
-from intoto.artifacts import ArtifactRecorder
-from keys_tooling.keys import generate_key, write_key_pair
+from custody.intoto.artifacts import ArtifactRecorder
+from custody.keys_tooling.keys import generate_key, write_key_pair
 
 
 def small_files(root: Path, count: int) -> None:

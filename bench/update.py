@@ -27,12 +27,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import BIN, compile_sources, run_process, table, write_result
-from intoto.metadata import Metablock, key_to_dict
-from intoto.models import Layout, Step
-from intoto.runner import StepRecorder
-from keys_tooling.keys import generate_key, load_public_key, load_signer, write_key_pair
-from repository.releases import Release, links_from_dir, publish_release
-from repository.repo import CustodyRepository
+from custody.intoto.metadata import Metablock, key_to_dict
+from custody.intoto.models import Layout, Step
+from custody.intoto.runner import StepRecorder
+from custody.keys_tooling.keys import generate_key, load_public_key, load_signer, write_key_pair
+from custody.repository.releases import Release, links_from_dir, publish_release
+from custody.repository.repo import CustodyRepository
 from tests.helpers import Mirror, add_hello_layout, make_repo, running_server
 from tests.intoto.chain import IMPLS, make_chain
 
@@ -152,7 +152,7 @@ def run(tmp: Path, args: argparse.Namespace) -> list[list[str]]:
 
         # The baseline as it would run where boto3 is not installed: securesystemslib
         # imports it whenever it is (for its AWS KMS signer), custody defers it.
-        lean = "import launch; launch.defer_import('boto3')\n" + BASELINE
+        lean = "from custody import launch; launch.defer_import('boto3')\n" + BASELINE
 
         def custody_cmd(verb: str):
             # polls reuse the homes the cold installs left (one per repeat)
@@ -269,7 +269,7 @@ def big_install(tmp: Path, keydir: Path, repo_dir: Path, mib: int) -> list[list[
     with contextlib.chdir(work):
         StepRecorder("package", load_signer(str(keydir / "bob")),
                      metadata_directory=str(links)).run([], ["big.tar"], [])
-    from repository.releases import add_layout
+    from custody.repository.releases import add_layout
 
     repo = CustodyRepository(repo_dir, {"layouts": [load_signer(str(keydir / "owner"))]})
     with repo.transaction():

@@ -21,9 +21,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import BIN, best_of, compile_sources, table, write_result
-from intoto.metadata import Metablock, key_to_dict
-from intoto.models import Layout, Link, Step
-from keys_tooling.keys import generate_key, write_key_pair
+from custody.intoto.metadata import Metablock, key_to_dict
+from custody.intoto.models import Layout, Link, Step
+from custody.keys_tooling.keys import generate_key, write_key_pair
 
 FORMATS = {
     "compact": "",

@@ -3,7 +3,7 @@
 An agent that custody installed updates itself in four moves, each of which
 can be interrupted at any point without leaving an unproven version live::
 
-    from client.agent import Agent
+    from custody.client.agent import Agent
 
     agent = Agent.from_environment()        # CUSTODY_HOME, CUSTODY_PACKAGE from `custody run`
     if agent.awaiting_confirmation():       # we are the new version, on probation
@@ -38,10 +38,10 @@ from typing import NoReturn
 
 from packaging.version import Version
 
-from client.config import default_home
-from client.errors import ConfigError, Interrupted
-from client.packages import Outcome, PackageManager
-from client.state import CONFIRMATION, MAX_INTERRUPTED, State
+from custody.client.config import default_home
+from custody.client.errors import ConfigError, Interrupted
+from custody.client.packages import Outcome, PackageManager
+from custody.client.state import CONFIRMATION, MAX_INTERRUPTED, State
 
 #: The exit code with which an agent asks its supervisor to start it again
 #: (in whatever version is now current): EX_TEMPFAIL from sysexits.h.

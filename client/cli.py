@@ -1,6 +1,6 @@
 """``custody``: install and update packages that TUF and in-toto have both verified.
 
-Exit codes are one table for every command (`client.errors`): 0 done or up
+Exit codes are one table for every command (`custody.client.errors`): 0 done or up
 to date, 1 refused for security, 2 usage, 3 repository unreachable, 4 health
 check failed and rolled back, 5 not found, 6 local failure, 7 the installer
 (pip, uv) failed for its own reasons, 130/143
@@ -18,11 +18,11 @@ from typing import Any
 
 import click
 
-from client.config import default_home
-from client.errors import EXIT_LOCAL, EXIT_SIGINT, ClientError, ConfigError, Interrupted
-from client.health import DEFAULT_TIMEOUT, deferred_signals
-from keys_tooling.clickutil import POSITIVE, Seconds, fails_cleanly
-from keys_tooling.cliutil import guarded
+from custody.client.config import default_home
+from custody.client.errors import EXIT_LOCAL, EXIT_SIGINT, ClientError, ConfigError, Interrupted
+from custody.client.health import DEFAULT_TIMEOUT, deferred_signals
+from custody.keys_tooling.clickutil import POSITIVE, Seconds, fails_cleanly
+from custody.keys_tooling.cliutil import guarded
 
 _fails_cleanly = fails_cleanly("custody", ClientError)
 SIGNAL_NAMES = {2: "SIGINT", 15: "SIGTERM"}
@@ -85,7 +85,7 @@ def _progress(url: str, received: int, total: int | None, elapsed: float) -> Non
 
 def _manager(ctx: click.Context):
     """The command's PackageManager, made once (recovery and the command share it)."""
-    from client.packages import PackageManager
+    from custody.client.packages import PackageManager
 
     if "manager" not in ctx.obj:
         # Progress only for a person watching a terminal; logs and pipes stay quiet.
@@ -96,8 +96,8 @@ def _manager(ctx: click.Context):
 
 def _spec(spec: str) -> tuple[str, str | None]:
     """``NAME`` or ``NAME==VERSION``, checked before anything is asked of the network."""
-    from formats.errors import FormatError
-    from formats.index import parse_version
+    from custody.formats.errors import FormatError
+    from custody.formats.index import parse_version
 
     name, _, version = spec.partition("==")
     if not name.strip():
@@ -112,7 +112,7 @@ def _spec(spec: str) -> tuple[str, str | None]:
 
 def _recover(ctx: click.Context) -> None:
     """Finish any update a killed custody left unchecked, before the command runs."""
-    from client.config import ClientConfig
+    from custody.client.config import ClientConfig
 
     if not ClientConfig.path(ctx.obj["home"]).exists():
         return
@@ -139,7 +139,7 @@ def main(ctx: click.Context, home: Path | None, verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="custody: %(message)s")
     if not verbose:  # command alignment notes are in-toto's warnings, not the user's;
-        logging.getLogger("intoto").setLevel(logging.ERROR)  # a connection retried is
+        logging.getLogger("custody.intoto").setLevel(logging.ERROR)  # a connection retried is
         logging.getLogger("urllib3").setLevel(logging.ERROR)  # urllib3's business
     ctx.obj = {"home": home or default_home()}
     _fails_cleanly(_check_home)(ctx.obj["home"])
@@ -173,10 +173,10 @@ def init(ctx: click.Context, urls: tuple[str, ...], root: Path, layout_keys: tup
     A home that trusts a root already is refused, naming both roots' keys,
     unless --force: every later update rests on this one trust anchor.
     """
-    from client.packages import init_home
-    from intoto.metadata import key_to_dict
-    from keys_tooling.errors import KeyToolingError
-    from keys_tooling.keys import load_public_key
+    from custody.client.packages import init_home
+    from custody.intoto.metadata import key_to_dict
+    from custody.keys_tooling.errors import KeyToolingError
+    from custody.keys_tooling.keys import load_public_key
 
     try:
         keys = [key_to_dict(load_public_key(p)) for p in layout_keys]
@@ -224,7 +224,7 @@ def install(ctx: click.Context, spec: str, channel: str, allow_downgrade: bool,
     A package with a health check (see 'custody health-check') runs it in the
     new version and rolls back if it fails.
     """
-    from client.reports import for_error, for_outcome, record
+    from custody.client.reports import for_error, for_outcome, record
 
     name, version = _spec(spec)
     manager = _manager(ctx)
@@ -261,8 +261,8 @@ def update(ctx: click.Context, names: tuple[str, ...], health_check: str | None,
     """
     import shlex
 
-    from client.config import HealthCheck
-    from client.packages import exit_code
+    from custody.client.config import HealthCheck
+    from custody.client.packages import exit_code
 
     try:
         default = HealthCheck(shlex.split(health_check), health_timeout) if health_check \
@@ -270,7 +270,7 @@ def update(ctx: click.Context, names: tuple[str, ...], health_check: str | None,
     except ValueError as exc:  # unbalanced quotes
         raise click.BadParameter(f"{health_check!r}: {exc}", param_hint="--health-check") \
             from exc
-    from client.reports import for_error, for_outcome, record
+    from custody.client.reports import for_error, for_outcome, record
 
     manager = _manager(ctx)
     results = manager.update(names, default, retry_failed, confirm_within)
@@ -324,8 +324,8 @@ def index_serve(ctx: click.Context, port: int) -> None:
     """Serve the index until interrupted; every file only after TUF and in-toto."""
     import time
 
-    from client.config import ClientConfig
-    from client.index import serving
+    from custody.client.config import ClientConfig
+    from custody.client.index import serving
 
     ClientConfig.load(ctx.obj["home"])
     with serving(ctx.obj["home"], port) as (url, _):
@@ -342,7 +342,7 @@ def _installer(ctx: click.Context, installer: str, program: list[str],
                args: tuple[str, ...], python: str | None) -> None:
     """Run pip or uv against the verifying index; its exit code, or custody's.
 
-    The command line is parsed and rendered anew by `client.installer`: no
+    The command line is parsed and rendered anew by `custody.client.installer`: no
     option, requirements file or requirement naming another package source
     reaches the installer. Its own configuration is set aside too
     (``PIP_*``/``UV_*`` variables, pip.conf through ``PIP_CONFIG_FILE=/dev/null``,
@@ -354,10 +354,10 @@ def _installer(ctx: click.Context, installer: str, program: list[str],
     import subprocess
     import tempfile
 
-    from client.config import ClientConfig
-    from client.errors import EXIT_PRIORITY, InstallerFailed
-    from client.index import serving
-    from client.installer import check
+    from custody.client.config import ClientConfig
+    from custody.client.errors import EXIT_PRIORITY, InstallerFailed
+    from custody.client.index import serving
+    from custody.client.installer import check
 
     ClientConfig.load(ctx.obj["home"])
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
@@ -429,8 +429,8 @@ def uv(ctx: click.Context, args: tuple[str, ...]) -> None:
 @_fails_cleanly
 def list_(ctx: click.Context, as_json: bool) -> None:
     """Installed packages; versions being checked, failed, or interrupted (with attempts)."""
-    from client.config import ClientConfig
-    from client.state import MAX_INTERRUPTED, State
+    from custody.client.config import ClientConfig
+    from custody.client.state import MAX_INTERRUPTED, State
 
     ClientConfig.load(ctx.obj["home"])  # not initialised is an error, not an empty list
     state = State.load(ctx.obj["home"])
@@ -470,7 +470,7 @@ def remove(ctx: click.Context, name: str) -> None:
 @_fails_cleanly
 def rollback(ctx: click.Context, name: str) -> None:
     """Switch a package back to its previous version; updates then skip the one left."""
-    from client.reports import record, report
+    from custody.client.reports import record, report
 
     manager = _manager(ctx)
     outcome = manager.rollback(name)
@@ -529,7 +529,7 @@ def health_check_set(ctx: click.Context, name: str, command: tuple[str, ...],
     directory and CUSTODY_PACKAGE, CUSTODY_VERSION, CUSTODY_PREVIOUS_VERSION
     in its environment; exit code 0 means healthy.
     """
-    from client.config import ClientConfig, HealthCheck
+    from custody.client.config import ClientConfig, HealthCheck
 
     config = ClientConfig.load(ctx.obj["home"])
     config.health_checks[name] = HealthCheck(list(command), timeout)
@@ -543,7 +543,7 @@ def health_check_set(ctx: click.Context, name: str, command: tuple[str, ...],
 @_fails_cleanly
 def health_check_unset(ctx: click.Context, name: str) -> None:
     """Remove NAME's check."""
-    from client.config import ClientConfig
+    from custody.client.config import ClientConfig
 
     config = ClientConfig.load(ctx.obj["home"])
     if config.health_checks.pop(name, None) is None:
@@ -559,7 +559,7 @@ def health_check_list(ctx: click.Context) -> None:
     """Every package's check and timeout."""
     import shlex
 
-    from client.config import ClientConfig
+    from custody.client.config import ClientConfig
 
     for name, check in sorted(ClientConfig.load(ctx.obj["home"]).health_checks.items()):
         click.echo(f"{name}: {shlex.join(check.command)} (timeout {check.timeout:g} s)")
@@ -578,7 +578,7 @@ def run(ctx: click.Context, name: str, command: tuple[str, ...]) -> None:
     its deadline is rolled back and the previous version started again. Ends
     with the agent's own exit code.
     """
-    from client.agent import supervise
+    from custody.client.agent import supervise
 
     ctx.exit(supervise(ctx.obj["home"], name, command,
                        log=lambda s: click.echo(f"custody: {s}", err=True)))

@@ -19,11 +19,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from client.errors import ConfigError
-from client.health import DEFAULT_TIMEOUT
-from client.network import NetworkOptions
-from client.unpack import DEFAULT_LIMITS, UnpackLimits
-from intoto.files import write_atomic
+from custody.client.errors import ConfigError
+from custody.client.health import DEFAULT_TIMEOUT
+from custody.client.network import NetworkOptions
+from custody.client.unpack import DEFAULT_LIMITS, UnpackLimits
+from custody.intoto.files import write_atomic
 
 HOME_ENV = "CUSTODY_HOME"
 
@@ -75,7 +75,7 @@ class ClientConfig:
     report_token: str | None = None
     max_unpacked_mib: int = DEFAULT_LIMITS.max_bytes >> 20
     max_unpack_ratio: float = DEFAULT_LIMITS.max_ratio
-    # Enterprise networks (`client.network`): None takes the environment's
+    # Enterprise networks (`custody.client.network`): None takes the environment's
     # http_proxy, HTTPS_PROXY, NO_PROXY and SSL_CERT_FILE, as curl does; "" turns
     # an environment proxy off. A client certificate (and key) for mutual TLS.
     http_proxy: str | None = None
@@ -87,7 +87,7 @@ class ClientConfig:
 
     @property
     def unpack_limits(self) -> UnpackLimits:
-        """The bounds on what one artifact may unpack to (`client.unpack`)."""
+        """The bounds on what one artifact may unpack to (`custody.client.unpack`)."""
         return UnpackLimits(self.max_unpacked_mib << 20, self.max_unpack_ratio)
 
     def network(self) -> NetworkOptions:

@@ -35,8 +35,8 @@ from tuf.api.exceptions import DownloadError as TufDownloadError
 from tuf.api.exceptions import RepositoryError
 from tuf.ngclient import Updater
 
-from client.fetcher import MirrorFetcher
-from keys_tooling.cliutil import VersionAction, guarded
+from custody.client.fetcher import MirrorFetcher
+from custody.keys_tooling.cliutil import VersionAction, guarded
 
 
 def _updater(args: argparse.Namespace, target_dir: str | None = None,

@@ -7,10 +7,10 @@ A ``file://`` mirror (a directory written by ``custody-repo export``, on a USB
 stick for an air-gapped host) is read directly, with the same checks: the
 bytes go through ngclient's length and hash verification like any others.
 A mirror that answers with bytes that do not verify is caught one level up:
-`client.updater` retries the whole TUF operation with the next mirror first.
+`custody.client.updater` retries the whole TUF operation with the next mirror first.
 
 How requests leave the host (proxies, ``NO_PROXY``, a private CA bundle, a
-client certificate for mutual TLS) is `client.network`'s: curl's rules, from
+client certificate for mutual TLS) is `custody.client.network`'s: curl's rules, from
 the environment or the client's configuration.
 
 Length limits are ngclient's (it stops reading past the expected length);
@@ -32,8 +32,8 @@ import urllib3
 from tuf.api.exceptions import DownloadError, DownloadHTTPError, SlowRetrievalError
 from tuf.ngclient.fetcher import FetcherInterface
 
-from client.errors import ConfigError
-from client.network import Connections, NetworkOptions
+from custody.client.errors import ConfigError
+from custody.client.network import Connections, NetworkOptions
 
 log = logging.getLogger(__name__)
 VIRTUAL = "mirror:/"

@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from client.errors import Interrupted
+from custody.client.errors import Interrupted
 
 log = logging.getLogger(__name__)
 

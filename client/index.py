@@ -33,10 +33,15 @@ from urllib.parse import unquote
 
 from packaging.utils import canonicalize_name
 
-from client.errors import ClientError, InstallError, PackageNotFoundError, RepositoryUnreachable
-from client.updater import SecureUpdater
-from formats.errors import FormatError
-from formats.python import PythonRelease, describe_distribution, wheel_metadata
+from custody.client.errors import (
+    ClientError,
+    InstallError,
+    PackageNotFoundError,
+    RepositoryUnreachable,
+)
+from custody.client.updater import SecureUpdater
+from custody.formats.errors import FormatError
+from custody.formats.python import PythonRelease, describe_distribution, wheel_metadata
 
 log = logging.getLogger(__name__)
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"

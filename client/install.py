@@ -7,7 +7,7 @@ then switches the ``current`` symlink with one ``rename`` and writes
 current and usable; leftovers of an interrupted install (``.staging-*``) are
 removed by the next install. A lock keeps two installers apart.
 
-Archives are unpacked by `client.unpack`, which refuses what could harm the
+Archives are unpacked by `custody.client.unpack`, which refuses what could harm the
 host; any other artifact is installed as the single file it is.
 """
 
@@ -23,12 +23,12 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from client.errors import (
+from custody.client.errors import (
     BusyError,
     InstallError,
 )
-from client.unpack import DEFAULT_LIMITS, UnpackLimits, archive_kind, unpack
-from intoto.files import LockTimeout, file_lock
+from custody.client.unpack import DEFAULT_LIMITS, UnpackLimits, archive_kind, unpack
+from custody.intoto.files import LockTimeout, file_lock
 
 
 @contextlib.contextmanager
@@ -191,7 +191,7 @@ def _archive_files(archive: Path, filename: str) -> dict[str, str]:
 
 def compare_tree(archive: Path, filename: str, installed: Path) -> list[str]:
     """What differs between an installed version and the verified artifact it came from."""
-    from intoto.artifacts import hash_file  # only this check needs the recorder's hashing
+    from custody.intoto.artifacts import hash_file  # only this check needs the recorder's hashing
 
     expected = _archive_files(archive, filename)
     found = {

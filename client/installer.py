@@ -33,7 +33,7 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from client.errors import InstallerUsageError
+from custody.client.errors import InstallerUsageError
 
 DOCS = "docs/plugins.md"
 #: File names pip reads as a local archive rather than a project name.

@@ -41,7 +41,7 @@ from urllib.parse import unquote, urlparse
 
 import urllib3
 
-from client.errors import ConfigError
+from custody.client.errors import ConfigError
 
 #: The URL schemes a proxy may have: an HTTP proxy (CONNECT for ``https://``
 #: mirrors), or a TLS connection to the proxy itself.

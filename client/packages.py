@@ -5,13 +5,13 @@ installed state only after everything that can refuse has had its say:
 TUF, in-toto, the downgrade check, unpacking.
 
 A version with a health check (or one an agent must confirm) is switched to
-as *pending* (see `client.state`): it becomes current only once its check
+as *pending* (see `custody.client.state`): it becomes current only once its check
 passed. Whatever ends the check otherwise (failure, timeout, a signal, the
 updater's death) ends on the version that was live before. A check that
 failed or timed out is a verdict: the version is recorded as failed, so that
 later updates skip it instead of installing the same bad build on every
 poll. A check that was interrupted is not: it counts an attempt, and the
-next update tries again (`client.state.MAX_INTERRUPTED`). Every operation
+next update tries again (`custody.client.state.MAX_INTERRUPTED`). Every operation
 starts by finishing such interrupted updates (`PackageManager.recover`).
 """
 
@@ -29,8 +29,8 @@ from typing import Any
 
 from packaging.version import Version
 
-from client.config import ClientConfig, HealthCheck
-from client.errors import (
+from custody.client.config import ClientConfig, HealthCheck
+from custody.client.errors import (
     EXIT_OK,
     EXIT_PRIORITY,
     BusyError,
@@ -41,8 +41,8 @@ from client.errors import (
     PackageNotFoundError,
     TamperedInstallError,
 )
-from client.health import run_check, signals_blocked
-from client.install import (
+from custody.client.health import run_check, signals_blocked
+from custody.client.install import (
     compare_tree,
     disk_usage,
     home_lock,
@@ -51,7 +51,7 @@ from client.install import (
     prune_cache,
     switch_current,
 )
-from client.state import (
+from custody.client.state import (
     CONFIRMATION,
     HEALTH_CHECK,
     MAX_INTERRUPTED,
@@ -60,7 +60,7 @@ from client.state import (
     State,
     boot_id,
 )
-from client.updater import SecureUpdater, Verified
+from custody.client.updater import SecureUpdater, Verified
 
 log = logging.getLogger(__name__)
 INTERRUPTED_CHECK = "interrupted during its health check"
@@ -102,7 +102,7 @@ class PackageManager:
     """The operations of ``custody`` over one home directory, in one session.
 
     Its `SecureUpdater` refreshes TUF once and keeps that refresh: a manager
-    serves one command or one poll, and whatever lives longer (`client.agent`)
+    serves one command or one poll, and whatever lives longer (`custody.client.agent`)
     makes a new one each time.
     """
 
@@ -436,7 +436,7 @@ class PackageManager:
         is the exact file whose hash TUF verified and in-toto bound to the
         final step of the layout.
         """
-        from intoto.files import copy_atomic
+        from custody.intoto.files import copy_atomic
 
         resolved = self.updater.resolve(name, version, channel)
         verified = self.updater.verify(resolved)
@@ -477,10 +477,10 @@ def fetch(name: str, version: str | None = None, channel: str = "stable",
     """For plugin hosts: the verified artifact of ``name`` in ``destination``; its path.
 
     The full pipeline (TUF refresh, in-toto verification, the file bound to
-    the final step) runs first; a refusal raises `client.errors.ClientError`.
+    the final step) runs first; a refusal raises `custody.client.errors.ClientError`.
     ``home`` defaults to ``CUSTODY_HOME`` or the per-user directory.
     """
-    from client.config import default_home
+    from custody.client.config import default_home
 
     return PackageManager(Path(home) if home is not None else default_home()).fetch(
         name, version, channel, destination)
@@ -507,9 +507,9 @@ def init_home(home: Path, urls: Sequence[str], root: Path, layout_keys: Sequence
     """
     from tuf.api.metadata import Metadata, Root
 
-    from client.config import new_client_id
-    from client.errors import ConfigError
-    from intoto.files import write_atomic
+    from custody.client.config import new_client_id
+    from custody.client.errors import ConfigError
+    from custody.intoto.files import write_atomic
 
     data = root.read_bytes()
     try:

@@ -18,15 +18,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from client.config import ClientConfig
-from client.errors import (
+from custody.client.config import ClientConfig
+from custody.client.errors import (
     ClientError,
     HealthCheckError,
     Interrupted,
     PackageNotFoundError,
     RepositoryUnreachable,
 )
-from intoto.files import file_lock, write_atomic
+from custody.intoto.files import file_lock, write_atomic
 
 log = logging.getLogger(__name__)
 MAX_QUEUED = 500
@@ -95,7 +95,7 @@ def _flush(home: Path, config: ClientConfig) -> int:
     """Send the queue in batches; keep what was not taken. Reports sent."""
     import urllib3
 
-    from client.network import Connections
+    from custody.client.network import Connections
 
     assert config.report_url is not None
     url = config.report_url.rstrip("/") + "/api/v1/reports"

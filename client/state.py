@@ -43,8 +43,8 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from client.errors import ClientError, PackageNotFoundError
-from intoto.files import write_atomic
+from custody.client.errors import ClientError, PackageNotFoundError
+from custody.intoto.files import write_atomic
 
 HEALTH_CHECK = "health-check"
 CONFIRMATION = "confirmation"

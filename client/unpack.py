@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, NoReturn
 
-from client.errors import CorruptArchiveError, UnsafeArchiveError
+from custody.client.errors import CorruptArchiveError, UnsafeArchiveError
 
 TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")
 _DRIVE = re.compile(r"^[A-Za-z]:")

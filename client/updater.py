@@ -42,8 +42,8 @@ from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import Metadata, Root, TargetFile, Targets
 from tuf.ngclient import Updater, UpdaterConfig
 
-from client.config import ClientConfig
-from client.errors import (
+from custody.client.config import ClientConfig
+from custody.client.errors import (
     ClientError,
     IntotoRefusal,
     MissingSupplyChainError,
@@ -51,15 +51,15 @@ from client.errors import (
     RepositoryUnreachable,
     TufRefusal,
 )
-from client.fetcher import VIRTUAL, MirrorFetcher, MirrorsUnreachable
-from formats.custom import InTotoCustom
-from formats.errors import FormatError
-from formats.index import PackageIndex, VersionEntry, parse_version
-from formats.sigstore import ROOT_PATH as SIGSTORE_ROOT
-from formats.sigstore import SigstoreRootCustom
+from custody.client.fetcher import VIRTUAL, MirrorFetcher, MirrorsUnreachable
+from custody.formats.custom import InTotoCustom
+from custody.formats.errors import FormatError
+from custody.formats.index import PackageIndex, VersionEntry, parse_version
+from custody.formats.sigstore import ROOT_PATH as SIGSTORE_ROOT
+from custody.formats.sigstore import SigstoreRootCustom
 
 if TYPE_CHECKING:  # imported when used: a poll that finds nothing new never needs it
-    from intoto.keyless import SigstoreTrust
+    from custody.intoto.keyless import SigstoreTrust
 
 log = logging.getLogger(__name__)
 LAYOUTS_ROLE = "layouts"
@@ -400,7 +400,7 @@ class SecureUpdater:
         the root is looked up through TUF, then taken from that role's own
         verified metadata, so no other role can substitute one.
         """
-        from intoto.keyless import SigstoreTrust
+        from custody.intoto.keyless import SigstoreTrust
 
         self.target(SIGSTORE_ROOT)  # loads and verifies the 'layouts' role through TUF
         listed = self._trusted_role(LAYOUTS_ROLE).signed.targets.get(  # type: ignore[attr-defined]
@@ -417,7 +417,7 @@ class SecureUpdater:
 
     def layout_keys(self) -> tuple[list[Key], int]:
         """Pinned layout keys, else the ``layouts`` delegation's keys and threshold."""
-        from intoto.metadata import key_from_dict
+        from custody.intoto.metadata import key_from_dict
 
         if self.config.layout_keys:
             keys = [key_from_dict(k["keyid"], k) for k in self.config.layout_keys]
@@ -457,9 +457,9 @@ class SecureUpdater:
         """Steps 2-5 of the pipeline for a resolved package; the artifact stays cached."""
         # in-toto is imported here, not at start-up: a poll that finds nothing
         # new never needs it.
-        from intoto.errors import IntotoError
-        from intoto.metadata import metadata_from_bytes
-        from intoto.verify import InspectionPolicy, MemoryLinks, Verifier, bind_product
+        from custody.intoto.errors import IntotoError
+        from custody.intoto.metadata import metadata_from_bytes
+        from custody.intoto.verify import InspectionPolicy, MemoryLinks, Verifier, bind_product
 
         info = resolved.target
         try:

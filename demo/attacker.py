@@ -14,9 +14,9 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from formats.index import VersionEntry
-from repository.releases import layout_versions, links_from_dir, load_index, set_channel
-from repository.repo import CustodyRepository
+from custody.formats.index import VersionEntry
+from custody.repository.releases import layout_versions, links_from_dir, load_index, set_channel
+from custody.repository.repo import CustodyRepository
 
 
 def force_publish(repo_dir: Path, name: str, version: str, artifact: Path,

@@ -292,7 +292,7 @@ def plugin(url: str, token: str) -> None:
 
 def rollout(url: str, token: str) -> None:
     """A staged rollout across a small fleet, then the dashboard's address."""
-    from formats.index import rollout_bucket
+    from custody.formats.index import rollout_bucket
 
     headline("A staged rollout: hello 1.5.0 to 50% of a fleet of eight hosts, then to all")
     push("hello", "1.5.0", record_release("hello", "1.5.0", developer="carol"), url, token,

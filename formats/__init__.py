@@ -8,6 +8,6 @@ and depth are bounded before parsing, and every field is checked for type,
 length and syntax on the way in, the way python-tuf parses its own metadata.
 """
 
-from formats.errors import FormatError
+from custody.formats.errors import FormatError
 
 __all__ = ["FormatError"]

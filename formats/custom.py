@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from formats.errors import FormatError
+from custody.formats.errors import FormatError
 
 KEY = "in-toto"
 MAX_LINKS = 1000

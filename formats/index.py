@@ -24,8 +24,8 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from formats.errors import FormatError
-from formats.jsonlimits import loads_bounded
+from custody.formats.errors import FormatError
+from custody.formats.jsonlimits import loads_bounded
 
 NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?\Z")
 CHANNEL = re.compile(r"[a-z][a-z0-9-]{0,31}\Z")

@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from formats.errors import FormatError
+from custody.formats.errors import FormatError
 
 MAX_DEPTH = 32
 MAX_BYTES = 16 << 20

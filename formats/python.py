@@ -31,7 +31,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
-from formats.errors import FormatError
+from custody.formats.errors import FormatError
 
 KEY = "python"
 _HEX = re.compile(r"[0-9a-f]{64}\Z")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from formats.errors import FormatError
+from custody.formats.errors import FormatError
 
 ROOT_PATH = "in-toto/layouts/sigstore.trusted_root.json"
 KEY = "sigstore"

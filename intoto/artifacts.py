@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from intoto.errors import RecordError
-from intoto.models import ArtifactHashes
+from custody.intoto.errors import RecordError
+from custody.intoto.models import ArtifactHashes
 
 DEFAULT_EXCLUDES = ("*.link*", ".git", "*.pyc", "*~")
 HASH_ALGORITHM = "sha256"

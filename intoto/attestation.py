@@ -28,8 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from intoto.errors import FormatError
-from intoto.models import ArtifactHashes, Link, check_artifacts
+from custody.intoto.errors import FormatError
+from custody.intoto.models import ArtifactHashes, Link, check_artifacts
 
 STATEMENT_V1 = "https://in-toto.io/Statement/v1"
 LINK_V03 = "https://in-toto.io/attestation/link/v0.3"

@@ -24,7 +24,7 @@ from typing import Any
 
 import msgspec
 
-from intoto.errors import FormatError
+from custody.intoto.errors import FormatError
 
 _ESCAPE = re.compile(r'\\(["\\/bfnrt]|u[0-9a-fA-F]{4})')
 _SIMPLE = {'"': '\\"', "\\": "\\\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r",

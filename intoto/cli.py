@@ -22,8 +22,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from keys_tooling.cliutil import VersionAction, guarded
-from keys_tooling.keys import PASSWORD_ENV, password_from_env
+from custody.keys_tooling.cliutil import VersionAction, guarded
+from custody.keys_tooling.keys import PASSWORD_ENV, password_from_env
 
 _PROMPT = object()
 
@@ -46,8 +46,8 @@ def _password(args: argparse.Namespace, what: str) -> bytes | None:
 
 
 def _signer(spec: str, args: argparse.Namespace):  # -> Signer
-    from keys_tooling.errors import KeyToolingError
-    from keys_tooling.keys import load_signer
+    from custody.keys_tooling.errors import KeyToolingError
+    from custody.keys_tooling.keys import load_signer
 
     try:
         return load_signer(spec, _password(args, spec))
@@ -65,14 +65,14 @@ def _read(path: str, what: str = "") -> bytes:
 
 def _load(path: str, what: str = ""):  # -> intoto.metadata.Metadata
     """A link or layout file, in either envelope (`_read`'s failure if unreadable)."""
-    from intoto.metadata import metadata_from_bytes
+    from custody.intoto.metadata import metadata_from_bytes
 
     return metadata_from_bytes(_read(path, what), where=path)
 
 
 def _public_keys(paths: Sequence[str]):  # -> list[Key]
-    from keys_tooling.errors import KeyToolingError
-    from keys_tooling.keys import load_public_key
+    from custody.keys_tooling.errors import KeyToolingError
+    from custody.keys_tooling.keys import load_public_key
 
     try:
         return [load_public_key(p) for p in paths]
@@ -81,7 +81,7 @@ def _public_keys(paths: Sequence[str]):  # -> list[Key]
 
 
 def _recorder(args: argparse.Namespace):
-    from intoto.artifacts import ArtifactRecorder
+    from custody.intoto.artifacts import ArtifactRecorder
 
     return ArtifactRecorder(
         exclude_patterns=args.exclude_patterns or (),
@@ -95,7 +95,7 @@ def _recorder(args: argparse.Namespace):
 # -- sub-commands ------------------------------------------------------------
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from intoto.runner import StepRecorder
+    from custody.intoto.runner import StepRecorder
 
     command = list(args.link_cmd)
     if command and command[0] == "--":
@@ -116,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from intoto.runner import StepRecorder
+    from custody.intoto.runner import StepRecorder
 
     recorder = StepRecorder(
         name=args.step_name, signer=_signer(args.signing_key, args), recorder=_recorder(args),
@@ -131,14 +131,14 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from intoto.verify import DirectoryLinks, InspectionPolicy, Verifier
+    from custody.intoto.verify import DirectoryLinks, InspectionPolicy, Verifier
 
     keys = _public_keys(args.verification_keys)
     layout = _load(args.layout, "layout ")
     parameters = dict(p.split("=", 1) for p in args.parameters) if args.parameters else None
     sigstore = None
     if args.trusted_root:
-        from intoto.keyless import SigstoreTrust
+        from custody.intoto.keyless import SigstoreTrust
 
         sigstore = SigstoreTrust(_read(args.trusted_root, "trusted root "))
     verifier = Verifier(
@@ -155,7 +155,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    from intoto.models import Layout, Link, link_filename
+    from custody.intoto.models import Layout, Link, link_filename
 
     metadata = _load(args.file)
     payload = metadata.payload
@@ -186,9 +186,9 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 
 def cmd_layout_new(args: argparse.Namespace) -> int:
-    from intoto.layout_toml import layout_from_toml
-    from intoto.metadata import Envelope, Metablock
-    from keys_tooling.keys import load_public_key
+    from custody.intoto.layout_toml import layout_from_toml
+    from custody.intoto.metadata import Envelope, Metablock
+    from custody.keys_tooling.keys import load_public_key
 
     layout = layout_from_toml(args.description, load_public_key)
     metadata = Envelope.new(layout) if args.use_dsse else Metablock.new(layout)
@@ -202,9 +202,9 @@ def cmd_layout_new(args: argparse.Namespace) -> int:
 
 
 def cmd_layout_show(args: argparse.Namespace) -> int:
-    from intoto.models import Layout
-    from intoto.show import describe_layout, describe_signatures
-    from keys_tooling.keys import load_public_key
+    from custody.intoto.models import Layout
+    from custody.intoto.show import describe_layout, describe_signatures
+    from custody.keys_tooling.keys import load_public_key
 
     metadata = _load(args.layout, "layout ")
     if not isinstance(metadata.payload, Layout):
@@ -345,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from intoto.errors import FormatError, IntotoError
+    from custody.intoto.errors import FormatError, IntotoError
 
     args = build_parser().parse_args(argv)
     level = logging.INFO if args.verbose else logging.ERROR if args.quiet else logging.WARNING

@@ -5,7 +5,7 @@ In-toto-golang calls a step's certificate-based functionaries its
 each an OIDC ``issuer`` (custody's addition: a Sigstore certificate is only as
 good as the identity provider that vouched for it) and the identities it may
 have, as ``uris`` and/or ``emails`` patterns. Verifying evidence against them
-is `intoto.keyless`'s job; this module only reads and writes the layout field,
+is `custody.intoto.keyless`'s job; this module only reads and writes the layout field,
 so parsing a layout never imports the sigstore library.
 """
 
@@ -15,7 +15,7 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Any
 
-from intoto.errors import FormatError
+from custody.intoto.errors import FormatError
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ Patterns are `fnmatch` patterns matched against the whole SAN (``*`` crosses
 
 A bundle file for step S is named ``S.<name>.sigstore.json``. Its evidence is:
 
-- for a DSSE bundle: the in-toto Statement it carries (see `intoto.attestation`);
+- for a DSSE bundle: the in-toto Statement it carries (see `custody.intoto.attestation`);
 - for a message signature (what ``sigstore sign`` and PyPI's trusted
   publishing make over a file): a link whose one product is ``<name>`` with the
   signed SHA-256, so ``release.rfc8785-0.1.2-py3-none-any.whl.sigstore.json``
@@ -47,11 +47,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from intoto.attestation import Statement
-from intoto.canonical import loads
-from intoto.constraints import CertConstraint
-from intoto.errors import FormatError, KeylessUnavailableError, SignatureError
-from intoto.models import BUNDLE_SUFFIX, Link
+from custody.intoto.attestation import Statement
+from custody.intoto.canonical import loads
+from custody.intoto.constraints import CertConstraint
+from custody.intoto.errors import FormatError, KeylessUnavailableError, SignatureError
+from custody.intoto.models import BUNDLE_SUFFIX, Link
 
 #: What installs keyless verification on a host that installed the client alone.
 INSTALL_KEYLESS = "pip install 'custody[keyless]'"

@@ -55,11 +55,11 @@ from typing import Any
 
 from securesystemslib.signer import Key
 
-from intoto.constraints import CertConstraint
-from intoto.errors import FormatError
-from intoto.metadata import key_to_dict
-from intoto.models import Inspection, Layout, Step, format_expires, parse_expires
-from intoto.rules import parse_rule
+from custody.intoto.constraints import CertConstraint
+from custody.intoto.errors import FormatError
+from custody.intoto.metadata import key_to_dict
+from custody.intoto.models import Inspection, Layout, Step, format_expires, parse_expires
+from custody.intoto.rules import parse_rule
 
 TOP_LEVEL = ("expires", "expires_in_days", "readme", "keys", "steps", "inspect")
 STEP_FIELDS = ("name", "functionaries", "keyless", "threshold", "materials", "products",
@@ -144,7 +144,7 @@ def layout_from_toml(path: str | Path, load_key: Callable[[Path], Key]) -> Layou
     """Build a Layout from its TOML description (unsigned), refusing anything doubtful.
 
     ``load_key`` reads a public key file; it is passed in (the command line
-    gives `keys_tooling.load_public_key`) so this package stays free of key
+    gives `custody.keys_tooling.load_public_key`) so this package stays free of key
     file formats. Its errors are reported as the ``keys.<name>`` field's.
 
     Strict on purpose, since a layout is signed and then governs every

@@ -24,11 +24,11 @@ import msgspec
 from securesystemslib.exceptions import UnverifiedSignatureError
 from securesystemslib.signer import Key, Signature, Signer
 
-from intoto.attestation import Statement, is_statement
-from intoto.canonical import encode_canonical, has_float, loads
-from intoto.errors import FormatError, SignatureError
-from intoto.files import write_atomic
-from intoto.models import Layout, Link, payload_from_dict
+from custody.intoto.attestation import Statement, is_statement
+from custody.intoto.canonical import encode_canonical, has_float, loads
+from custody.intoto.errors import FormatError, SignatureError
+from custody.intoto.files import write_atomic
+from custody.intoto.models import Layout, Link, payload_from_dict
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 COMPACT_ABOVE = 1000
@@ -75,7 +75,7 @@ class Metadata:
         """What this metadata proves for ``step``: its link (or a sublayout).
 
         The payload itself for classic links; for an attestation, the link its
-        statement is evidence of (see `intoto.attestation`).
+        statement is evidence of (see `custody.intoto.attestation`).
         """
         return self.payload
 

@@ -19,9 +19,9 @@ from datetime import UTC, datetime, timedelta
 from itertools import chain
 from typing import Any
 
-from intoto.constraints import CertConstraint, constraints_from_list
-from intoto.errors import FormatError
-from intoto.rules import parse_rule
+from custody.intoto.constraints import CertConstraint, constraints_from_list
+from custody.intoto.errors import FormatError
+from custody.intoto.rules import parse_rule
 
 ArtifactHashes = dict[str, dict[str, str]]
 """``{path: {algorithm: hexdigest}}``, the shape of ``materials`` and ``products``."""
@@ -162,7 +162,8 @@ class Step:
     expected_materials: list[list[str]] = field(default_factory=list)
     expected_products: list[list[str]] = field(default_factory=list)
     expected_command: list[str] = field(default_factory=list)
-    #: Keyless functionaries (`intoto.constraints.CertConstraint`), in-toto-golang's field name.
+    #: Keyless functionaries (`custody.intoto.constraints.CertConstraint`), in-toto-golang's
+    #: field name.
     cert_constraints: list[CertConstraint] = field(default_factory=list)
 
     TYPE = "step"

@@ -23,7 +23,7 @@ from functools import lru_cache
 from itertools import compress, filterfalse, repeat
 from operator import eq, itemgetter, methodcaller
 
-from intoto.errors import FormatError, RuleError
+from custody.intoto.errors import FormatError, RuleError
 
 GENERIC = frozenset({"create", "delete", "modify", "allow", "disallow", "require"})
 Artifacts = Mapping[str, Mapping[str, str]]

@@ -20,11 +20,11 @@ from typing import IO, Any
 
 from securesystemslib.signer import Signer
 
-from intoto.artifacts import ArtifactRecorder
-from intoto.attestation import Statement
-from intoto.errors import FormatError, RecordError
-from intoto.metadata import Envelope, Metablock, Metadata, load_metadata
-from intoto.models import LINK_FILENAME, Link, link_filename
+from custody.intoto.artifacts import ArtifactRecorder
+from custody.intoto.attestation import Statement
+from custody.intoto.errors import FormatError, RecordError
+from custody.intoto.metadata import Envelope, Metablock, Metadata, load_metadata
+from custody.intoto.models import LINK_FILENAME, Link, link_filename
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds a step's command may run, as ``in-toto-run --run-timeout`` defaults."""

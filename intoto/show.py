@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 
 from securesystemslib.signer import Key
 
-from intoto.metadata import Envelope, Metadata
-from intoto.models import Layout, parse_expires
+from custody.intoto.metadata import Envelope, Metadata
+from custody.intoto.models import Layout, parse_expires
 
 
 def _rules(rules: list[list[str]]) -> str:

@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 from securesystemslib.signer import Key
 
-from intoto.artifacts import ArtifactRecorder, hash_file
-from intoto.errors import (
+from custody.intoto.artifacts import ArtifactRecorder, hash_file
+from custody.intoto.errors import (
     FormatError,
     InspectionError,
     LayoutExpiredError,
@@ -48,8 +48,8 @@ from intoto.errors import (
     SignatureError,
     ThresholdError,
 )
-from intoto.metadata import Metablock, Metadata, key_from_dict, metadata_from_bytes
-from intoto.models import (
+from custody.intoto.metadata import Metablock, Metadata, key_from_dict, metadata_from_bytes
+from custody.intoto.models import (
     BUNDLE_SUFFIX,
     SUBLAYOUT_DIRNAME,
     Inspection,
@@ -58,11 +58,11 @@ from intoto.models import (
     Step,
     link_filename,
 )
-from intoto.rules import apply_rules
-from intoto.runner import execute
+from custody.intoto.rules import apply_rules
+from custody.intoto.runner import execute
 
 if TYPE_CHECKING:  # keyless verification imports only when a layout has keyless steps
-    from intoto.keyless import SigstoreTrust
+    from custody.intoto.keyless import SigstoreTrust
 
 log = logging.getLogger(__name__)
 

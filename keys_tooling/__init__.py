@@ -4,7 +4,7 @@ Everything here produces or consumes securesystemslib values (`Key`,
 `Signer`), so in-toto and TUF code above it never sees a file format.
 """
 
-from keys_tooling.keys import (
+from custody.keys_tooling.keys import (
     KEY_TYPES,
     generate_key,
     load_public_key,

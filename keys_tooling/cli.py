@@ -2,7 +2,7 @@
 
 ``generate`` and ``show`` work on key files; ``rotate``, ``revoke``,
 ``export``, ``import`` are the operator's face for the repository's key
-operations (`repository.keyops`, `repository.ceremony`), and ``sign`` is the
+operations (`custody.repository.keyops`, `custody.repository.ceremony`), and ``sign`` is the
 offline step of a signing ceremony, run wherever the key lives.
 
 Exit codes (repository.errors): 0 done, 1 refused or failed, 2 usage error,
@@ -22,9 +22,9 @@ from typing import NoReturn
 import click
 from securesystemslib.signer import Key, Signer
 
-from keys_tooling.cliutil import guarded
-from keys_tooling.errors import KeyToolingError
-from keys_tooling.keys import (
+from custody.keys_tooling.cliutil import guarded
+from custody.keys_tooling.errors import KeyToolingError
+from custody.keys_tooling.keys import (
     KEY_TYPES,
     PASSWORD_ENV,
     generate_key,
@@ -119,8 +119,8 @@ def _load_specs(specs: tuple[str, ...]) -> list[Signer]:
 
 def _repo_operation(repo_dir: Path, sign_with: tuple[str, ...], operation):
     """Run ``operation(repo)`` in a transaction, with the offline keys brought as a pool."""
-    from repository.errors import PendingSignaturesError, RepositoryError
-    from repository.repo import CustodyRepository
+    from custody.repository.errors import PendingSignaturesError, RepositoryError
+    from custody.repository.repo import CustodyRepository
 
     try:
         repo = CustodyRepository(repo_dir, pool=_load_specs(sign_with), collect_pending=True)
@@ -136,7 +136,7 @@ def _repo_operation(repo_dir: Path, sign_with: tuple[str, ...], operation):
 
 def _new_keys(repo_dir: Path, role: str, specs: tuple[str, ...]):
     """Public keys to add; private ones of online roles are stored for the server."""
-    from repository.config import KeySpec
+    from custody.repository.config import KeySpec
 
     keys, online = [], []
     for spec in specs:
@@ -174,7 +174,7 @@ def _new_keys(repo_dir: Path, role: str, specs: tuple[str, ...]):
 def rotate(repo_dir: Path, role: str, add: tuple[str, ...], remove: tuple[str, ...],
            threshold: int | None, sign_with: tuple[str, ...]) -> None:
     """Change the keys (and threshold) of a role; clients follow on their next refresh."""
-    from repository.keyops import rotate as do_rotate
+    from custody.repository.keyops import rotate as do_rotate
 
     try:
         keys, online = _new_keys(repo_dir, role, add)
@@ -191,7 +191,7 @@ def _short(keyids: list[str]) -> str:
 
 
 def _full_keyids(repo, role: str, prefixes: tuple[str, ...]) -> list[str]:
-    from repository.keyops import resolve_keyid
+    from custody.repository.keyops import resolve_keyid
 
     return [resolve_keyid(repo, prefix, role) for prefix in prefixes]
 
@@ -204,8 +204,8 @@ def _full_keyids(repo, role: str, prefixes: tuple[str, ...]) -> list[str]:
               help="Offline private keys you hold (root, targets, owners').")
 def revoke(repo_dir: Path, keyid: str, sign_with: tuple[str, ...]) -> None:
     """Stop trusting KEYID everywhere; prints every role it was removed from."""
-    from repository.keyops import resolve_keyid
-    from repository.keyops import revoke as do_revoke
+    from custody.repository.keyops import resolve_keyid
+    from custody.repository.keyops import revoke as do_revoke
 
     def operation(repo):
         return do_revoke(repo, resolve_keyid(repo, keyid))
@@ -221,8 +221,8 @@ def revoke(repo_dir: Path, keyid: str, sign_with: tuple[str, ...]) -> None:
 @click.option("--key", "keys", multiple=True, required=True, help="Private key or signer URI.")
 def sign(file: Path, keys: tuple[str, ...]) -> None:
     """Add signatures to exported TUF metadata (the offline step of a ceremony)."""
-    from repository.ceremony import sign_file
-    from repository.errors import RepositoryError
+    from custody.repository.ceremony import sign_file
+    from custody.repository.errors import RepositoryError
 
     try:
         signed = sign_file(file, _load_specs(keys))
@@ -241,11 +241,11 @@ _REPO = click.option("--repo", "repo_dir", required=True,
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
 def export(repo_dir: Path, role: str, output: Path | None) -> None:
     """Write the pending (unsigned or partly signed) metadata of ROLE for signing."""
-    from repository import genesis
-    from repository.ceremony import export_pending
-    from repository.errors import RepositoryError
-    from repository.repo import CustodyRepository
-    from repository.storage import RepoPaths
+    from custody.repository import genesis
+    from custody.repository.ceremony import export_pending
+    from custody.repository.errors import RepositoryError
+    from custody.repository.repo import CustodyRepository
+    from custody.repository.storage import RepoPaths
 
     try:
         paths = RepoPaths(repo_dir)
@@ -267,10 +267,10 @@ def import_(repo_dir: Path, file: Path) -> None:
     Signatures by keys the role does not trust are ignored, each named with
     the keys the role expects.
     """
-    from repository import genesis
-    from repository.ceremony import import_signatures
-    from repository.errors import RepositoryError
-    from repository.storage import RepoPaths
+    from custody.repository import genesis
+    from custody.repository.ceremony import import_signatures
+    from custody.repository.errors import RepositoryError
+    from custody.repository.storage import RepoPaths
 
     paths = RepoPaths(repo_dir)
     if genesis.is_draft(paths):  # the first version of a new repository
@@ -309,11 +309,11 @@ def pending() -> None:
 @_REPO
 def pending_list(repo_dir: Path) -> None:
     """One line per role waiting for signatures (nothing printed: nothing pending)."""
-    from repository import genesis
-    from repository.ceremony import pending_lines
-    from repository.errors import RepositoryError
-    from repository.repo import CustodyRepository
-    from repository.storage import RepoPaths
+    from custody.repository import genesis
+    from custody.repository.ceremony import pending_lines
+    from custody.repository.errors import RepositoryError
+    from custody.repository.repo import CustodyRepository
+    from custody.repository.storage import RepoPaths
 
     try:
         paths = RepoPaths(repo_dir)
@@ -332,9 +332,9 @@ def pending_list(repo_dir: Path) -> None:
 @click.argument("role")
 def pending_show(repo_dir: Path, role: str) -> None:
     """What the pending change that edits ROLE does, and the signatures it has."""
-    from repository.ceremony import show
-    from repository.errors import RepositoryError
-    from repository.repo import CustodyRepository
+    from custody.repository.ceremony import show
+    from custody.repository.errors import RepositoryError
+    from custody.repository.repo import CustodyRepository
 
     try:
         lines = show(CustodyRepository(repo_dir), role)
@@ -349,10 +349,10 @@ def pending_show(repo_dir: Path, role: str) -> None:
 @click.argument("role")
 def pending_drop(repo_dir: Path, role: str) -> None:
     """Abandon the pending change that edits ROLE (nothing published changes)."""
-    from repository.ceremony import drop
-    from repository.errors import RepositoryError
-    from repository.repo import CustodyRepository
-    from repository.storage import locked
+    from custody.repository.ceremony import drop
+    from custody.repository.errors import RepositoryError
+    from custody.repository.repo import CustodyRepository
+    from custody.repository.storage import locked
 
     try:
         repo = CustodyRepository(repo_dir)

@@ -1,6 +1,6 @@
 """What every custody command line shares: a bug is one sentence and exit code 70.
 
-Kept free of click (see `keys_tooling.clickutil` for the click parameter
+Kept free of click (see `custody.keys_tooling.clickutil` for the click parameter
 types): ``custody-intoto`` is an argparse program whose start-up time is part
 of every verification.
 """

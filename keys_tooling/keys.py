@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from securesystemslib.signer import CryptoSigner, Key, Signer, SSlibKey
 from securesystemslib.signer._utils import compute_default_keyid
 
-from keys_tooling.errors import KeyFileError, KeyMismatchError, PasswordError
+from custody.keys_tooling.errors import KeyFileError, KeyMismatchError, PasswordError
 
 KEY_TYPES = {
     "ed25519": "ed25519",

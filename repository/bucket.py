@@ -31,8 +31,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from repository.errors import BucketError, RepositoryError
-from repository.storage import IMMUTABLE, REVALIDATE, RepoPaths, write_atomic, write_order_of
+from custody.repository.errors import BucketError, RepositoryError
+from custody.repository.storage import (
+    IMMUTABLE,
+    REVALIDATE,
+    RepoPaths,
+    write_atomic,
+    write_order_of,
+)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Signing ceremonies: completing a transaction that waits for offline signatures.
 
 A transaction whose root, targets or ``layouts`` edit the keys at hand cannot
-sign to threshold is saved whole as a pending change (`repository.pending`).
+sign to threshold is saved whole as a pending change (`custody.repository.pending`).
 Then, in any order and on any machines (docs/keys.md):
 
 1. ``custody-keys export --repo DIR --role ROLE -o ROLE.json`` writes the
@@ -29,10 +29,10 @@ from tuf.api.metadata import Metadata
 from tuf.api.serialization import DeserializationError
 from tuf.api.serialization.json import JSONSerializer
 
-from repository.errors import NotFoundError, RepositoryError
-from repository.pending import PendingChange, change_for, load_all
-from repository.repo import CustodyRepository, Expectation, signature_valid
-from repository.storage import write_atomic
+from custody.repository.errors import NotFoundError, RepositoryError
+from custody.repository.pending import PendingChange, change_for, load_all
+from custody.repository.repo import CustodyRepository, Expectation, signature_valid
+from custody.repository.storage import write_atomic
 
 _SERIALIZER = JSONSerializer(compact=False)
 EXPECTS = "x-custody-expects"

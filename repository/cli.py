@@ -1,6 +1,6 @@
 """``custody-repo``: the repository operators' command line.
 
-Exit codes (the table of `repository.errors`): 0 success, 1 a refused or
+Exit codes (the table of `custody.repository.errors`): 0 success, 1 a refused or
 failed operation (one sentence on stderr), 2 usage errors, 3 saved as a
 pending change that needs offline signatures, 4 the bucket failed
 (credentials, network): the change is committed in the local tree (or
@@ -25,11 +25,11 @@ from typing import Any
 import click
 from securesystemslib.signer import Key, Signer
 
-from intoto.errors import IntotoError
-from keys_tooling.clickutil import PORT, POSITIVE, Seconds, fails_cleanly
-from keys_tooling.cliutil import guarded
-from keys_tooling.errors import KeyToolingError
-from keys_tooling.keys import (
+from custody.intoto.errors import IntotoError
+from custody.keys_tooling.clickutil import PORT, POSITIVE, Seconds, fails_cleanly
+from custody.keys_tooling.cliutil import guarded
+from custody.keys_tooling.errors import KeyToolingError
+from custody.keys_tooling.keys import (
     PASSWORD_ENV,
     generate_key,
     is_signer_uri,
@@ -39,11 +39,11 @@ from keys_tooling.keys import (
     password_variable,
     write_key_pair,
 )
-from repository import maintenance
-from repository.config import ONLINE_ROLES, KeySpec, RepoConfig
-from repository.errors import EXIT_PENDING, RepositoryError
-from repository.repo import CustodyRepository
-from repository.storage import RepoPaths, locked
+from custody.repository import maintenance
+from custody.repository.config import ONLINE_ROLES, KeySpec, RepoConfig
+from custody.repository.errors import EXIT_PENDING, RepositoryError
+from custody.repository.repo import CustodyRepository
+from custody.repository.storage import RepoPaths, locked
 
 _fails_cleanly = fails_cleanly("custody-repo", RepositoryError, KeyToolingError, IntotoError)
 
@@ -119,7 +119,7 @@ def init(directory: Path, bins: int, root_keys: tuple[str, ...], root_threshold:
     said: list[str] = []
     try:
         if public_url:
-            from repository.bucket import check_bucket
+            from custody.repository.bucket import check_bucket
 
             said.append(check_bucket(public_url, endpoint_url))
         pending = _build(stage, bins, root_keys, root_threshold, targets_key, layout_keys,
@@ -137,7 +137,7 @@ def init(directory: Path, bins: int, root_keys: tuple[str, ...], root_threshold:
     if (directory / "offline-keys").exists():
         click.echo(f"move the keys in {directory / 'offline-keys'} offline (see docs/keys.md)")
     if pending:
-        from repository.genesis import describe
+        from custody.repository.genesis import describe
 
         click.echo(f"custody-repo: repository created in {directory}, not yet published: "
                    f"{'; '.join(describe(paths))}. For each of {', '.join(pending)}: "
@@ -155,7 +155,7 @@ def _build(directory: Path, bins: int, root_keys: tuple[str, ...], root_threshol
            said: list[str], public_url: str | None = None,
            endpoint_url: str | None = None) -> list[str]:
     """Make the repository in ``directory``; the offline roles left pending, if any."""
-    from repository import genesis
+    from custody.repository import genesis
 
     paths = RepoPaths(directory)
     offline_dir = directory / "offline-keys"
@@ -219,7 +219,7 @@ def _as_owners(repo: CustodyRepository, operation: Callable[[], str]) -> str:
     """Run ``operation`` in a transaction the owners sign.
 
     Short of their signatures, the transaction is saved as a pending change
-    and `repository.errors.PendingSignaturesError` ends the command with exit
+    and `custody.repository.errors.PendingSignaturesError` ends the command with exit
     code 3 (``_fails_cleanly``).
     """
     with repo.transaction():
@@ -251,7 +251,7 @@ def layout_add(directory: Path, layout_file: Path, keys: tuple[str, ...],
     A package that has no layout yet needs --new, so that a file named
     differently (hello-v2.layout) never starts a package by accident.
     """
-    from repository.releases import add_layout, layout_versions, releases_unverified_by
+    from custody.repository.releases import add_layout, layout_versions, releases_unverified_by
 
     package = name or layout_file.name.split(".")[0]
     layout_bytes = layout_file.read_bytes()
@@ -282,7 +282,7 @@ def layout_add(directory: Path, layout_file: Path, keys: tuple[str, ...],
 
 
 def _packages_with_layouts(repo: CustodyRepository) -> list[str]:
-    from repository.releases import LAYOUT_PATH
+    from custody.repository.releases import LAYOUT_PATH
 
     return sorted({m["name"] for p in repo.open("layouts").signed.targets  # type: ignore[attr-defined]
                    if (m := LAYOUT_PATH.match(p))})
@@ -300,7 +300,7 @@ def layout_remove(directory: Path, name: str, keys: tuple[str, ...]) -> None:
     package with releases keeps its layouts: clients verify the releases
     with them; remove the releases first (custody-repo remove).
     """
-    from repository.releases import remove_layouts
+    from custody.repository.releases import remove_layouts
 
     repo = CustodyRepository(directory, pool=_owner_signers(keys), collect_pending=True)
     removed = _as_owners(repo, lambda: remove_layouts(repo, name))
@@ -330,7 +330,7 @@ def sigstore_root_set(directory: Path, root_file: Path, keys: tuple[str, ...],
     """
     from datetime import UTC, datetime
 
-    from repository.releases import set_sigstore_root
+    from custody.repository.releases import set_sigstore_root
 
     repo = CustodyRepository(directory, pool=_owner_signers(keys), collect_pending=True)
     expires = datetime.now(UTC).replace(microsecond=0) + timedelta(days=days)
@@ -376,7 +376,7 @@ def publish(directory: Path, artifact: Path, name: str, version: str, layout_fil
     The channel never moves to a lower version than it names unless
     --allow-channel-downgrade says so: publish a backport with --no-channel.
     """
-    from repository.releases import Release, publish_release, release_evidence
+    from custody.repository.releases import Release, publish_release, release_evidence
 
     repo = CustodyRepository(directory)
     release = Release(name, version, artifact, layout_file.read_bytes(),
@@ -394,7 +394,7 @@ def publish(directory: Path, artifact: Path, name: str, version: str, layout_fil
 @_fails_cleanly
 def remove(directory: Path, name: str, version: str) -> None:
     """Withdraw NAME VERSION (channels pointing at it move to the newest left)."""
-    from repository.releases import remove_release
+    from custody.repository.releases import remove_release
 
     repo = CustodyRepository(directory)
     with repo.transaction():
@@ -413,7 +413,7 @@ def remove(directory: Path, name: str, version: str) -> None:
 def channel(directory: Path, name: str, channel_name: str, version: str,
             allow_channel_downgrade: bool) -> None:
     """Point CHANNEL of package NAME at VERSION (never lower, unless asked)."""
-    from repository.releases import set_channel
+    from custody.repository.releases import set_channel
 
     repo = CustodyRepository(directory)
     with repo.transaction():
@@ -434,8 +434,8 @@ def bump(directory: Path, force: bool) -> None:
     """
     from datetime import UTC, datetime
 
-    from repository.repo import OFFLINE_ROLES
-    from repository.status import is_bin
+    from custody.repository.repo import OFFLINE_ROLES
+    from custody.repository.status import is_bin
 
     repo = CustodyRepository(directory)
     with repo.transaction():
@@ -466,9 +466,9 @@ def bump(directory: Path, force: bool) -> None:
 @_fails_cleanly
 def status(directory: Path, as_json: bool, all_bins: bool, check_days: float | None) -> None:
     """Roles: version, expiry, keys, threshold, signatures; hash bins in one line."""
-    from repository import genesis
-    from repository.ceremony import pending_lines
-    from repository.status import is_bin, problems, summarize_bins
+    from custody.repository import genesis
+    from custody.repository.ceremony import pending_lines
+    from custody.repository.status import is_bin, problems, summarize_bins
 
     repo = CustodyRepository(directory)
     if genesis.is_draft(repo.paths):  # created, but the first ceremony is not done
@@ -535,7 +535,7 @@ def export(directory: Path, output: Path, packages: tuple[str, ...]) -> None:
     Clients read it with 'custody init --url file:///path/to/OUTPUT'; every TUF and
     in-toto check applies unchanged.
     """
-    from repository.export import export_mirror
+    from custody.repository.export import export_mirror
 
     repo = CustodyRepository(directory)
     with locked(repo.paths):
@@ -551,7 +551,7 @@ def export(directory: Path, output: Path, packages: tuple[str, ...]) -> None:
 @_fails_cleanly
 def sync(directory: Path) -> None:
     """Make the bucket hold exactly the local served tree (safe order, timestamp last)."""
-    from repository.bucket import sync as sync_bucket
+    from custody.repository.bucket import sync as sync_bucket
 
     repo = CustodyRepository(directory)
     bucket = repo.bucket()
@@ -573,7 +573,7 @@ def sync(directory: Path) -> None:
 @_fails_cleanly
 def serve(directory: Path, host: str, port: int, workers: int, bump_interval: float) -> None:
     """Serve DIRECTORY's tree and publish API under gunicorn."""
-    from repository.server import serve as run
+    from custody.repository.server import serve as run
 
     run(directory, host, port, workers, bump_interval or None)
 
@@ -588,7 +588,7 @@ def push(artifact: Path, server: str, token: str, name: str, version: str,
          layout_file: Path, link_dir: Path, attestations: tuple[Path, ...], channel: str,
          no_channel: bool, allow_channel_downgrade: bool) -> None:
     """Upload a release to a repository server's publish API."""
-    from repository.push import push_release
+    from custody.repository.push import push_release
 
     body = push_release(server, token, name, version, artifact, layout_file, link_dir,
                         None if no_channel else channel,
@@ -634,7 +634,7 @@ def _show(result: Any) -> None:
 def rollout_start(directory: Path, name: str, channel: str, version: str, percent: float,
                   max_failure_rate: float | None, min_reports: int) -> None:
     """Move CHANNEL of NAME to VERSION for PERCENT of the hosts."""
-    from repository import rollouts
+    from custody.repository import rollouts
 
     _show(_rollout_op(directory, rollouts.start, name, channel, version, percent,
                       max_failure_rate, min_reports))
@@ -646,7 +646,7 @@ def rollout_start(directory: Path, name: str, channel: str, version: str, percen
 @_fails_cleanly
 def rollout_raise(directory: Path, name: str, channel: str, percent: float) -> None:
     """Give the new version to PERCENT of the hosts (only adds hosts)."""
-    from repository import rollouts
+    from custody.repository import rollouts
 
     _show(_rollout_op(directory, rollouts.set_percent, name, channel, percent))
 
@@ -657,7 +657,7 @@ def rollout_raise(directory: Path, name: str, channel: str, percent: float) -> N
 @_fails_cleanly
 def rollout_pause(directory: Path, name: str, channel: str, reason: str) -> None:
     """Stop adding hosts (those on the new version stay)."""
-    from repository import rollouts
+    from custody.repository import rollouts
 
     _show(_rollout_op(directory, rollouts.pause, name, channel, reason))
 
@@ -667,7 +667,7 @@ def rollout_pause(directory: Path, name: str, channel: str, reason: str) -> None
 @_fails_cleanly
 def rollout_resume(directory: Path, name: str, channel: str) -> None:
     """Continue a paused rollout."""
-    from repository import rollouts
+    from custody.repository import rollouts
 
     _show(_rollout_op(directory, rollouts.resume, name, channel))
 
@@ -677,7 +677,7 @@ def rollout_resume(directory: Path, name: str, channel: str) -> None:
 @_fails_cleanly
 def rollout_complete(directory: Path, name: str, channel: str) -> None:
     """Every host gets the new version: the channel moves to it."""
-    from repository import rollouts
+    from custody.repository import rollouts
 
     version = _rollout_op(directory, rollouts.complete, name, channel)
     click.echo(f"{name} {channel} -> {version}")
@@ -688,7 +688,7 @@ def rollout_complete(directory: Path, name: str, channel: str) -> None:
 @_fails_cleanly
 def rollout_abort(directory: Path, name: str, channel: str) -> None:
     """End the rollout, the channel unchanged (hosts that moved stay)."""
-    from repository import rollouts
+    from custody.repository import rollouts
 
     version = _rollout_op(directory, rollouts.abort, name, channel)
     click.echo(f"rollout of {name} {version} on {channel} ended; {channel} unchanged")
@@ -699,8 +699,8 @@ def rollout_abort(directory: Path, name: str, channel: str) -> None:
 @_fails_cleanly
 def rollout_status(directory: Path, name: str, channel: str) -> None:
     """Hosts in the rollout, reported successes and failures by reason, why it paused."""
-    from repository import rollouts
-    from repository.reports import ReportStore
+    from custody.repository import rollouts
+    from custody.repository.reports import ReportStore
 
     repo = CustodyRepository(directory)
     store = ReportStore(repo.paths.private / "reports.sqlite")
@@ -726,7 +726,7 @@ def token() -> None:
 @_fails_cleanly
 def token_create(directory: Path, name: str, scope: str) -> None:
     """Create a token for NAME (shown once; stored hashed)."""
-    from repository.tokens import create_token
+    from custody.repository.tokens import create_token
 
     RepoConfig.load(RepoPaths(directory))
     token_id, secret = create_token(RepoPaths(directory), name, scope)
@@ -740,7 +740,7 @@ def token_create(directory: Path, name: str, scope: str) -> None:
 @_fails_cleanly
 def token_revoke(directory: Path, token_id: str) -> None:
     """Revoke the token with TOKEN_ID."""
-    from repository.tokens import revoke_token
+    from custody.repository.tokens import revoke_token
 
     revoke_token(RepoPaths(directory), token_id)
     click.echo(f"revoked {token_id}")

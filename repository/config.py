@@ -8,10 +8,10 @@ from typing import Any
 
 from securesystemslib.signer import Key, Signer
 
-from keys_tooling.errors import KeyToolingError
-from keys_tooling.keys import load_signer
-from repository.errors import NotARepositoryError, RepositoryError
-from repository.storage import RepoPaths, write_atomic
+from custody.keys_tooling.errors import KeyToolingError
+from custody.keys_tooling.keys import load_signer
+from custody.repository.errors import NotARepositoryError, RepositoryError
+from custody.repository.storage import RepoPaths, write_atomic
 
 ONLINE_ROLES = ("timestamp", "snapshot", "releases", "bins")
 """Roles whose keys live on the server: it re-signs them without a person."""

@@ -18,13 +18,13 @@ from typing import Any
 
 from flask import Blueprint, Flask, redirect, render_template, request, session, url_for
 
-from formats.index import PackageIndex
-from repository.maintenance import status
-from repository.repo import CustodyRepository
-from repository.reports import ReportStore
-from repository.status import ONLINE, expires_at, is_bin, summarize_bins
-from repository.storage import RepoPaths, write_atomic
-from repository.tokens import check_token
+from custody.formats.index import PackageIndex
+from custody.repository.maintenance import status
+from custody.repository.repo import CustodyRepository
+from custody.repository.reports import ReportStore
+from custody.repository.status import ONLINE, expires_at, is_bin, summarize_bins
+from custody.repository.storage import RepoPaths, write_atomic
+from custody.repository.tokens import check_token
 
 WARN_DAYS = 14
 
@@ -73,8 +73,8 @@ def _left(expires: str, now: datetime) -> tuple[str, float]:
 
 def overview(paths: RepoPaths, now: datetime | None = None) -> Overview:
     """Everything the page shows, read from the repository and the reports."""
-    from repository.ceremony import pending_lines
-    from repository.releases import load_index
+    from custody.repository.ceremony import pending_lines
+    from custody.repository.releases import load_index
 
     now = now or datetime.now(UTC)
     repo = CustodyRepository(paths.root)

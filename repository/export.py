@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from formats.sigstore import ROOT_PATH as SIGSTORE_ROOT
-from repository.errors import NotFoundError, RepositoryError
-from repository.releases import _links_of, layout_versions, load_index
-from repository.repo import CustodyRepository
-from repository.storage import copy_atomic, write_order_of
+from custody.formats.sigstore import ROOT_PATH as SIGSTORE_ROOT
+from custody.repository.errors import NotFoundError, RepositoryError
+from custody.repository.releases import _links_of, layout_versions, load_index
+from custody.repository.repo import CustodyRepository
+from custody.repository.storage import copy_atomic, write_order_of
 
 
 def export_mirror(repo: CustodyRepository, out: Path,

@@ -42,12 +42,17 @@ from tuf.api.metadata import (
 )
 from tuf.api.serialization.json import JSONSerializer
 
-from repository.ceremony import ImportResult, merge_signatures, read_metadata, with_expectations
-from repository.config import BINS_PREFIX, RepoConfig
-from repository.errors import NotFoundError, RepositoryError
-from repository.pending import draft_dir, is_draft
-from repository.repo import LAYOUTS, RELEASES, CustodyRepository, Expectation
-from repository.storage import RepoPaths, write_atomic
+from custody.repository.ceremony import (
+    ImportResult,
+    merge_signatures,
+    read_metadata,
+    with_expectations,
+)
+from custody.repository.config import BINS_PREFIX, RepoConfig
+from custody.repository.errors import NotFoundError, RepositoryError
+from custody.repository.pending import draft_dir, is_draft
+from custody.repository.repo import LAYOUTS, RELEASES, CustodyRepository, Expectation
+from custody.repository.storage import RepoPaths, write_atomic
 
 _SERIALIZER = JSONSerializer(compact=False)
 _DELEGATOR = {"root": "root", "targets": "root", "layouts": "targets"}

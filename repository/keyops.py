@@ -7,7 +7,7 @@ keys edits its delegator, then re-signs the role with its new keys, then
 snapshot and timestamp, all in one transaction, so clients pick the change
 up on their next refresh. A new root is signed by a threshold of the old
 root keys and of the new ones (TUF 5.3.4); with too few offline keys at
-hand the edit becomes a signing ceremony (`repository.ceremony`).
+hand the edit becomes a signing ceremony (`custody.repository.ceremony`).
 
 Online keys (snapshot, timestamp, releases, bins) must be usable by the
 server: their new private keys are stored under ``private/keys/`` and the
@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from securesystemslib.signer import Key, Signer
 from tuf.api.metadata import Root, Snapshot, Targets, Timestamp
 
-from intoto.errors import IntotoError
-from intoto.metadata import metadata_from_bytes
-from repository.config import KeySpec
-from repository.errors import NotFoundError, RepositoryError
-from repository.releases import LAYOUT_PATH
-from repository.repo import LAYOUTS, RELEASES, TOP_LEVEL, CustodyRepository
+from custody.intoto.errors import IntotoError
+from custody.intoto.metadata import metadata_from_bytes
+from custody.repository.config import KeySpec
+from custody.repository.errors import NotFoundError, RepositoryError
+from custody.repository.releases import LAYOUT_PATH
+from custody.repository.repo import LAYOUTS, RELEASES, TOP_LEVEL, CustodyRepository
 
 ONLINE = {Snapshot.type: "snapshot", Timestamp.type: "timestamp", RELEASES: "releases",
           "bins": "bins"}

@@ -1,6 +1,6 @@
 """Keeping a repository alive: re-signing online roles, reporting roles, collecting garbage.
 
-Each function runs on a `repository.repo.CustodyRepository`; ``bump_online``
+Each function runs on a `custody.repository.repo.CustodyRepository`; ``bump_online``
 and ``gc`` inside its transaction (the writers' lock), ``status`` anywhere.
 They are operations on the transaction, as publishing or rotating keys are,
 and sit beside them above it.
@@ -13,8 +13,8 @@ from pathlib import Path
 
 from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
 
-from repository.errors import BucketError
-from repository.repo import LAYOUTS, RELEASES, TOP_LEVEL, CustodyRepository, signed_by
+from custody.repository.errors import BucketError
+from custody.repository.repo import LAYOUTS, RELEASES, TOP_LEVEL, CustodyRepository, signed_by
 
 
 def bump_online(repo: CustodyRepository, force: bool = False) -> list[str]:

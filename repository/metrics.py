@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from repository.storage import RepoPaths
+from custody.repository.storage import RepoPaths
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -32,10 +32,10 @@ class StateCollector(Collector):
         self.paths = paths
 
     def collect(self) -> Iterator[Any]:
-        from repository.maintenance import status
-        from repository.releases import load_index
-        from repository.repo import CustodyRepository
-        from repository.status import expires_at, is_bin
+        from custody.repository.maintenance import status
+        from custody.repository.releases import load_index
+        from custody.repository.repo import CustodyRepository
+        from custody.repository.status import expires_at, is_bin
 
         repo = CustodyRepository(self.paths.root)
         now = datetime.now(UTC)

@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 description of the repository server, served at ``/api/v1/openapi.json``.
 
-Written by hand, next to the routes it describes (`repository.server`), and
+Written by hand, next to the routes it describes (`custody.repository.server`), and
 checked two ways by the tests: schemathesis generates requests from it
 against the real server under gunicorn (no 5xx, every error a JSON
 ``{"error": ...}``), and a test compares its paths with the Flask routes.

@@ -1,10 +1,10 @@
 """Transactions that wait for offline signatures, saved whole on disk.
 
-A repository transaction (`repository.repo.CustodyRepository.transaction`)
+A repository transaction (`custody.repository.repo.CustodyRepository.transaction`)
 whose offline roles (root, targets, ``layouts``) its keys at hand cannot sign
 to threshold is not published and not thrown away: it is saved here, with
 *everything* it changes, so that ``custody-keys import`` can complete the
-very same change later (`repository.ceremony`):
+very same change later (`custody.repository.ceremony`):
 
 - the offline roles it edited, with the signatures they already carry;
 - the target files those roles list and the transaction added (a layout, the
@@ -20,7 +20,7 @@ Layout on disk: ``private/pending/<name>/change.json`` (the manifest),
 temporary folder and renamed into place, so a kill leaves it whole or absent.
 
 The first version of a repository whose offline keys never came online is
-saved the same way, as a *draft* (``private/genesis/``, `repository.genesis`),
+saved the same way, as a *draft* (``private/genesis/``, `custody.repository.genesis`),
 because nothing is published yet for it to change.
 
 This module knows files, not signing: it sits below the transaction.
@@ -40,9 +40,9 @@ from tuf.api.metadata import Metadata
 from tuf.api.serialization import DeserializationError
 from tuf.api.serialization.json import JSONSerializer
 
-from repository.config import KeySpec
-from repository.errors import NotFoundError, RepositoryError
-from repository.storage import RepoPaths, fsync_dir, write_atomic
+from custody.repository.config import KeySpec
+from custody.repository.errors import NotFoundError, RepositoryError
+from custody.repository.storage import RepoPaths, fsync_dir, write_atomic
 
 _SERIALIZER = JSONSerializer(compact=False)
 _MANIFEST = "change.json"

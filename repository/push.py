@@ -8,8 +8,8 @@ from typing import Any
 
 import requests
 
-from repository.errors import RepositoryError
-from repository.releases import release_evidence
+from custody.repository.errors import RepositoryError
+from custody.repository.releases import release_evidence
 
 
 def push_release(server: str, token: str, name: str, version: str, artifact: Path,

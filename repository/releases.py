@@ -31,26 +31,26 @@ from pathlib import Path, PurePosixPath
 from packaging.version import Version
 from tuf.api.metadata import TargetFile
 
-from formats.custom import InTotoCustom
-from formats.errors import FormatError
-from formats.index import CHANNEL, NAME, PackageIndex, VersionEntry, parse_version
-from formats.python import PythonRelease, describe_distribution
-from formats.sigstore import ROOT_PATH as SIGSTORE_ROOT
-from formats.sigstore import SigstoreRootCustom
-from intoto.errors import IntotoError
-from intoto.keyless import BUNDLE_SUFFIX, SigstoreTrust
-from intoto.metadata import Metadata as IntotoMetadata
-from intoto.metadata import metadata_from_bytes
-from intoto.models import Layout, link_filename
-from intoto.verify import InspectionPolicy, MemoryLinks, Verifier, bind_product
-from repository.errors import (
+from custody.formats.custom import InTotoCustom
+from custody.formats.errors import FormatError
+from custody.formats.index import CHANNEL, NAME, PackageIndex, VersionEntry, parse_version
+from custody.formats.python import PythonRelease, describe_distribution
+from custody.formats.sigstore import ROOT_PATH as SIGSTORE_ROOT
+from custody.formats.sigstore import SigstoreRootCustom
+from custody.intoto.errors import IntotoError
+from custody.intoto.keyless import BUNDLE_SUFFIX, SigstoreTrust
+from custody.intoto.metadata import Metadata as IntotoMetadata
+from custody.intoto.metadata import metadata_from_bytes
+from custody.intoto.models import Layout, link_filename
+from custody.intoto.verify import InspectionPolicy, MemoryLinks, Verifier, bind_product
+from custody.repository.errors import (
     ChannelDowngradeError,
     DuplicateReleaseError,
     InvalidReleaseError,
     NotFoundError,
     SupplyChainError,
 )
-from repository.repo import LAYOUTS, CustodyRepository
+from custody.repository.repo import LAYOUTS, CustodyRepository
 
 FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}\Z")
 LAYOUT_PATH = re.compile(r"in-toto/layouts/(?P<name>[a-z0-9._-]+)\.(?P<n>\d+)\.layout\Z")

@@ -17,10 +17,10 @@ python-tuf's own edit and snapshot logic. On top of it:
   files, which ``gc`` removes;
 - a transaction whose offline roles the keys at hand cannot sign to
   threshold (and whose caller allows it: ``collect_pending``) runs to its
-  end all the same, then is saved whole as a `repository.pending.PendingChange`
+  end all the same, then is saved whole as a `custody.repository.pending.PendingChange`
   (metadata, the target files it adds, the online-key configuration it
   brings) instead of committed; ``custody-keys import`` completes it
-  (`repository.ceremony`).
+  (`custody.repository.ceremony`).
 
 Dependencies point one way: storage, configuration, the pending-change files
 and the bucket replica sit below this module; ceremonies, key operations,
@@ -51,18 +51,18 @@ from tuf.api.metadata import (
 from tuf.api.serialization.json import JSONSerializer
 from tuf.repository import Repository
 
-from repository import bucket as replica
-from repository.config import BINS_PREFIX, ONLINE_ROLES, KeySpec, RepoConfig
-from repository.errors import (
+from custody.repository import bucket as replica
+from custody.repository.config import BINS_PREFIX, ONLINE_ROLES, KeySpec, RepoConfig
+from custody.repository.errors import (
     BucketError,
     NotFoundError,
     PendingSignaturesError,
     RepositoryError,
     SigningError,
 )
-from repository.pending import PendingChange, is_draft, load_all, save_draft
-from repository.storage import RepoPaths, copy_atomic, locked, write_atomic
-from repository.storage import write_order as _write_order
+from custody.repository.pending import PendingChange, is_draft, load_all, save_draft
+from custody.repository.storage import RepoPaths, copy_atomic, locked, write_atomic
+from custody.repository.storage import write_order as _write_order
 
 LAYOUTS, RELEASES = "layouts", "releases"
 OFFLINE_ROLES = ("root", "targets", LAYOUTS)
@@ -94,7 +94,7 @@ class CustodyRepository(Repository):
     (``{"layouts": [owner signers]}``), ``pool`` offline keys each used for
     the roles that trust it; online roles are signed with the keys named in
     the private configuration. A new repository is made by
-    `repository.genesis.create`.
+    `custody.repository.genesis.create`.
     """
 
     def __init__(self, path: str | Path, signers: Mapping[str, Sequence[Signer]] | None = None,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from repository.errors import InvalidReleaseError
+from custody.repository.errors import InvalidReleaseError
 
 MAX_ROWS = 200_000
 RESULTS = ("installed", "updated", "up-to-date", "skipped", "unhealthy", "rolled-back",

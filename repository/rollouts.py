@@ -1,6 +1,6 @@
 """Staged rollouts: a channel moves to a new version for a growing share of the fleet.
 
-The state lives in the package index (`formats.index.Rollout`), which every
+The state lives in the package index (`custody.formats.index.Rollout`), which every
 client already reads through TUF: nothing new to fetch, and every change is
 a signed, versioned publish. While a rollout runs the channel still names the
 previous version; hosts whose stable bucket is below the percentage get the
@@ -27,11 +27,11 @@ from datetime import UTC, datetime
 
 from packaging.version import Version
 
-from formats.index import PackageIndex, Rollout
-from repository.errors import InvalidReleaseError, NotFoundError
-from repository.releases import check_channel, load_index
-from repository.repo import CustodyRepository
-from repository.reports import ReportStore, Summary
+from custody.formats.index import PackageIndex, Rollout
+from custody.repository.errors import InvalidReleaseError, NotFoundError
+from custody.repository.releases import check_channel, load_index
+from custody.repository.repo import CustodyRepository
+from custody.repository.reports import ReportStore, Summary
 
 
 class RolloutError(InvalidReleaseError):

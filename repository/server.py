@@ -1,11 +1,11 @@
 """The repository server: `create_app` composes the blueprints; `serve` runs gunicorn.
 
 - ``GET /metadata/<file>``, ``GET /targets/<path>``, ``GET /healthz``,
-  ``GET /api/v1/openapi.json``: `repository.web.tree`;
-- ``POST /api/v1/releases``: `repository.web.releases`, the publish API;
-- ``POST /api/v1/reports``, ``POST /api/v1/rollouts``: `repository.web.reports`,
-  `repository.web.rollouts`;
-- ``GET /metrics``: `repository.web.telemetry`; ``/ui``: `repository.dashboard`.
+  ``GET /api/v1/openapi.json``: `custody.repository.web.tree`;
+- ``POST /api/v1/releases``: `custody.repository.web.releases`, the publish API;
+- ``POST /api/v1/reports``, ``POST /api/v1/rollouts``: `custody.repository.web.reports`,
+  `custody.repository.web.rollouts`;
+- ``GET /metrics``: `custody.repository.web.telemetry`; ``/ui``: `custody.repository.dashboard`.
 
 Every error is a JSON ``{"error": "one sentence"}``, never a stack trace.
 """
@@ -22,32 +22,32 @@ from typing import Any
 from flask import Flask, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from repository import maintenance
-from repository.config import RepoConfig
-from repository.errors import (
+from custody.repository import maintenance
+from custody.repository.config import RepoConfig
+from custody.repository.errors import (
     RepositoryError,
 )
-from repository.repo import CustodyRepository
-from repository.storage import RepoPaths
+from custody.repository.repo import CustodyRepository
+from custody.repository.storage import RepoPaths
 
 log = logging.getLogger(__name__)
 
 
 def create_app(repo_dir: str | Path, bump_interval: float | None = None) -> Flask:
     """The Flask application for the repository in ``repo_dir``: the blueprints of
-    `repository.web` and the dashboard, over one `repository.web.Site`.
+    `custody.repository.web` and the dashboard, over one `custody.repository.web.Site`.
 
     ``bump_interval`` (seconds) starts a thread that re-signs online roles
     nearing expiry; each gunicorn worker runs one, and the writers' lock
     keeps them from colliding.
     """
-    from repository.dashboard import install as install_dashboard
-    from repository.web import EXTENSION, Site, error
-    from repository.web.releases import releases
-    from repository.web.reports import reports
-    from repository.web.rollouts import rollouts
-    from repository.web.telemetry import telemetry
-    from repository.web.tree import tree
+    from custody.repository.dashboard import install as install_dashboard
+    from custody.repository.web import EXTENSION, Site, error
+    from custody.repository.web.releases import releases
+    from custody.repository.web.reports import reports
+    from custody.repository.web.rollouts import rollouts
+    from custody.repository.web.telemetry import telemetry
+    from custody.repository.web.tree import tree
 
     paths = RepoPaths(Path(repo_dir).resolve())
     config = RepoConfig.load(paths)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from repository.config import BINS_PREFIX
+from custody.repository.config import BINS_PREFIX
 
 
 @dataclass

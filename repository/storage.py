@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from intoto.files import LockTimeout, copy_atomic, file_lock, fsync_dir, write_atomic
-from repository.errors import LockedError
+from custody.intoto.files import LockTimeout, copy_atomic, file_lock, fsync_dir, write_atomic
+from custody.repository.errors import LockedError
 
 __all__ = ["IMMUTABLE", "REVALIDATE", "RepoPaths", "copy_atomic", "fsync_dir", "locked",
            "write_atomic", "write_order", "write_order_of"]

@@ -12,8 +12,8 @@ import json
 import secrets
 from datetime import UTC, datetime
 
-from repository.errors import NotFoundError
-from repository.storage import RepoPaths, locked, write_atomic
+from custody.repository.errors import NotFoundError
+from custody.repository.storage import RepoPaths, locked, write_atomic
 
 PREFIX = "cst_"
 #: What a token may do. ``publish``: push releases and drive rollouts (CI);

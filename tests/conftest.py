@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from keys_tooling.keys import generate_key, write_key_pair
+from custody.keys_tooling.keys import generate_key, write_key_pair
 
 KEY_NAMES = ("owner", "owner2", "alice", "bob", "rb1", "rb2", "mallory", "root", "root2",
              "targets", "online")

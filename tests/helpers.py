@@ -15,10 +15,10 @@ from pathlib import Path
 
 import requests
 
-from keys_tooling.keys import load_public_key, load_signer
-from repository.config import ONLINE_ROLES, KeySpec, RepoConfig
-from repository.releases import Release, links_from_dir, publish_release
-from repository.repo import CustodyRepository
+from custody.keys_tooling.keys import load_public_key, load_signer
+from custody.repository.config import ONLINE_ROLES, KeySpec, RepoConfig
+from custody.repository.releases import Release, links_from_dir, publish_release
+from custody.repository.repo import CustodyRepository
 from tests.intoto.chain import IMPLS, make_chain
 
 BIN = Path(sys.executable).parent
@@ -34,7 +34,7 @@ def make_repo(path: Path, keydir: Path, bins: int = 0, public_url: str | None = 
     config = RepoConfig(bins=bins, online_keys={
         role: [KeySpec(path=str(keydir / "online"))] for role in ONLINE_ROLES},
         public_url=public_url, endpoint_url=endpoint_url)
-    from repository.genesis import create
+    from custody.repository.genesis import create
 
     return create(
         path, root_signers=[signer(keydir, "root")], root_threshold=1,
@@ -46,7 +46,7 @@ def make_repo(path: Path, keydir: Path, bins: int = 0, public_url: str | None = 
 
 
 def add_hello_layout(path: Path, keydir: Path, layout: Path) -> str:
-    from repository.releases import add_layout
+    from custody.repository.releases import add_layout
 
     repo = CustodyRepository(path, {"layouts": [signer(keydir, "owner")]})
     with repo.transaction():
@@ -197,7 +197,7 @@ class Served:
 
     def add_package(self, name: str) -> None:
         """Let ``name`` be published too, under the hello layout."""
-        from repository.releases import add_layout
+        from custody.repository.releases import add_layout
 
         repo = CustodyRepository(self.repo_dir, {"layouts": [signer(self.keydir, "owner")]})
         with repo.transaction():
@@ -276,3 +276,27 @@ def running_nginx(upstream: str, work: Path, tree: str | None = None) -> Iterato
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+#: What a build of custody reads: the project file and the packages it maps under custody.
+PACKAGED = ("pyproject.toml", "README.md", "custody", "formats", "intoto", "keys_tooling",
+            "repository", "client")
+
+
+def packaged_source(where: Path) -> Path:
+    """A copy of what ``pip install <checkout>`` builds from, in ``where/source``.
+
+    Building in place would write ``build/`` and ``*.egg-info`` into the checkout,
+    which tests running in parallel would share.
+    """
+    root = Path(__file__).resolve().parent.parent
+    source = where / "source"
+    source.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in PACKAGED:
+        path = root / name
+        if path.is_dir():
+            shutil.copytree(path, source / name, symlinks=True, ignore=ignore)
+        else:
+            shutil.copy2(path, source / name)
+    return source

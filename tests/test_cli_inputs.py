@@ -87,7 +87,7 @@ def test_bad_input_is_one_sentence_and_its_exit_code(files, args, code, words):
 
 
 def test_a_bug_exits_70_with_one_sentence_and_the_details_in_a_file(tmp_path):
-    program = ("import sys; from keys_tooling.cliutil import guarded; "
+    program = ("import sys; from custody.keys_tooling.cliutil import guarded; "
                "sys.argv[1:] = sys.argv[1:]; guarded('custody', lambda: 1 / 0)()")
     result = run(sys.executable, "-c", program)
     assert result.returncode == 70

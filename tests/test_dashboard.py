@@ -9,8 +9,8 @@ import subprocess
 import pytest
 import requests
 
-from repository.storage import RepoPaths
-from repository.tokens import create_token
+from custody.repository.storage import RepoPaths
+from custody.repository.tokens import create_token
 from tests.helpers import BIN, running_server
 
 pytestmark = pytest.mark.slow

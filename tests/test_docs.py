@@ -27,7 +27,7 @@ def test_every_attack_has_a_test():
 
 
 def test_readme_shows_the_exit_code_table():
-    from client.errors import exit_code_table
+    from custody.client.errors import exit_code_table
 
     assert exit_code_table() in (ROOT / "README.md").read_text()
 

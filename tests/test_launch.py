@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 PROGRAM = """
-import sys, launch
+import sys
+from custody import launch
 launch.defer_import("boto3")
 import securesystemslib.signer  # imports boto3 for its AWS KMS signer
 assert "boto3.session" not in sys.modules, "boto3 was loaded at import"
@@ -28,8 +29,10 @@ def test_boto3_loads_on_first_use_and_works():
 
 
 def test_a_poll_never_imports_boto3():
-    r = subprocess.run([sys.executable, "-c", "import sys, launch; launch.defer_import('boto3');"
-                        " import client.cli, client.packages, client.updater;"
+    r = subprocess.run([sys.executable, "-c",
+                        "import sys; from custody import launch; launch.defer_import('boto3');"
+                        " import custody.client.cli, custody.client.packages,"
+                        " custody.client.updater;"
                         " print('botocore.session' in sys.modules)"],
                        capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr

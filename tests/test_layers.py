@@ -16,7 +16,7 @@ from pathlib import Path
 from tests.helpers import BIN
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("repository", "client", "intoto", "keys_tooling", "formats")
+PACKAGES = ("custody", "repository", "client", "intoto", "keys_tooling", "formats")
 
 
 def lint_imports(where: Path) -> subprocess.CompletedProcess[str]:
@@ -33,13 +33,13 @@ def test_the_tree_keeps_its_layers():
 
 def test_an_upward_import_breaks_the_build(tmp_path):
     for package in PACKAGES:
-        shutil.copytree(ROOT / package, tmp_path / package,
+        shutil.copytree(ROOT / package, tmp_path / package, symlinks=True,
                         ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     storage = tmp_path / "repository/storage.py"
     storage.write_text(storage.read_text() + "\n\ndef _late():\n"
-                       "    from repository.repo import CustodyRepository\n\n"
+                       "    from custody.repository.repo import CustodyRepository\n\n"
                        "    return CustodyRepository\n")
     r = lint_imports(tmp_path)
     assert r.returncode == 1, r.stdout[-3000:]
-    assert "repository.storage -> repository.repo" in r.stdout, r.stdout[-3000:]
+    assert "custody.repository.storage -> custody.repository.repo" in r.stdout, r.stdout[-3000:]

@@ -10,23 +10,20 @@ What the lean install lacks is said in one sentence naming the extra:
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from repository.releases import Release, publish_release
-from repository.repo import CustodyRepository
+from custody.repository.releases import Release, publish_release
+from custody.repository.repo import CustodyRepository
 from tests.client.test_keyless import WHEEL, evidence, owners_repository
-from tests.helpers import free_port, running_server
+from tests.helpers import free_port, packaged_source, running_server
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGED = ("pyproject.toml", "README.md", "launch.py", "formats", "intoto", "keys_tooling",
-            "repository", "client")
 #: What only the repository (or keyless verification) needs: never on a lean host.
 SERVER_STACK = ("flask", "werkzeug", "gunicorn", "boto3", "botocore", "prometheus_client",
                 "requests", "sigstore")
@@ -49,15 +46,7 @@ print(json.dumps(sizes))
 
 def lean_venv(where: Path) -> Path:
     """A venv holding ``pip install <this checkout>`` and nothing else; its bin directory."""
-    source = where / "source"
-    source.mkdir(parents=True)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in PACKAGED:
-        path = ROOT / name
-        if path.is_dir():
-            shutil.copytree(path, source / name, ignore=ignore)
-        else:
-            shutil.copy2(path, source / name)
+    source = packaged_source(where)
     venv = where / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "--quiet",

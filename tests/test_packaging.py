@@ -1,7 +1,7 @@
 """pyproject.toml's dependencies: the client's alone by default, the rest in named extras.
 
 tests/test_lean_client.py installs the result in a fresh venv; these checks
-keep pyproject.toml and the table of extras (`keys_tooling.cliutil.EXTRAS`)
+keep pyproject.toml and the table of extras (`custody.keys_tooling.cliutil.EXTRAS`)
 that names a missing extra in one sentence in step, without building anything.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-from keys_tooling.cliutil import EXTRAS
+from custody.keys_tooling.cliutil import EXTRAS
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from client.config import ClientConfig, HealthCheck
-from client.packages import PackageManager, init_home
-from formats.index import rollout_bucket
-from repository.storage import RepoPaths
-from repository.tokens import create_token
+from custody.client.config import ClientConfig, HealthCheck
+from custody.client.packages import PackageManager, init_home
+from custody.formats.index import rollout_bucket
+from custody.repository.storage import RepoPaths
+from custody.repository.tokens import create_token
 from tests.helpers import BIN, custody
 
 pytestmark = pytest.mark.slow

@@ -12,8 +12,8 @@ import os
 import sys
 import time
 
-from client.agent import Agent
-from client.errors import ClientError
+from custody.client.agent import Agent
+from custody.client.errors import ClientError
 
 POLL_SECONDS = float(os.environ.get("MYAGENT_POLL_SECONDS", "3600"))
 

@@ -1,13 +1,13 @@
-"""The repository server's HTTP faces, one Flask blueprint each (`repository.server`
+"""The repository server's HTTP faces, one Flask blueprint each (`custody.repository.server`
 composes them):
 
-- `repository.web.tree`: the served tree (``/metadata/``, ``/targets/``), ``/healthz``
+- `custody.repository.web.tree`: the served tree (``/metadata/``, ``/targets/``), ``/healthz``
   and the OpenAPI description;
-- `repository.web.releases`: ``POST /api/v1/releases``, the publish API;
-- `repository.web.reports`: ``POST /api/v1/reports``, the fleet's health reports;
-- `repository.web.rollouts`: ``POST /api/v1/rollouts``;
-- `repository.web.telemetry`: ``/metrics`` and the API's request counters;
-- ``/ui``: the dashboard (`repository.dashboard`).
+- `custody.repository.web.releases`: ``POST /api/v1/releases``, the publish API;
+- `custody.repository.web.reports`: ``POST /api/v1/reports``, the fleet's health reports;
+- `custody.repository.web.rollouts`: ``POST /api/v1/rollouts``;
+- `custody.repository.web.telemetry`: ``/metrics`` and the API's request counters;
+- ``/ui``: the dashboard (`custody.repository.dashboard`).
 
 What they share lives on the application, not in globals: `Site` (the
 repository's paths and configuration, the upload folder, the metrics) is
@@ -22,9 +22,9 @@ from typing import Any
 
 from flask import current_app, jsonify, request
 
-from repository.config import RepoConfig
-from repository.storage import RepoPaths
-from repository.tokens import check_token
+from custody.repository.config import RepoConfig
+from custody.repository.storage import RepoPaths
+from custody.repository.tokens import check_token
 
 EXTENSION = "custody"
 

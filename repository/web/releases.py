@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
-from repository.errors import (
+from custody.repository.errors import (
     BucketError,
     ChannelDowngradeError,
     DuplicateReleaseError,
@@ -25,11 +25,11 @@ from repository.errors import (
     LockedError,
     RepositoryError,
 )
-from repository.releases import Release, check_link_path, publish_release
-from repository.repo import CustodyRepository
-from repository.web import authorized, error, site
+from custody.repository.releases import Release, check_link_path, publish_release
+from custody.repository.repo import CustodyRepository
+from custody.repository.web import authorized, error, site
 
-log = logging.getLogger("repository.server")
+log = logging.getLogger("custody.repository.server")
 releases = Blueprint("releases", __name__)
 
 

@@ -7,13 +7,13 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
-from repository.errors import InvalidReleaseError, LockedError
-from repository.repo import CustodyRepository
-from repository.reports import Report, ReportStore
-from repository.rollouts import check_halt
-from repository.web import authorized, error, site
+from custody.repository.errors import InvalidReleaseError, LockedError
+from custody.repository.repo import CustodyRepository
+from custody.repository.reports import Report, ReportStore
+from custody.repository.rollouts import check_halt
+from custody.repository.web import authorized, error, site
 
-log = logging.getLogger("repository.server")
+log = logging.getLogger("custody.repository.server")
 reports = Blueprint("reports", __name__)
 
 

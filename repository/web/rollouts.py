@@ -6,10 +6,10 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
-from repository import rollouts as operations
-from repository.errors import InvalidReleaseError, LockedError, NotFoundError
-from repository.repo import CustodyRepository
-from repository.web import authorized, error, site
+from custody.repository import rollouts as operations
+from custody.repository.errors import InvalidReleaseError, LockedError, NotFoundError
+from custody.repository.repo import CustodyRepository
+from custody.repository.web import authorized, error, site
 
 rollouts = Blueprint("rollouts", __name__)
 

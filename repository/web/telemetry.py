@@ -1,12 +1,12 @@
-"""``/metrics`` for Prometheus, and the API's request counters (`repository.metrics`)."""
+"""``/metrics`` for Prometheus, and the API's request counters (`custody.repository.metrics`)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
 
-from repository.metrics import Metrics
-from repository.web import EXTENSION
+from custody.repository.metrics import Metrics
+from custody.repository.web import EXTENSION
 
 telemetry = Blueprint("telemetry", __name__)
 _KEY = "custody-metrics"

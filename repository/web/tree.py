@@ -11,10 +11,10 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, send_from_directory
 
-from repository.pending import is_draft
-from repository.repo import CustodyRepository
-from repository.storage import IMMUTABLE, REVALIDATE
-from repository.web import site
+from custody.repository.pending import is_draft
+from custody.repository.repo import CustodyRepository
+from custody.repository.storage import IMMUTABLE, REVALIDATE
+from custody.repository.web import site
 
 tree = Blueprint("tree", __name__)
 
@@ -53,6 +53,6 @@ def healthz() -> Any:
 
 @tree.get("/api/v1/openapi.json")
 def openapi_description() -> Any:
-    from repository.openapi import openapi
+    from custody.repository.openapi import openapi
 
     return jsonify(openapi(site().config.max_upload_mib))

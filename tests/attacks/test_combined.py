@@ -9,12 +9,12 @@ import pytest
 from tuf.api.metadata import Metadata, Snapshot, TargetFile, Targets, Timestamp
 from tuf.api.serialization.json import JSONSerializer
 
+from custody.intoto.models import link_filename
+from custody.keys_tooling.keys import generate_key, load_public_key, load_signer, write_key_pair
+from custody.repository.keyops import rotate
+from custody.repository.releases import links_from_dir, set_channel
+from custody.repository.repo import CustodyRepository
 from demo.attacker import force_publish
-from intoto.models import link_filename
-from keys_tooling.keys import generate_key, load_public_key, load_signer, write_key_pair
-from repository.keyops import rotate
-from repository.releases import links_from_dir, set_channel
-from repository.repo import CustodyRepository
 from tests.attacks.test_delivery import _forge_root, _root_threshold_two
 from tests.helpers import custody, signer
 from tests.intoto.chain import IMPLS, keyid, make_chain
@@ -61,8 +61,8 @@ def test_latest_pointed_at_an_older_genuine_release(scene):
 
 def test_layout_swapped_by_the_server(scene, tmp_path):
     """A layout signed by mallory, listed by the online 'releases' role, not 'layouts'."""
-    from intoto.metadata import Metablock
-    from intoto.models import Layout
+    from custody.intoto.metadata import Metablock
+    from custody.intoto.models import Layout
     from tests.intoto.chain import hello_layout
 
     layout = Metablock.new(Layout.from_dict(hello_layout(scene.served.keydir)))
@@ -149,8 +149,8 @@ def test_stolen_root_key_below_threshold_then_rotated_out(scene, tmp_path):
 
 def test_index_passes_an_older_artifact_off_as_a_new_version(scene):
     """The online-signed index maps a new version number to the old, genuine artifact."""
-    from formats.index import VersionEntry
-    from repository.releases import load_index
+    from custody.formats.index import VersionEntry
+    from custody.repository.releases import load_index
 
     repo = CustodyRepository(scene.repo_dir)
     with repo.transaction():

@@ -11,9 +11,9 @@ import pytest
 from tuf.api.metadata import Metadata, Root, Snapshot, Timestamp
 from tuf.api.serialization.json import JSONSerializer
 
-from keys_tooling.keys import generate_key, load_signer, write_key_pair
-from repository.keyops import rotate
-from repository.repo import CustodyRepository
+from custody.keys_tooling.keys import generate_key, load_signer, write_key_pair
+from custody.repository.keyops import rotate
+from custody.repository.repo import CustodyRepository
 from tests.helpers import signer
 
 pytestmark = pytest.mark.slow
@@ -148,7 +148,7 @@ def test_fast_forward_then_recovery_by_rotation(scene, tmp_path):
     scene.remember()
     scene.refused("update", words="BadVersionNumberError")
     write_key_pair(generate_key(), tmp_path / "ts2", None)
-    from repository.config import KeySpec
+    from custody.repository.config import KeySpec
 
     ts2 = load_signer(str(tmp_path / "ts2"))
     repo = CustodyRepository(scene.repo_dir, pool=[signer(keydir, "root")])

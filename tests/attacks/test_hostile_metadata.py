@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from repository.repo import CustodyRepository
+from custody.repository.repo import CustodyRepository
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +20,7 @@ INDEX = "packages/hello/index.json"
 
 
 def _read_index(scene) -> dict:
-    from repository.releases import load_index
+    from custody.repository.releases import load_index
 
     return load_index(CustodyRepository(scene.repo_dir), "hello").to_dict()
 
@@ -78,8 +78,8 @@ def test_malformed_package_index_is_refused(scene, make, words):
 ])
 def test_malformed_custom_metadata_is_refused(scene, custom, words):
     """Version 2.0.0's target carries a malformed in-toto field (whatever key signed it)."""
-    from formats.index import VersionEntry
-    from repository.releases import load_index
+    from custody.formats.index import VersionEntry
+    from custody.repository.releases import load_index
 
     repo = CustodyRepository(scene.repo_dir)
     artifact = scene.served.chain("hello 1.0.0").verify_dir / "hello.tar.gz"

@@ -11,12 +11,12 @@ import shutil
 
 import pytest
 
+from custody.intoto.models import link_filename
+from custody.keys_tooling.keys import load_public_key
+from custody.repository.errors import SupplyChainError
+from custody.repository.releases import Release, links_from_dir, publish_release
+from custody.repository.repo import CustodyRepository
 from demo.attacker import force_publish
-from intoto.models import link_filename
-from keys_tooling.keys import load_public_key
-from repository.errors import SupplyChainError
-from repository.releases import Release, links_from_dir, publish_release
-from repository.repo import CustodyRepository
 from tests.intoto.chain import IMPLS, hello_layout, keyid, make_chain
 
 pytestmark = pytest.mark.slow
@@ -111,8 +111,8 @@ def test_expired_layout(scene):
     import time
     from datetime import UTC, datetime, timedelta
 
-    from intoto.metadata import Metablock
-    from intoto.models import Layout, format_expires
+    from custody.intoto.metadata import Metablock
+    from custody.intoto.models import Layout, format_expires
     from tests.helpers import add_hello_layout, signer
 
     keydir = scene.served.keydir
@@ -133,8 +133,8 @@ def test_expired_layout(scene):
 
 
 def test_revoked_developer_signs_after_revocation(scene):
-    from intoto.metadata import Metablock
-    from intoto.models import Layout
+    from custody.intoto.metadata import Metablock
+    from custody.intoto.models import Layout
     from tests.helpers import add_hello_layout, signer
 
     keydir = scene.served.keydir

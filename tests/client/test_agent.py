@@ -1,4 +1,4 @@
-"""An agent that updates itself through `client.agent`, under `custody run` (issue 9)."""
+"""An agent that updates itself through `custody.client.agent`, under `custody run` (issue 9)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ POLL = 0.5  # seconds between the long-running agents' polls
 # as a real agent's behaviour depends on its code.
 AGENT = """
 import os, sys, time
-from client.agent import Agent
+from custody.client.agent import Agent
 
 log = open(sys.argv[1], "a", buffering=1)
 agent = Agent.from_environment()
@@ -187,8 +187,8 @@ def test_the_documented_example_agent_reaches_a_release_published_while_it_runs(
 # count the polls between a change on the server and the agent's reaching it.
 LONG_AGENT = """
 import os, sys, time
-from client.agent import Agent
-from client.errors import ClientError
+from custody.client.agent import Agent
+from custody.client.errors import ClientError
 
 log = open(sys.argv[1], "a", buffering=1)
 poll = float(sys.argv[2])
@@ -333,7 +333,7 @@ def test_a_running_agent_reaches_every_release_through_outages(switchable, tmp_p
 
 PROBATION_AGENT = """
 import os, sys, time
-from client.agent import Agent
+from custody.client.agent import Agent
 
 agent = Agent.from_environment()
 log = open(sys.argv[1], "a", buffering=1)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from repository.releases import set_channel
-from repository.repo import CustodyRepository
+from custody.repository.releases import set_channel
+from custody.repository.repo import CustodyRepository
 from tests.helpers import BIN, custody, installed_state
 
 pytestmark = pytest.mark.slow

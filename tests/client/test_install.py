@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from client.errors import CorruptArchiveError, InstallError, UnsafeArchiveError
-from client.install import compare_tree, install_tree, switch_current
-from client.state import State
-from client.unpack import UnpackLimits, safe_member_path, unpack
+from custody.client.errors import CorruptArchiveError, InstallError, UnsafeArchiveError
+from custody.client.install import compare_tree, install_tree, switch_current
+from custody.client.state import State
+from custody.client.unpack import UnpackLimits, safe_member_path, unpack
 
 
 def make_tar(path: Path, members: list[tarfile.TarInfo], data: bytes = b"x") -> Path:

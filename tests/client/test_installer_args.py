@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from client.errors import InstallerUsageError
-from client.installer import PIP_OPTIONS, check, requirement_line
+from custody.client.errors import InstallerUsageError
+from custody.client.installer import PIP_OPTIONS, check, requirement_line
 
 EXAMPLES = int(os.environ.get("CUSTODY_FUZZ_EXAMPLES", "300"))
 VENV = "/opt/host/venv"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from client.updater import SecureUpdater
+from custody.client.updater import SecureUpdater
 
 
 def test_a_refresh_and_lookups_log_no_retry(home, caplog):

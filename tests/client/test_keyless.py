@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from formats.sigstore import ROOT_PATH, SigstoreRootCustom
-from intoto.layout_toml import layout_from_toml
-from intoto.metadata import Metablock
-from keys_tooling.keys import load_public_key
-from repository.errors import SupplyChainError
-from repository.releases import Release, add_layout, publish_release, set_sigstore_root
-from repository.repo import CustodyRepository
+from custody.formats.sigstore import ROOT_PATH, SigstoreRootCustom
+from custody.intoto.layout_toml import layout_from_toml
+from custody.intoto.metadata import Metablock
+from custody.keys_tooling.keys import load_public_key
+from custody.repository.errors import SupplyChainError
+from custody.repository.releases import Release, add_layout, publish_release, set_sigstore_root
+from custody.repository.repo import CustodyRepository
 from tests.helpers import BIN, custody, make_repo, running_server, signer
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Which proxy a request takes and which CAs it trusts: curl's rules (`client.network`).
+"""Which proxy a request takes and which CAs it trusts: curl's rules (`custody.client.network`).
 
 The environment here is the process's real one (pytest's monkeypatch sets and
 restores it); the end-to-end tests with a real proxy and real TLS mirrors are
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from client.config import ClientConfig
-from client.errors import ConfigError
-from client.network import Connections, NetworkOptions
+from custody.client.config import ClientConfig
+from custody.client.errors import ConfigError
+from custody.client.network import Connections, NetworkOptions
 
 VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
              "ALL_PROXY", "no_proxy", "NO_PROXY", "SSL_CERT_FILE", "REQUEST_METHOD")

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from repository.errors import InvalidReleaseError
-from repository.releases import links_from_dir
-from repository.repo import CustodyRepository
+from custody.repository.errors import InvalidReleaseError
+from custody.repository.releases import links_from_dir
+from custody.repository.repo import CustodyRepository
 from tests.client.test_plugins import make_wheel, publish_wheel
 from tests.helpers import BIN, custody, make_repo, running_server
 
@@ -167,8 +167,8 @@ def test_a_wheel_that_lies_about_itself_is_refused_at_publish_and_by_the_index(h
 def test_the_root_page_fetch_and_a_busy_port(host):
     import requests
 
-    from client.index import serving
-    from client.packages import fetch
+    from custody.client.index import serving
+    from custody.client.packages import fetch
 
     home, _, _, _, tmp = host
     with serving(home) as (url, _):

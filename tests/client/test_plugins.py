@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from repository.releases import Release, add_layout, links_from_dir, publish_release
-from repository.repo import CustodyRepository
+from custody.repository.releases import Release, add_layout, links_from_dir, publish_release
+from custody.repository.repo import CustodyRepository
 from tests.helpers import BIN, Mirror, custody, free_port, make_repo, running_server, signer
 
 pytestmark = pytest.mark.slow
@@ -171,7 +171,7 @@ def test_a_wheel_its_layout_does_not_verify_fails_pip(wheel_repo, tmp_path, keyd
 
 
 def test_publishing_refuses_a_wheel_that_is_not_what_it_says(tmp_path, keydir):
-    from repository.errors import InvalidReleaseError
+    from custody.repository.errors import InvalidReleaseError
 
     repo_dir = tmp_path / "repo"
     make_repo(repo_dir, keydir)
@@ -188,7 +188,7 @@ def test_publishing_refuses_a_wheel_that_is_not_what_it_says(tmp_path, keydir):
 def test_the_index_speaks_pep_503_and_691(wheel_repo, tmp_path):
     import requests
 
-    from client.index import serving
+    from custody.client.index import serving
 
     repo_dir, url = wheel_repo
     home = client(tmp_path, repo_dir, url)

@@ -7,10 +7,10 @@ import sqlite3
 
 import pytest
 
-from client.config import ClientConfig
-from client.reports import MAX_QUEUED, _enqueue, queue_path, report
-from repository.storage import RepoPaths
-from repository.tokens import create_token
+from custody.client.config import ClientConfig
+from custody.client.reports import MAX_QUEUED, _enqueue, queue_path, report
+from custody.repository.storage import RepoPaths
+from custody.repository.tokens import create_token
 from tests.helpers import custody, free_port
 
 pytestmark = pytest.mark.slow

@@ -23,8 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from client.errors import InstallError
-from client.unpack import UnpackLimits, unpack
+from custody.client.errors import InstallError
+from custody.client.unpack import UnpackLimits, unpack
 
 EXAMPLES = int(os.environ.get("CUSTODY_FUZZ_EXAMPLES", "150"))
 PIECES = st.sampled_from(["a", "b", "..", ".", "", "C:", "\\", "..\\x", "/", "~", "a b"])

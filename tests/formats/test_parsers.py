@@ -12,10 +12,10 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from formats.custom import InTotoCustom
-from formats.errors import FormatError
-from formats.index import PackageIndex
-from formats.jsonlimits import depth, loads_bounded
+from custody.formats.custom import InTotoCustom
+from custody.formats.errors import FormatError
+from custody.formats.index import PackageIndex
+from custody.formats.jsonlimits import depth, loads_bounded
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)

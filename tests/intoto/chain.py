@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from intoto.metadata import key_to_dict, load_metadata
-from intoto.models import Inspection, Layout, Step
-from keys_tooling.keys import load_public_key, load_signer
+from custody.intoto.metadata import key_to_dict, load_metadata
+from custody.intoto.models import Inspection, Layout, Step
+from custody.keys_tooling.keys import load_public_key, load_signer
 
 BUILD_SCRIPT = """
 import gzip, io, os, tarfile, sys
@@ -108,8 +108,8 @@ class Custody:
     name = "custody"
 
     def run(self, step, key, materials, products, command, cwd, dsse):
-        from intoto.artifacts import ArtifactRecorder
-        from intoto.runner import StepRecorder
+        from custody.intoto.artifacts import ArtifactRecorder
+        from custody.intoto.runner import StepRecorder
 
         recorder = StepRecorder(
             name=step, signer=load_signer(str(key)), use_dsse=dsse,
@@ -120,7 +120,7 @@ class Custody:
             recorder.run(materials, products, command)
 
     def sign_layout(self, layout, keys, out, dsse):
-        from intoto.metadata import Envelope, Metablock
+        from custody.intoto.metadata import Envelope, Metablock
 
         model = Layout.from_dict(layout)
         metadata = Envelope.new(model) if dsse else Metablock.new(model)
@@ -129,7 +129,7 @@ class Custody:
         metadata.dump(out)
 
     def verify(self, layout, keys, link_dir, workdir):
-        from intoto.verify import DirectoryLinks, Verifier
+        from custody.intoto.verify import DirectoryLinks, Verifier
 
         Verifier(workdir=workdir).verify(
             load_metadata(layout), [load_public_key(p) for p in keys], DirectoryLinks(link_dir)

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from intoto.attestation import LINK_V03, SLSA_PROVENANCE_V1, STATEMENT_V1, Statement
-from intoto.errors import FormatError, RecordError, RuleError, ThresholdError
-from intoto.metadata import Envelope, Metablock, key_to_dict, load_metadata
-from intoto.models import Layout, Link, Step, link_filename
-from intoto.runner import StepRecorder
-from intoto.verify import DirectoryLinks, InspectionPolicy, Verifier
-from keys_tooling.keys import generate_key, write_key_pair
+from custody.intoto.attestation import LINK_V03, SLSA_PROVENANCE_V1, STATEMENT_V1, Statement
+from custody.intoto.errors import FormatError, RecordError, RuleError, ThresholdError
+from custody.intoto.metadata import Envelope, Metablock, key_to_dict, load_metadata
+from custody.intoto.models import Layout, Link, Step, link_filename
+from custody.intoto.runner import StepRecorder
+from custody.intoto.verify import DirectoryLinks, InspectionPolicy, Verifier
+from custody.keys_tooling.keys import generate_key, write_key_pair
 
 BIN = Path(sys.executable).parent
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from keys_tooling.keys import generate_key, load_public_key, write_key_pair
+from custody.keys_tooling.keys import generate_key, load_public_key, write_key_pair
 
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
@@ -154,8 +154,8 @@ def test_record_start_stop_interoperates(project: Path):
 
 def test_sign_threshold_layout_and_verify_threshold(project: Path):
     """Two owners sign; --threshold 1 accepts either key alone, the default wants both."""
-    from intoto.layout_toml import layout_from_toml
-    from intoto.metadata import Metablock
+    from custody.intoto.layout_toml import layout_from_toml
+    from custody.intoto.metadata import Metablock
 
     write_key_pair(generate_key(), project / "owner2", None)
     layout = layout_from_toml(project / "layout.toml", load_public_key)

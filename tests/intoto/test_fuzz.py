@@ -14,9 +14,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from intoto.errors import IntotoError
-from intoto.layout_toml import layout_from_toml
-from intoto.metadata import metadata_from_bytes
+from custody.intoto.errors import IntotoError
+from custody.intoto.layout_toml import layout_from_toml
+from custody.intoto.metadata import metadata_from_bytes
 
 EXAMPLES = int(os.environ.get("CUSTODY_FUZZ_EXAMPLES", "200"))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None,

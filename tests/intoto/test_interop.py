@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from in_toto import exceptions as ref_errors
 
-from intoto import errors
-from intoto.models import link_filename
+from custody.intoto import errors
+from custody.intoto.models import link_filename
 from tests.intoto.chain import IMPLS, hello_layout, keyid, make_chain, verify_chain
 
 NAMES = list(IMPLS)
@@ -35,7 +35,7 @@ def test_chain_verifies_across_implementations(keydir, tmp_path, recorder, signe
 
 def test_links_record_identical_artifacts(keydir, tmp_path):
     """The same step recorded by both tools yields the same materials and products."""
-    from intoto.metadata import load_metadata
+    from custody.intoto.metadata import load_metadata
 
     links = {}
     for name, impl in IMPLS.items():
@@ -165,9 +165,9 @@ def _delegate_clone_to_sublayout(impl, keydir: Path, chain, tamper: bool = False
     """Replace alice's clone link by a sublayout she signs, with its own two steps."""
     import sys
 
-    from intoto.metadata import key_to_dict
-    from intoto.models import Layout, Step
-    from keys_tooling.keys import load_public_key
+    from custody.intoto.metadata import key_to_dict
+    from custody.intoto.models import Layout, Step
+    from custody.keys_tooling.keys import load_public_key
     from tests.intoto.chain import WRITE_SCRIPT
 
     alice, bob = (load_public_key(keydir / f"{n}.pub") for n in ("alice", "bob"))

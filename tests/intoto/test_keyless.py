@@ -19,13 +19,18 @@ from pathlib import Path
 
 import pytest
 
-from intoto.constraints import CertConstraint
-from intoto.errors import FormatError, LinkNotFoundError, ProductBindingError, ThresholdError
-from intoto.keyless import SigstoreTrust
-from intoto.metadata import Metablock, key_to_dict
-from intoto.models import Layout, Link, Step, link_filename
-from intoto.verify import DirectoryLinks, InspectionPolicy, Verifier, bind_product
-from keys_tooling.keys import generate_key, write_key_pair
+from custody.intoto.constraints import CertConstraint
+from custody.intoto.errors import (
+    FormatError,
+    LinkNotFoundError,
+    ProductBindingError,
+    ThresholdError,
+)
+from custody.intoto.keyless import SigstoreTrust
+from custody.intoto.metadata import Metablock, key_to_dict
+from custody.intoto.models import Layout, Link, Step, link_filename
+from custody.intoto.verify import DirectoryLinks, InspectionPolicy, Verifier, bind_product
+from custody.keys_tooling.keys import generate_key, write_key_pair
 
 DATA = Path(__file__).parent.parent / "data"
 SIGSTORE = DATA / "sigstore"
@@ -264,7 +269,7 @@ def test_hostile_bundles_are_refusals_never_crashes(owner, tmp_path, data):
 
 
 def test_a_message_digest_other_than_sha256_is_named():
-    from intoto.keyless import _message_digest
+    from custody.intoto.keyless import _message_digest
 
     name = f"release.{WHEEL.name}.sigstore.json"
     raw = {"messageSignature": {"messageDigest": {"algorithm": "SHA2_512", "digest": "AAAA"}}}

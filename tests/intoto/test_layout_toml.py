@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from intoto.errors import FormatError
-from intoto.layout_toml import layout_from_toml
-from keys_tooling.keys import generate_key, load_public_key, write_key_pair
+from custody.intoto.errors import FormatError
+from custody.intoto.layout_toml import layout_from_toml
+from custody.keys_tooling.keys import generate_key, load_public_key, write_key_pair
 from tests.helpers import BIN
 from tests.intoto.test_cli import TOML, sh
 

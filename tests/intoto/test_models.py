@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from intoto.errors import FormatError
-from intoto.metadata import Envelope, Metablock, metadata_from_bytes
-from intoto.models import Layout, Link
-from keys_tooling.keys import generate_key
+from custody.intoto.errors import FormatError
+from custody.intoto.metadata import Envelope, Metablock, metadata_from_bytes
+from custody.intoto.models import Layout, Link
+from custody.keys_tooling.keys import generate_key
 from tests.intoto.chain import hello_layout
 
 

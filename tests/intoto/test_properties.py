@@ -12,9 +12,9 @@ from in_toto import verifylib
 from in_toto.models.link import Link as RefLink
 from securesystemslib.formats import encode_canonical as sslib_canonical
 
-from intoto.canonical import encode_canonical
-from intoto.errors import FormatError, RuleError
-from intoto.rules import apply_rules
+from custody.intoto.canonical import encode_canonical
+from custody.intoto.errors import FormatError, RuleError
+from custody.intoto.rules import apply_rules
 
 # A small universe of names, so that rules, prefixes and artifacts meet often.
 SEGMENTS = st.sampled_from(["a", "b.py", "src", "dist"])
@@ -146,7 +146,7 @@ def test_canonical_json_equals_securesystemslib_on_escapes_and_big_integers(valu
 @given(ESCAPE_HEAVY)
 def test_canonical_json_round_trips_through_loads(value):
     """What securesystemslib writes, `loads` reads back to the same value."""
-    from intoto.canonical import loads
+    from custody.intoto.canonical import loads
 
     assert loads(json.dumps(value)) == value
 

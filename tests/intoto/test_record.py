@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from in_toto.runlib import record_artifacts_as_dict
 
-from intoto.artifacts import ArtifactRecorder, hash_file
-from intoto.errors import RecordError
+from custody.intoto.artifacts import ArtifactRecorder, hash_file
+from custody.intoto.errors import RecordError
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def test_line_ending_normalisation_across_block_edges(tmp_path, data):
 def test_excluder_agrees_with_pathspec(patterns):
     from pathspec import GitIgnoreSpec
 
-    from intoto.artifacts import _excluder
+    from custody.intoto.artifacts import _excluder
 
     paths = ["a.link", "x/y.link.z", ".git", "q/.git", "q/.gitx", "f.pyc", "keep.pyc", "g~",
              "docs", "docs/a", "src/deep", "src/deep/x", "top", "z/top", "a/b", "a/x/y/b",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from intoto.errors import FormatError, RuleError
-from intoto.rules import apply_rules, parse_rule
+from custody.intoto.errors import FormatError, RuleError
+from custody.intoto.rules import apply_rules, parse_rule
 
 H1, H2 = {"sha256": "aa"}, {"sha256": "bb"}
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from intoto import errors
-from intoto.metadata import Metablock, load_metadata
-from intoto.models import Inspection, Layout, Link
-from intoto.verify import (
+from custody.intoto import errors
+from custody.intoto.metadata import Metablock, load_metadata
+from custody.intoto.models import Inspection, Layout, Link
+from custody.intoto.verify import (
     DirectoryLinks,
     InspectionPolicy,
     MemoryLinks,
@@ -18,7 +18,7 @@ from intoto.verify import (
     bind_product,
     substitute_parameters,
 )
-from keys_tooling.keys import load_public_key, load_signer
+from custody.keys_tooling.keys import load_public_key, load_signer
 from tests.intoto.chain import IMPLS, hello_layout, make_chain
 
 CUSTODY = IMPLS["custody"]
@@ -143,6 +143,6 @@ def test_unsigned_garbage_link_is_refused(keydir, chain):
 
 
 def test_summary_of_empty_layout():
-    from intoto.verify import summary_link
+    from custody.intoto.verify import summary_link
 
     assert summary_link(Layout(), {}, "x") == Link(name="x")

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from in_toto.models._signer import load_crypto_signer_from_pkcs8_file, load_public_key_from_file
 
-from keys_tooling.errors import KeyFileError, KeyMismatchError, PasswordError
-from keys_tooling.keys import (
+from custody.keys_tooling.errors import KeyFileError, KeyMismatchError, PasswordError
+from custody.keys_tooling.keys import (
     KEY_TYPES,
     generate_key,
     load_public_key,
@@ -48,7 +48,7 @@ def test_password_errors_are_distinct(tmp_path):
 
 def test_passwords_per_key(tmp_path, monkeypatch):
     """One encrypted and one plain key in one command; each encrypted key its own password."""
-    from keys_tooling.keys import open_signer, password_variable
+    from custody.keys_tooling.keys import open_signer, password_variable
 
     root, _ = write_key_pair(generate_key(), tmp_path / "root", b"root-secret")
     owner, _ = write_key_pair(generate_key(), tmp_path / "owner", b"owner-secret")

@@ -16,8 +16,8 @@ import pytest
 from tuf.api.metadata import Metadata, Root, Timestamp
 from tuf.api.serialization.json import JSONSerializer
 
-from keys_tooling.keys import generate_key, load_public_key, load_signer, write_key_pair
-from repository.repo import CustodyRepository
+from custody.keys_tooling.keys import generate_key, load_public_key, load_signer, write_key_pair
+from custody.repository.repo import CustodyRepository
 from tests.helpers import BIN, custody, signer
 
 pytestmark = pytest.mark.slow
@@ -202,8 +202,8 @@ def test_revoked_functionary(served, home, tmp_path, keydir):
     against the newest layout, so a release built before the revocation stays
     installable only if the new layout still trusts the keys that built it.
     """
-    from intoto.metadata import Metablock
-    from intoto.models import Layout
+    from custody.intoto.metadata import Metablock
+    from custody.intoto.models import Layout
     from tests.intoto.chain import IMPLS, hello_layout, make_chain
 
     served.publish("1.0.0")  # built by alice
@@ -221,7 +221,7 @@ def test_revoked_functionary(served, home, tmp_path, keydir):
     chain = make_chain(IMPLS["custody"], IMPLS["custody"], keydir, tmp_path / "bob-chain",
                        layout=hello_layout(keydir, developer="bob"), developer="bob",
                        message="hello 1.1.0")
-    from repository.releases import Release, links_from_dir, publish_release
+    from custody.repository.releases import Release, links_from_dir, publish_release
 
     repo = CustodyRepository(served.repo_dir)
     with repo.transaction():
@@ -234,8 +234,8 @@ def test_revoked_functionary(served, home, tmp_path, keydir):
 
 def test_partial_ceremony_changes_nothing_published(served, tmp_path, keydir):
     """Importing too few signatures keeps everything (metadata, online keys) as it was."""
-    from repository.config import RepoConfig
-    from repository.storage import RepoPaths
+    from custody.repository.config import RepoConfig
+    from custody.repository.storage import RepoPaths
 
     root2 = new_key(tmp_path, "root2")
     r = keys_cli("rotate", "--repo", served.repo_dir, "--role", "root", "--add",

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from tuf.api.metadata import Metadata
 
-from keys_tooling.keys import generate_key, load_public_key, write_key_pair
+from custody.keys_tooling.keys import generate_key, load_public_key, write_key_pair
 from tests.helpers import BIN, custody, running_server
 
 pytestmark = pytest.mark.slow

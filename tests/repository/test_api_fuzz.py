@@ -15,10 +15,10 @@ import subprocess
 
 import pytest
 
-from repository.openapi import openapi
-from repository.server import create_app
-from repository.storage import RepoPaths
-from repository.tokens import create_token
+from custody.repository.openapi import openapi
+from custody.repository.server import create_app
+from custody.repository.storage import RepoPaths
+from custody.repository.tokens import create_token
 from tests.helpers import BIN, running_server
 
 EXAMPLES = os.environ.get("CUSTODY_FUZZ_API_EXAMPLES", "40")

@@ -22,8 +22,8 @@ pytestmark = pytest.mark.slow
 PUBLISHER = """
 import sys
 from pathlib import Path
-from repository.releases import Release, links_from_dir, publish_release
-from repository.repo import CustodyRepository
+from custody.repository.releases import Release, links_from_dir, publish_release
+from custody.repository.repo import CustodyRepository
 repo_dir, artifact, layout, links, start = sys.argv[1:6]
 for i in range(int(start), int(start) + 1000):
     repo = CustodyRepository(repo_dir)

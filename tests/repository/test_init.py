@@ -11,7 +11,7 @@ import time
 import pytest
 from tuf.api.metadata import Metadata
 
-from keys_tooling.keys import generate_key, load_public_key, load_signer, write_key_pair
+from custody.keys_tooling.keys import generate_key, load_public_key, load_signer, write_key_pair
 from tests.helpers import BIN, custody, running_server
 
 

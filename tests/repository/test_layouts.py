@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import subprocess
 
-from intoto.metadata import Metablock
-from intoto.models import Layout
-from keys_tooling.keys import load_public_key
-from repository.maintenance import status
-from repository.repo import CustodyRepository
+from custody.intoto.metadata import Metablock
+from custody.intoto.models import Layout
+from custody.keys_tooling.keys import load_public_key
+from custody.repository.maintenance import status
+from custody.repository.repo import CustodyRepository
 from tests.helpers import BIN, signer
 from tests.intoto.chain import hello_layout
 

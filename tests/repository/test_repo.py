@@ -11,9 +11,14 @@ from pathlib import Path
 import pytest
 from tuf.ngclient import Updater
 
-from repository.errors import InvalidReleaseError, NotFoundError, SigningError, SupplyChainError
-from repository.maintenance import bump_online, gc, status
-from repository.releases import (
+from custody.repository.errors import (
+    InvalidReleaseError,
+    NotFoundError,
+    SigningError,
+    SupplyChainError,
+)
+from custody.repository.maintenance import bump_online, gc, status
+from custody.repository.releases import (
     Release,
     links_from_dir,
     load_index,
@@ -21,7 +26,7 @@ from repository.releases import (
     remove_release,
     set_channel,
 )
-from repository.repo import CustodyRepository
+from custody.repository.repo import CustodyRepository
 from tests.helpers import BIN, add_hello_layout, make_repo, running_server, signer
 
 
@@ -125,13 +130,13 @@ def test_refused_releases_change_nothing(repo_dir, hello_chain, keydir, tmp_path
 
 
 def test_layouts_need_the_owners_keys(repo_dir, keydir, hello_chain):
-    from repository.releases import add_layout
+    from custody.repository.releases import add_layout
 
     repo = CustodyRepository(repo_dir, {"layouts": [signer(keydir, "mallory")]})
     with pytest.raises(SigningError, match="layouts"), repo.transaction():
         add_layout(repo, "hello", hello_chain.layout.read_bytes())
     # a layout signed by a key that is not the layouts role's is refused too
-    from intoto.metadata import load_metadata
+    from custody.intoto.metadata import load_metadata
 
     forged = load_metadata(hello_chain.layout)
     forged.signatures = []

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from repository.config import RepoConfig
-from repository.releases import load_index
-from repository.repo import CustodyRepository
-from repository.server import create_app
-from repository.storage import RepoPaths
-from repository.tokens import create_token
+from custody.repository.config import RepoConfig
+from custody.repository.releases import load_index
+from custody.repository.repo import CustodyRepository
+from custody.repository.server import create_app
+from custody.repository.storage import RepoPaths
+from custody.repository.tokens import create_token
 from tests.helpers import BIN, add_hello_layout, make_repo, running_server
 
 
@@ -240,7 +240,7 @@ def test_server_resigns_online_roles_on_a_timer(repo_dir):
 
 
 def test_token_revocation(repo_dir, hello_chain):
-    from repository.tokens import list_tokens, revoke_token
+    from custody.repository.tokens import list_tokens, revoke_token
 
     paths = RepoPaths(repo_dir)
     token_id, token = create_token(paths, "ci")

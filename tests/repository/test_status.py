@@ -6,10 +6,10 @@ import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from keys_tooling.keys import generate_key, write_key_pair
-from repository.maintenance import status
-from repository.repo import CustodyRepository
-from repository.status import problems
+from custody.keys_tooling.keys import generate_key, write_key_pair
+from custody.repository.maintenance import status
+from custody.repository.repo import CustodyRepository
+from custody.repository.status import problems
 from tests.helpers import BIN
 
 
@@ -75,7 +75,7 @@ def test_bump_folds_the_bins_and_names_expired_offline_roles(tmp_path: Path):
 
 
 def test_healthz_is_unavailable_until_the_first_ceremony(tmp_path: Path, keydir: Path):
-    from repository.server import create_app
+    from custody.repository.server import create_app
 
     repo = tmp_path / "repo"
     r = cli(BIN / "custody-repo", "init", repo, "--root-key", keydir / "root.pub",

@@ -73,8 +73,8 @@ def test_every_write_command_keeps_the_bucket_in_step(object_store, tmp_path, ke
                        check=False)
     assert r.returncode == 0, r.stderr
     # a push through the publish API (the server writes the bucket too)
-    from repository.storage import RepoPaths
-    from repository.tokens import create_token
+    from custody.repository.storage import RepoPaths
+    from custody.repository.tokens import create_token
     from tests.helpers import running_server
 
     _, token = create_token(RepoPaths(repo), "ci")

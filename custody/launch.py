@@ -62,20 +62,20 @@ def _launch(module: str) -> None:
 
 
 def custody() -> None:
-    _launch("client.cli")
+    _launch("custody.client.cli")
 
 
 def custody_intoto() -> None:
-    _launch("intoto.cli")
+    _launch("custody.intoto.cli")
 
 
 def custody_keys() -> None:
-    _launch("keys_tooling.cli")
+    _launch("custody.keys_tooling.cli")
 
 
 def custody_repo() -> None:
-    _launch("repository.cli")
+    _launch("custody.repository.cli")
 
 
 def custody_tuf_client() -> None:
-    _launch("client.conformance")
+    _launch("custody.client.conformance")
