@@ -719,10 +719,11 @@ def token() -> None:
 @token.command("create")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("name")
-@click.option("--scope", type=click.Choice(["publish", "report", "operator"]),
+@click.option("--scope", type=click.Choice(["publish", "report", "operator", "metrics"]),
               default="publish", show_default=True,
               help="publish: releases and rollouts (CI); report: health reports only (give "
-                   "it to the fleet); operator: everything, and the dashboard.")
+                   "it to the fleet); operator: everything, and the dashboard; metrics: "
+                   "/metrics only (Prometheus's scrape).")
 @_fails_cleanly
 def token_create(directory: Path, name: str, scope: str) -> None:
     """Create a token for NAME (shown once; stored hashed)."""

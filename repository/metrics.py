@@ -66,6 +66,7 @@ class StateCollector(Collector):
                 rollout.add_metric([index.name, channel, r.version, r.state], r.percent)
         yield versions
         yield rollout
+        yield self._pending(now)
         reports = GaugeMetricFamily("custody_reports", "Health reports stored, by result",
                                     labels=["result"])
         database = self.paths.private / "reports.sqlite"
@@ -75,6 +76,23 @@ class StateCollector(Collector):
                         "SELECT result, COUNT(*) FROM reports GROUP BY result"):
                     reports.add_metric([result], count)
         yield reports
+
+
+    def _pending(self, now: datetime) -> GaugeMetricFamily:
+        """How long each change has waited for offline signatures (a ceremony not held)."""
+        from custody.repository.pending import draft_dir, is_draft, load_all
+
+        pending = GaugeMetricFamily(
+            "custody_pending_change_age_seconds",
+            "Seconds a change has waited for offline signatures (genesis: the first version)",
+            labels=["change"])
+        for change in load_all(self.paths):
+            created = datetime.strptime(change.created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            pending.add_metric([change.name], (now - created).total_seconds())
+        if is_draft(self.paths):
+            saved = (draft_dir(self.paths) / "pending.json").stat().st_mtime
+            pending.add_metric(["genesis"], now.timestamp() - saved)
+        return pending
 
 
 class Metrics:

@@ -82,9 +82,12 @@ def openapi(max_upload_mib: int) -> dict[str, Any]:
                 },
             }},
             "/metrics": {"get": {
-                "summary": "Prometheus metrics: expiry per role, rollouts, reports, API counters",
+                "summary": "Prometheus metrics: expiry per role, rollouts, reports, API counters "
+                           "(a metrics or operator token)",
+                "security": [{"token": []}],
                 "responses": {"200": {"description": "the exposition format",
-                                      "content": {"text/plain": {}}}},
+                                      "content": {"text/plain": {}}},
+                              "401": _ERROR},
             }},
             "/api/v1/openapi.json": {"get": {
                 "summary": "This description",

@@ -19,7 +19,7 @@ PREFIX = "cst_"
 #: What a token may do. ``publish``: push releases and drive rollouts (CI);
 #: ``report``: send health reports (shared by a fleet, so it can do nothing else);
 #: ``operator``: everything, and the dashboard.
-SCOPES = ("publish", "report", "operator")
+SCOPES = ("publish", "report", "operator", "metrics")
 
 
 def _digest(token: str) -> str:

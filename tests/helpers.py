@@ -228,19 +228,29 @@ def installed_state(home: Path) -> dict[str, bytes]:
 NGINX_CONF = Path(__file__).resolve().parent.parent / "deploy/nginx-custody.conf"
 
 
-def _nginx() -> str:
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists()
-                                      else None)
-    if found is None and os.geteuid() == 0:
+def debian_tool(program: str, package: str | None = None) -> str:
+    """The path of ``program``, from Debian's ``package`` (installed now if missing, as root).
+
+    Tests use real parts (nginx, Chromium, a proxy, promtool, systemd-analyze): a fresh
+    machine gets them here, so CI needs no set-up of its own. Without apt or root the
+    test is skipped, naming what is missing.
+    """
+    search = f"{os.environ.get('PATH', '')}:/usr/sbin:/usr/bin:/sbin:/bin"
+    found = shutil.which(program, path=search)
+    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
         subprocess.run("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install "
-                       "-y -qq nginx", shell=True, check=False, capture_output=True)
-        found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists()
-                                          else None)
+                       f"-y -qq --no-install-recommends {package or program}", shell=True,
+                       check=False, capture_output=True)
+        found = shutil.which(program, path=search)
     if found is None:
         import pytest
 
-        pytest.skip("nginx is not installed and could not be (apt, as root)")
+        pytest.skip(f"{program} is not installed and could not be (apt, as root)")
     return found
+
+
+def _nginx() -> str:
+    return debian_tool("nginx")
 
 
 @contextlib.contextmanager

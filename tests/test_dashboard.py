@@ -11,21 +11,14 @@ import requests
 
 from custody.repository.storage import RepoPaths
 from custody.repository.tokens import create_token
-from tests.helpers import BIN, running_server
+from tests.helpers import BIN, debian_tool, running_server
 
 pytestmark = pytest.mark.slow
 SCREENSHOT = os.environ.get("CUSTODY_DASHBOARD_SCREENSHOT")  # docs/dashboard.png, by hand
 
 
 def _chromium() -> str:
-    found = shutil.which("chromium")
-    if found is None and os.geteuid() == 0:
-        subprocess.run("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install "
-                       "-y -qq chromium", shell=True, check=False, capture_output=True)
-        found = shutil.which("chromium")
-    if found is None:
-        pytest.skip("Chromium is not installed and could not be (apt, as root)")
-    return found
+    return debian_tool("chromium")
 
 
 def test_an_operator_signs_in_and_reads_every_panel(served, tmp_path):
@@ -106,7 +99,14 @@ def test_prometheus_metrics_under_gunicorn(served, tmp_path):
             requests.post(f"{url}/api/v1/reports", timeout=10, json={
                 "package": "hello", "to": "2.0.0", "result": "unhealthy", "exit_code": 4,
                 "client_id": "c1"}, headers={"Authorization": f"Bearer {reporter}"})
-        text = requests.get(f"{url}/metrics", timeout=10).text
+        refused = requests.get(f"{url}/metrics", timeout=10)
+        assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith(
+            "Bearer")
+        assert requests.get(f"{url}/metrics", timeout=10, headers={
+            "Authorization": f"Bearer {reporter}"}).status_code == 401  # another scope
+        _, scraper = create_token(RepoPaths(served.repo_dir), "prometheus", "metrics")
+        text = requests.get(f"{url}/metrics", timeout=10, headers={
+            "Authorization": f"Bearer {scraper}"}).text
     assert 'custody_role_expiry_seconds{role="timestamp"}' in text
     assert 'custody_role_expiry_seconds{role="bins"}' in text
     assert 'custody_rollout_percent{channel="stable",package="hello",state="active",' \

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from flask.blueprints import BlueprintSetupState
 
 from custody.repository.metrics import Metrics
-from custody.repository.web import EXTENSION
+from custody.repository.web import EXTENSION, authorized
 
 telemetry = Blueprint("telemetry", __name__)
 _KEY = "custody-metrics"
@@ -35,5 +35,17 @@ def count(response: Response) -> Response:
 
 @telemetry.get("/metrics")
 def prometheus() -> Response:
+    """The metrics, for a scraper with a ``metrics`` (or operator) token.
+
+    Prometheus sends it as its scrape config's ``authorization`` (a bearer
+    token). The page names packages, rollouts, roles and their expiry, and
+    how many hosts report what: not for anyone on the network.
+    """
+    if authorized("metrics") is None:
+        response = jsonify(error="a metrics token is required (Authorization: Bearer; "
+                                 "custody-repo token create DIR NAME --scope metrics)")
+        response.status_code = 401
+        response.headers["WWW-Authenticate"] = 'Bearer realm="custody metrics"'
+        return response
     body, content_type = _metrics().render()
     return Response(body, content_type=content_type)

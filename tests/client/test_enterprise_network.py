@@ -20,7 +20,6 @@ import ipaddress
 import json
 import os
 import re
-import shutil
 import subprocess
 import threading
 import time
@@ -34,7 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.helpers import BIN, _nginx, free_port
+from tests.helpers import BIN, _nginx, debian_tool, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -106,14 +105,7 @@ class ProxiedOnlyMirror:
 
 
 def _tinyproxy() -> str:
-    found = shutil.which("tinyproxy") or shutil.which("tinyproxy", path="/usr/sbin:/usr/bin")
-    if found is None and os.geteuid() == 0:
-        subprocess.run("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install "
-                       "-y -qq tinyproxy", shell=True, check=False, capture_output=True)
-        found = shutil.which("tinyproxy", path="/usr/sbin:/usr/bin")
-    if found is None:
-        pytest.skip("tinyproxy is not installed and could not be (apt, as root)")
-    return found
+    return debian_tool("tinyproxy")
 
 
 @dataclass

@@ -12,16 +12,14 @@ command line a unit runs is then checked against ``custody SUBCOMMAND
 from __future__ import annotations
 
 import configparser
-import os
 import re
 import shlex
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import BIN
+from tests.helpers import BIN, debian_tool
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs/examples"
 UNITS = sorted([*EXAMPLES.glob("*.service"), *EXAMPLES.glob("*.timer")])
@@ -29,15 +27,7 @@ INSTALLED = "/opt/custody/bin/"  # where docs/agents.md installs custody
 
 
 def _systemd_analyze() -> str:
-    found = shutil.which("systemd-analyze")
-    if found is None and os.geteuid() == 0:
-        subprocess.run("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install "
-                       "-y -qq --no-install-recommends systemd", shell=True, check=False,
-                       capture_output=True)
-        found = shutil.which("systemd-analyze")
-    if found is None:
-        pytest.skip("systemd-analyze is not installed and could not be (apt, as root)")
-    return found
+    return debian_tool("systemd-analyze", "systemd")
 
 
 def _service(unit: Path) -> configparser.SectionProxy:

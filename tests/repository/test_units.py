@@ -8,27 +8,17 @@ misspelled value and then ignores it.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
-from tests.helpers import BIN
+from tests.helpers import BIN, debian_tool
 
 DEPLOY = Path(__file__).resolve().parent.parent.parent / "deploy"
 UNITS = ("custody-repo.service", "custody-repo-bump.service", "custody-repo-bump.timer")
 
 
 def _systemd_analyze() -> str:
-    found = shutil.which("systemd-analyze")
-    if found is None and shutil.which("apt-get") and Path("/proc/self").exists():
-        subprocess.run("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install "
-                       "-y -qq systemd", shell=True, check=False, capture_output=True)
-        found = shutil.which("systemd-analyze")
-    if found is None:
-        pytest.skip("systemd-analyze is not installed and could not be (apt, as root)")
-    return found
+    return debian_tool("systemd-analyze", "systemd")
 
 
 def test_repository_units_verify_cleanly(tmp_path):
