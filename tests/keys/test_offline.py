@@ -320,3 +320,62 @@ def test_sigstore_root_set_with_the_owner_key_offline(site):
     assert r.returncode == 0 and "layouts published" in r.stdout, r.stderr
     published = list((repo / "public/targets").rglob("*.trusted_root.json"))
     assert len(published) == 1 and published[0].read_bytes() == trusted_root.read_bytes()
+
+
+def test_ceremonies_killed_at_random_points_leave_a_whole_change_or_none(site, hello_chain):
+    """SIGKILL while a change is saved as pending, and while its import commits: each time
+    the change is whole and pending, or published whole; a retry finishes it."""
+    import random
+    import signal
+    import time
+
+    repo, offline = site / "repo", site / "offline"
+    rng = random.Random(22)
+    layout_files = lambda: list((repo / "public/targets").rglob("*.hello.1.layout"))  # noqa: E731
+    started = time.monotonic()  # how long a whole run takes here: kills land inside it
+    assert repo_cli("layout", "add", repo, hello_chain.layout, "--name", "hello",
+                    "--new").returncode == 3
+    span = (time.monotonic() - started) * 2
+    assert keys_cli("pending", "drop", "--repo", repo, "layouts").returncode == 0
+    outcomes = {"before": 0, "saved": 0}
+    for _ in range(12):  # killed while saving the pending change
+        proc = subprocess.Popen([str(BIN / "custody-repo"), "layout", "add", str(repo),
+                                 str(hello_chain.layout), "--name", "hello", "--new"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.02, span))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        listed = keys_cli("pending", "list", "--repo", repo)
+        assert listed.returncode == 0, listed.stderr  # never an unreadable change
+        assert not layout_files()
+        outcomes["saved" if listed.stdout else "before"] += 1
+        if listed.stdout:
+            assert listed.stdout.startswith("layouts v2: signatures 0/1"), listed.stdout
+            assert keys_cli("pending", "drop", "--repo", repo, "layouts").returncode == 0
+    assert outcomes["before"] and outcomes["saved"], outcomes  # both sides of the save
+    r = repo_cli("layout", "add", repo, hello_chain.layout, "--name", "hello", "--new")
+    assert r.returncode == 3, r.stderr
+    exported = site / "layouts.json"
+    assert keys_cli("export", "--repo", repo, "--role", "layouts", "-o", exported).returncode == 0
+    assert keys_cli("sign", exported, "--key", offline / "owner").returncode == 0
+    published = False
+    for _ in range(8):  # killed while the import commits
+        proc = subprocess.Popen([str(BIN / "custody-keys"), "import", "--repo", str(repo),
+                                 str(exported)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.02, span))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        listed = keys_cli("pending", "list", "--repo", repo)
+        assert listed.returncode == 0, listed.stderr
+        published = listed.stdout == ""
+        if published:
+            break
+    if not published:
+        r = keys_cli("import", "--repo", repo, exported)
+        assert r.returncode == 0 and "layouts published" in r.stdout, r.stderr
+    assert len(layout_files()) == 1
+    assert repo_cli("bump", repo).returncode == 0  # removes a change a kill left behind
+    assert not [p for p in (repo / "private/pending").iterdir() if not p.name.startswith(".")]
+    r = repo_cli("status", repo, "--check", "30")
+    assert r.returncode == 0, r.stderr
