@@ -161,8 +161,19 @@ def load_all(paths: RepoPaths) -> list[PendingChange]:
     return sorted(changes, key=lambda c: (c.created, c.name))
 
 
+def clear_leftovers(paths: RepoPaths) -> None:
+    """Remove the temporary folders of saves a kill interrupted (call under the lock)."""
+    base = pending_root(paths)
+    if base.exists():
+        for folder in base.glob(".*.tmp"):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def change_for(paths: RepoPaths, role: str) -> PendingChange:
     """The saved change that edits ``role``; a one-sentence refusal if none does."""
+    if is_draft(paths):
+        raise NotFoundError(f"{paths.root} is not published yet: its first version waits for "
+                            "signatures (custody-keys pending list), not a change")
     for change in load_all(paths):
         if role in change.roles:
             return change

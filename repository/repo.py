@@ -60,7 +60,7 @@ from custody.repository.errors import (
     RepositoryError,
     SigningError,
 )
-from custody.repository.pending import PendingChange, is_draft, load_all, save_draft
+from custody.repository.pending import PendingChange, clear_leftovers, is_draft, load_all, save_draft
 from custody.repository.storage import RepoPaths, copy_atomic, locked, write_atomic
 from custody.repository.storage import write_order as _write_order
 
@@ -169,6 +169,7 @@ class CustodyRepository(Repository):
     def _clear_completed_changes(self) -> None:
         """Remove pending changes already published (a ceremony's commit, killed before
         it removed its change): nothing is left half-done for the next import to trip on."""
+        clear_leftovers(self.paths)
         try:
             changes = load_all(self.paths)
         except RepositoryError:

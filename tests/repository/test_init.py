@@ -96,6 +96,10 @@ def test_a_signature_by_an_untrusted_key_does_not_count(tmp_path, keydir):
     assert r.returncode == 3
     assert "root v1 has 0/1 signatures" in r.stderr and "targets" not in r.stderr.split(
         "not yet published:")[1].split(".")[0]
+    r = keys_cli("pending", "list", "--repo", repo)
+    assert r.returncode == 0 and "first version: root v1 has 0/1 signatures" in r.stdout
+    r = keys_cli("pending", "show", "--repo", repo, "root")
+    assert r.returncode == 1 and "its first version waits for signatures" in r.stderr
     exported = tmp_path / "root.json"
     assert keys_cli("export", "--repo", repo, "--role", "root", "-o", exported).returncode == 0
     root = load_public_key(keydir / "root.pub").keyid
