@@ -31,7 +31,8 @@ from tuf.api.serialization.json import JSONSerializer
 
 from custody.repository.errors import NotFoundError, RepositoryError
 from custody.repository.pending import PendingChange, change_for, load_all
-from custody.repository.repo import CustodyRepository, Expectation, signature_valid
+from custody.repository.repo import CustodyRepository
+from custody.repository.signatures import Expectation, signature_valid
 from custody.repository.storage import write_atomic
 
 _SERIALIZER = JSONSerializer(compact=False)
@@ -94,7 +95,7 @@ def pending_lines(repo: CustodyRepository) -> list[tuple[str, int, str]]:
 
 
 def _complete(repo: CustodyRepository, change: PendingChange, role: str) -> bool:
-    return all(len(e.signed) >= e.threshold for e in _expectations(repo, change, role))
+    return all(e.met for e in _expectations(repo, change, role))
 
 
 def export_pending(repo: CustodyRepository, role: str) -> bytes:

@@ -51,7 +51,8 @@ from custody.repository.ceremony import (
 from custody.repository.config import BINS_PREFIX, RepoConfig
 from custody.repository.errors import NotFoundError, RepositoryError
 from custody.repository.pending import draft_dir, is_draft
-from custody.repository.repo import LAYOUTS, RELEASES, CustodyRepository, Expectation
+from custody.repository.repo import LAYOUTS, RELEASES, CustodyRepository
+from custody.repository.signatures import Expectation, expectation
 from custody.repository.storage import RepoPaths, write_atomic
 
 _SERIALIZER = JSONSerializer(compact=False)
@@ -158,19 +159,15 @@ def _load(paths: RepoPaths) -> tuple[dict[str, Metadata], list[str]]:
     return drafts, pending
 
 
-def expectation(drafts: dict[str, Metadata], role: str) -> Expectation:
+def draft_expectation(drafts: dict[str, Metadata], role: str) -> Expectation:
     """Whose keys must sign a draft role, by its draft delegator, and which do."""
-    md = drafts[role]
-    delegator = drafts[_DELEGATOR[role]].signed
-    result = delegator.get_verification_result(  # type: ignore[attr-defined]
-        role, md.signed_bytes, md.signatures)
-    return Expectation(f"draft {_DELEGATOR[role]}", role, sorted(result.signed | result.unsigned),
-                       result.threshold, sorted(result.signed))
+    return expectation(f"draft {_DELEGATOR[role]}", drafts[_DELEGATOR[role]].signed,  # type: ignore[arg-type]
+                       role, drafts[role])
 
 
 def counts(drafts: dict[str, Metadata], role: str) -> tuple[int, int]:
     """``(valid signatures, threshold)`` of a draft role, by its draft delegator's keys."""
-    found = expectation(drafts, role)
+    found = draft_expectation(drafts, role)
     return len(found.signed), found.threshold
 
 
@@ -192,7 +189,7 @@ def export(paths: RepoPaths, role: str) -> bytes:
     drafts, pending = _load(paths)
     if role not in pending:
         raise NotFoundError(f"{role} needs no signatures (pending: {', '.join(pending)})")
-    return with_expectations(drafts[role], role, [expectation(drafts, role)])
+    return with_expectations(drafts[role], role, [draft_expectation(drafts, role)])
 
 
 def import_signatures(paths: RepoPaths, data: bytes) -> ImportResult:
@@ -211,7 +208,7 @@ def import_signatures(paths: RepoPaths, data: bytes) -> ImportResult:
     delegator = drafts[_DELEGATOR[role]].signed
     keys = {k: delegator.get_key(k)  # type: ignore[attr-defined]
             for k in delegator.get_delegated_role(role).keyids}  # type: ignore[attr-defined]
-    ignored = merge_signatures(md, incoming, keys, [expectation(drafts, role)], role)
+    ignored = merge_signatures(md, incoming, keys, [draft_expectation(drafts, role)], role)
     write_atomic(draft_dir(paths) / f"{role}.json", md.to_bytes(_SERIALIZER))
     if any(have < need for have, need in (counts(drafts, r) for r in pending)):
         return ImportResult(role, False, ignored, describe(paths))

@@ -14,7 +14,8 @@ from pathlib import Path
 from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
 
 from custody.repository.errors import BucketError
-from custody.repository.repo import LAYOUTS, RELEASES, TOP_LEVEL, CustodyRepository, signed_by
+from custody.repository.repo import LAYOUTS, RELEASES, TOP_LEVEL, CustodyRepository
+from custody.repository.signatures import signed_by
 
 
 def bump_online(repo: CustodyRepository, force: bool = False) -> list[str]:

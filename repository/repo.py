@@ -32,11 +32,10 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from securesystemslib.signer import Key, Signature, Signer
+from securesystemslib.signer import Key, Signer
 from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import (
     Metadata,
@@ -52,7 +51,7 @@ from tuf.api.serialization.json import JSONSerializer
 from tuf.repository import Repository
 
 from custody.repository import bucket as replica
-from custody.repository.config import BINS_PREFIX, ONLINE_ROLES, KeySpec, RepoConfig
+from custody.repository.config import BINS_PREFIX, KeySpec, RepoConfig
 from custody.repository.errors import (
     BucketError,
     NotFoundError,
@@ -61,6 +60,7 @@ from custody.repository.errors import (
     SigningError,
 )
 from custody.repository.pending import PendingChange, clear_leftovers, is_draft, load_all, save_draft
+from custody.repository.signatures import Expectation, expectation
 from custody.repository.storage import RepoPaths, copy_atomic, locked, write_atomic
 from custody.repository.storage import write_order as _write_order
 
@@ -68,23 +68,6 @@ LAYOUTS, RELEASES = "layouts", "releases"
 OFFLINE_ROLES = ("root", "targets", LAYOUTS)
 TOP_LEVEL = (Root.type, Targets.type, Snapshot.type, Timestamp.type)
 _SERIALIZER = JSONSerializer(compact=False)
-
-
-@dataclass(frozen=True)
-class Expectation:
-    """The keys one delegator trusts for a role, its threshold, and which have signed."""
-
-    by: str  # the delegator: "new root", "previous root", "targets", "releases"
-    role: str
-    keyids: list[str]
-    threshold: int
-    signed: list[str]
-
-    def line(self) -> str:
-        whose = f"{self.by}'s keys" if self.role == Root.type else \
-            f"keys {self.by} trusts for {self.role}"
-        return (f"{len(self.signed)}/{self.threshold} by the {whose} "
-                f"({', '.join(k[:8] for k in self.keyids)})")
 
 
 class CustodyRepository(Repository):
@@ -475,13 +458,8 @@ class CustodyRepository(Repository):
         else:
             name = self.delegator(role)
             checks = [(name, (delegators.get(name) or self.open(name)).signed)]
-        found = []
-        for name, delegator in checks:
-            result = delegator.get_verification_result(  # type: ignore[attr-defined]
-                role, md.signed_bytes, md.signatures)
-            found.append(Expectation(name, role, sorted(result.signed | result.unsigned),
-                                     result.threshold, sorted(result.signed)))
-        return found
+        return [expectation(name, delegator, role, md)  # type: ignore[arg-type]
+                for name, delegator in checks]
 
     def describe_signatures(self, role: str, md: Metadata,
                             delegators: Mapping[str, Metadata] = {}) -> str:
@@ -600,20 +578,3 @@ class CustodyRepository(Repository):
 
 def expiry_class(role: str) -> str:
     return "bins" if role.startswith(BINS_PREFIX + "-") else role
-
-
-def signature_valid(key: Key, signature: Signature, payload: bytes) -> bool:
-    """Whether ``signature`` by ``key`` verifies over ``payload`` (any failure: no)."""
-    try:
-        key.verify_signature(signature, payload)
-    except Exception:  # any failure means "not signed by it"
-        return False
-    return True
-
-
-def signed_by(md: Metadata, key: Key) -> bool:
-    signature = md.signatures.get(key.keyid)
-    return signature is not None and signature_valid(key, signature, md.signed_bytes)
-
-
-__all__ = ["LAYOUTS", "ONLINE_ROLES", "RELEASES", "CustodyRepository", "signature_valid"]
