@@ -35,6 +35,7 @@ from custody.keys_tooling.keys import (
     password_from_env,
     write_key_pair,
 )
+from custody.repository.errors import exit_code_help
 
 
 def _fail(message: str) -> NoReturn:
@@ -42,10 +43,12 @@ def _fail(message: str) -> NoReturn:
     sys.exit(1)
 
 
-@click.group()
+@click.group(help=exit_code_help(
+    "Generate and inspect custody keys (securesystemslib key ids, PEM files); rotate, "
+    "revoke and sign them through the repository's roles."))
 @click.version_option(package_name="custody", prog_name="custody-keys")
 def main() -> None:
-    """Generate and inspect custody keys (securesystemslib key ids, PEM files)."""
+    pass
 
 
 @main.command()

@@ -41,7 +41,7 @@ from custody.keys_tooling.keys import (
 )
 from custody.repository import maintenance
 from custody.repository.config import ONLINE_ROLES, KeySpec, RepoConfig
-from custody.repository.errors import EXIT_PENDING, RepositoryError
+from custody.repository.errors import EXIT_PENDING, RepositoryError, exit_code_help
 from custody.repository.repo import CustodyRepository
 from custody.repository.storage import RepoPaths, locked
 
@@ -73,10 +73,11 @@ def _new_key(path: Path, encrypt: bool, said: list[str]) -> Signer:
     return signer
 
 
-@click.group()
+@click.group(help=exit_code_help(
+    "Operate a custody repository: TUF metadata for artifacts and their in-toto evidence."))
 @click.version_option(package_name="custody", prog_name="custody-repo")
 def main() -> None:
-    """Operate a custody repository: TUF metadata for artifacts and their in-toto evidence."""
+    pass
 
 
 @main.command()

@@ -23,6 +23,26 @@ EXIT_USAGE = 2
 EXIT_PENDING = 3
 EXIT_BUCKET = 4
 
+#: The table above, as ``custody-repo --help`` and ``custody-keys --help`` print it.
+EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (EXIT_OK, "done"),
+    (EXIT_REFUSED, "refused or failed (one sentence on stderr); nothing changed"),
+    (EXIT_USAGE, "usage: bad arguments"),
+    (EXIT_PENDING, "saved as a pending change: offline signatures are needed "
+                   "(custody-keys pending list)"),
+    (EXIT_BUCKET, "the bucket failed (credentials, network): the change is committed in the "
+                  "local tree, or nothing changed; custody-repo sync finishes it"),
+)
+
+
+def exit_code_help(intro: str) -> str:
+    """``intro`` and the exit-code table, for a click group's help (kept unwrapped)."""
+    import textwrap
+
+    rows = "\n".join(textwrap.fill(meaning, 78, initial_indent=f"  {code}  ",
+                                    subsequent_indent="     ") for code, meaning in EXIT_CODES)
+    return f"{intro}\n\n\b\nExit codes:\n{rows}"
+
 
 class RepositoryError(Exception):
     """Base class: the repository refused or failed an operation; nothing changed."""

@@ -109,3 +109,18 @@ def test_cli_generate_and_show(tmp_path):
                        env={k: v for k, v in os.environ.items() if k != "CUSTODY_KEY_PASSWORD"})
     assert r.returncode == 1 and "no password for bob" in r.stderr
     assert not (tmp_path / "bob").exists()
+
+
+def test_both_operator_clis_print_the_one_exit_code_table():
+    """custody-repo and custody-keys end with the codes of repository.errors, and say so."""
+    from custody.repository.errors import EXIT_CODES, BucketError, PendingSignaturesError
+    from tests.helpers import BIN
+
+    assert (PendingSignaturesError.exit_code, BucketError.exit_code) == (3, 4)
+    for program in ("custody-repo", "custody-keys"):
+        r = subprocess.run([str(BIN / program), "--help"], capture_output=True, text=True,
+                           check=False)
+        assert r.returncode == 0
+        text = " ".join(r.stdout.split())
+        for code, meaning in EXIT_CODES:
+            assert f"{code} {meaning}" in text, (program, code)
