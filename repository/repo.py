@@ -59,7 +59,13 @@ from custody.repository.errors import (
     RepositoryError,
     SigningError,
 )
-from custody.repository.pending import PendingChange, clear_leftovers, is_draft, load_all, save_draft
+from custody.repository.pending import (
+    PendingChange,
+    clear_leftovers,
+    is_draft,
+    load_all,
+    save_draft,
+)
 from custody.repository.signatures import Expectation, expectation
 from custody.repository.storage import RepoPaths, copy_atomic, locked, write_atomic
 from custody.repository.storage import write_order as _write_order
