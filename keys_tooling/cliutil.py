@@ -22,6 +22,7 @@ EXTRAS: dict[str, str] = {
     "flask": "repository", "werkzeug": "repository", "gunicorn": "repository",
     "boto3": "repository", "botocore": "repository", "prometheus_client": "repository",
     "requests": "repository", "sigstore": "keyless", "sigstore_models": "keyless",
+    "psycopg": "postgresql", "psycopg_binary": "postgresql",
 }
 #: What a command that lacks an extra's module exits with: the operation failed
 #: (1 in every custody command's table), and nothing was done.

@@ -704,7 +704,7 @@ def rollout_status(directory: Path, name: str, channel: str) -> None:
     from custody.repository.reports import ReportStore
 
     repo = CustodyRepository(directory)
-    store = ReportStore(repo.paths.private / "reports.sqlite")
+    store = ReportStore.open(repo.paths)
     try:
         for line in rollouts.status(repo, store, name, channel).lines():
             click.echo(line)
@@ -746,6 +746,44 @@ def token_revoke(directory: Path, token_id: str) -> None:
 
     revoke_token(RepoPaths(directory), token_id)
     click.echo(f"revoked {token_id}")
+
+
+@main.group()
+def database() -> None:
+    """Where reports and tokens live: SQLite in private/ (default) or a PostgreSQL server."""
+
+
+@database.command("show")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@_fails_cleanly
+def database_show(directory: Path) -> None:
+    """Print where the fleet state lives (a server's URL without its password)."""
+    from custody.repository.database import redact
+
+    config = RepoConfig.load(RepoPaths(directory))
+    click.echo(redact(config.database) if config.database
+               else f"sqlite: {RepoPaths(directory).private / 'reports.sqlite'}")
+
+
+@database.command("set")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("url")
+@_fails_cleanly
+def database_set(directory: Path, url: str) -> None:
+    """Move reports and tokens to the PostgreSQL server URL (postgresql://USER@HOST/DB).
+
+    The server is checked first and the state copied before the
+    configuration names it: a failure leaves the repository as it was.
+    Every serve of this repository (and a second publisher) then shares it.
+    """
+    from custody.repository.database import redact
+    from custody.repository.maintenance import move_fleet_state
+
+    paths = RepoPaths(directory)
+    with locked(paths):
+        tokens, reports = move_fleet_state(paths, url)
+    click.echo(f"fleet state now in {redact(url)}: {tokens} token(s) and {reports} report(s) "
+               "copied; restart custody-repo serve")
 
 
 #: The console script: bugs exit 70 with one sentence (keys_tooling.cliutil.guarded).

@@ -63,6 +63,9 @@ class RepoConfig:
     # gc deletes what no current snapshot reaches only this long after it stopped being
     # current, so that a client's refresh in flight still finds its files.
     gc_retention_hours: float = 24.0
+    # The fleet's state (reports; tokens too) on a PostgreSQL server, ``postgresql://...``,
+    # instead of SQLite in private/ (repository.database): what two publishers share.
+    database: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -99,7 +99,7 @@ def overview(paths: RepoPaths, now: datetime | None = None) -> Overview:
             f"{bins.fully_signed}/{bins.count} at threshold", bins.earliest_expiry, left,
             days < margin_days))
     result.pending = [f"{role}: {signatures}" for role, _, signatures in pending_lines(repo)]
-    store = ReportStore(paths.private / "reports.sqlite")
+    store = ReportStore.open(paths)
     try:
         for folder in sorted((paths.targets / "packages").glob("*")):
             if not folder.is_dir():

@@ -13,9 +13,11 @@ from pathlib import Path
 
 from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
 
+from custody.repository.config import RepoConfig
 from custody.repository.errors import BucketError
 from custody.repository.repo import LAYOUTS, RELEASES, TOP_LEVEL, CustodyRepository
 from custody.repository.signatures import signed_by
+from custody.repository.storage import RepoPaths
 
 
 def bump_online(repo: CustodyRepository, force: bool = False) -> list[str]:
@@ -125,3 +127,48 @@ def gc(repo: CustodyRepository, keep_snapshots: int = 3,
         except BucketError as exc:
             raise repo.bucket_failed(exc, committed=True) from exc
     return removed
+
+
+def move_fleet_state(paths: RepoPaths, url: str) -> tuple[int, int]:
+    """Point the repository at the PostgreSQL server ``url``, bringing its fleet state along.
+
+    The server is checked (reachable, tables made) before anything changes;
+    then the API tokens and the health reports kept locally are copied to it
+    (a token already there is kept as it is), and only then does
+    ``private/config.json`` name it, so an interrupted move leaves the
+    repository on SQLite, whole. Returns (tokens, reports) copied.
+    """
+    import json
+
+    from custody.repository.database import Database
+    from custody.repository.reports import ReportStore
+
+    config = RepoConfig.load(paths)
+    server = Database.open(paths.private, url)
+    try:
+        target = ReportStore(server)
+        server.execute("CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, name TEXT, "
+                       "sha256 TEXT, scope TEXT, created TEXT)")
+        tokens = json.loads(paths.tokens.read_text()) if paths.tokens.exists() else {}
+        known = {row[0] for row in server.execute("SELECT id FROM tokens").fetchall()}
+        fresh = [(tid, e["name"], e["sha256"], e.get("scope", "publish"), e.get("created", ""))
+                 for tid, e in tokens.items() if tid not in known]
+        reports = 0
+        local_file = paths.private / "reports.sqlite"
+        rows: list[tuple] = []
+        if config.database is None and local_file.exists():
+            local = ReportStore(Database.sqlite(local_file))
+            try:
+                rows = local.rows()
+            finally:
+                local.close()
+        with server.transaction():
+            if fresh:
+                server.executemany("INSERT INTO tokens (id, name, sha256, scope, created) "
+                                   "VALUES (?, ?, ?, ?, ?)", fresh)
+            reports = target.restore(rows)
+    finally:
+        server.close()
+    config.database = url
+    config.save(paths)
+    return len(fresh), reports

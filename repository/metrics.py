@@ -11,7 +11,6 @@ prometheus-client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` under
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, g
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from custody.repository.reports import ReportStore
 from custody.repository.storage import RepoPaths
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -69,12 +69,12 @@ class StateCollector(Collector):
         yield self._pending(now)
         reports = GaugeMetricFamily("custody_reports", "Health reports stored, by result",
                                     labels=["result"])
-        database = self.paths.private / "reports.sqlite"
-        if database.exists():
-            with sqlite3.connect(database) as db:
-                for result, count in db.execute(
-                        "SELECT result, COUNT(*) FROM reports GROUP BY result"):
-                    reports.add_metric([result], count)
+        store = ReportStore.open(self.paths)
+        try:
+            for result, count in sorted(store.by_result().items()):
+                reports.add_metric([result], count)
+        finally:
+            store.close()
         yield reports
 
 

@@ -1,23 +1,25 @@
-"""Health reports from the fleet, kept in SQLite beside the private state.
+"""Health reports from the fleet, kept in the repository's database.
 
 After an install, update, health check, rollback or refusal, a client that
 opted in sends one report: package, from, to, result, exit code, reason, and
 its random client id; nothing else. The server keeps the newest
-``MAX_ROWS`` in ``private/reports.sqlite`` (the standard library's sqlite3)
-and summarizes them per package version, which is what halts a rollout
-whose new version fails its health checks on too many hosts.
+``MAX_ROWS`` (in ``private/reports.sqlite``, or the PostgreSQL server the
+configuration names: `custody.repository.database`) and summarizes them per
+package version, which is what halts a rollout whose new version fails its
+health checks on too many hosts.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from custody.repository.config import RepoConfig
+from custody.repository.database import Database
 from custody.repository.errors import InvalidReleaseError
+from custody.repository.storage import RepoPaths
 
 MAX_ROWS = 200_000
 RESULTS = ("installed", "updated", "up-to-date", "skipped", "unhealthy", "rolled-back",
@@ -82,18 +84,21 @@ class Summary:
 
 
 class ReportStore:
-    """``private/reports.sqlite``: one table, bounded."""
+    """The ``reports`` table: one table, bounded."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db = sqlite3.connect(path, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        database.execute(
             "CREATE TABLE IF NOT EXISTS reports (id INTEGER PRIMARY KEY, received REAL, "
             "client_id TEXT, package TEXT, from_version TEXT, to_version TEXT, result TEXT, "
             "exit_code INTEGER, reason TEXT)")
-        self._db.execute("CREATE INDEX IF NOT EXISTS by_version ON reports "
+        database.execute("CREATE INDEX IF NOT EXISTS by_version ON reports "
                          "(package, to_version)")
+
+    @classmethod
+    def open(cls, paths: RepoPaths) -> ReportStore:
+        """The store of the repository at ``paths``, where its configuration puts it."""
+        return cls(Database.open(paths.private, RepoConfig.load(paths).database))
 
     def close(self) -> None:
         self._db.close()
@@ -101,7 +106,7 @@ class ReportStore:
     def add(self, reports: Iterable[Report]) -> int:
         rows = [(time.time(), r.client_id, r.package, r.from_version, r.to_version, r.result,
                  r.exit_code, r.reason) for r in reports]
-        with self._db:
+        with self._db.transaction():
             self._db.executemany(
                 "INSERT INTO reports (received, client_id, package, from_version, to_version,"
                 " result, exit_code, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
@@ -136,3 +141,25 @@ class ReportStore:
 
     def count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM reports").fetchone()[0]
+
+    def by_result(self) -> dict[str, int]:
+        """How many stored reports say each result (for /metrics)."""
+        rows = self._db.execute("SELECT result, COUNT(*) FROM reports GROUP BY result")
+        return {result: count for result, count in rows.fetchall()}
+
+    #: The columns of a stored report, in `rows` and `restore` order.
+    COLUMNS = ("received", "client_id", "package", "from_version", "to_version", "result",
+               "exit_code", "reason")
+
+    def rows(self) -> list[tuple]:
+        """Every stored report, oldest first, with the time it was received."""
+        return self._db.execute(f"SELECT {', '.join(self.COLUMNS)} FROM reports "
+                                "ORDER BY id").fetchall()
+
+    def restore(self, rows: list[tuple]) -> int:
+        """Store reports `rows` gave (another store's), keeping when they were received."""
+        if rows:
+            marks = ", ".join("?" * len(self.COLUMNS))
+            self._db.executemany(f"INSERT INTO reports ({', '.join(self.COLUMNS)}) "
+                                 f"VALUES ({marks})", rows)
+        return len(rows)

@@ -1,7 +1,9 @@
-"""API bearer tokens, stored hashed in ``private/tokens.json``.
+"""API bearer tokens, stored hashed: in ``private/tokens.json``, or the configured database.
 
 A token is shown once, at creation; the repository keeps only its SHA-256,
-so a copy of the private state does not leak publishing rights.
+so a copy of the private state does not leak publishing rights. With a
+PostgreSQL server configured (`custody.repository.database`) the tokens live
+there, so that every publisher sharing that server accepts the same ones.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import json
 import secrets
 from datetime import UTC, datetime
 
+from custody.repository.config import RepoConfig
+from custody.repository.database import Database
 from custody.repository.errors import NotFoundError
 from custody.repository.storage import RepoPaths, locked, write_atomic
 
@@ -27,10 +31,29 @@ def _digest(token: str) -> str:
 
 
 def _load(paths: RepoPaths) -> dict[str, dict[str, str]]:
+    database = _database(paths)
+    if database is not None:
+        try:
+            rows = database.execute("SELECT id, name, sha256, scope, created FROM tokens")
+            return {row[0]: dict(zip(("name", "sha256", "scope", "created"), row[1:],
+                                     strict=True)) for row in rows.fetchall()}
+        finally:
+            database.close()
     try:
         return json.loads(paths.tokens.read_text())
     except FileNotFoundError:
         return {}
+
+
+def _database(paths: RepoPaths) -> Database | None:
+    """The configured server's ``tokens`` table, or None: the JSON file."""
+    url = RepoConfig.load(paths).database
+    if not url:
+        return None
+    database = Database.open(paths.private, url)
+    database.execute("CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, name TEXT, "
+                     "sha256 TEXT, scope TEXT, created TEXT)")
+    return database
 
 
 def create_token(paths: RepoPaths, name: str, scope: str = "publish") -> tuple[str, str]:
@@ -39,15 +62,33 @@ def create_token(paths: RepoPaths, name: str, scope: str = "publish") -> tuple[s
         raise NotFoundError(f"no token scope {scope!r} (scopes: {', '.join(SCOPES)})")
     token = PREFIX + secrets.token_urlsafe(32)
     token_id = _digest(token)[:12]
+    entry = {"name": name, "sha256": _digest(token), "scope": scope,
+             "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    database = _database(paths)
+    if database is not None:
+        try:
+            database.execute("INSERT INTO tokens (id, name, sha256, scope, created) "
+                             "VALUES (?, ?, ?, ?, ?)", (token_id, *entry.values()))
+        finally:
+            database.close()
+        return token_id, token
     with locked(paths):
         tokens = _load(paths)
-        tokens[token_id] = {"name": name, "sha256": _digest(token), "scope": scope,
-                            "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        tokens[token_id] = entry
         write_atomic(paths.tokens, json.dumps(tokens, indent=1).encode(), 0o600)
     return token_id, token
 
 
 def revoke_token(paths: RepoPaths, token_id: str) -> None:
+    database = _database(paths)
+    if database is not None:
+        try:
+            removed = database.execute("DELETE FROM tokens WHERE id = ?", (token_id,)).rowcount
+        finally:
+            database.close()
+        if not removed:
+            raise NotFoundError(f"no token with id {token_id}")
+        return
     with locked(paths):
         tokens = _load(paths)
         if tokens.pop(token_id, None) is None:

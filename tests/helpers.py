@@ -310,3 +310,47 @@ def packaged_source(where: Path) -> Path:
         else:
             shutil.copy2(path, source / name)
     return source
+
+
+# -- PostgreSQL, for the fleet state of a repository (repository.database) ------------
+
+@contextlib.contextmanager
+def running_postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (Debian's server); its URL.
+
+    The server refuses to run as root, so the cluster belongs to the
+    ``postgres`` user the package creates, in a directory of its own.
+    """
+    import glob
+    import tempfile
+
+    def binary(name: str) -> str | None:
+        found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+        return found[-1] if found else None
+
+    if binary("initdb") is None:
+        debian_tool("psql", "postgresql")
+    initdb, pg_ctl = binary("initdb"), binary("pg_ctl")
+    if initdb is None or pg_ctl is None or os.geteuid() != 0:
+        import pytest
+
+        pytest.skip("PostgreSQL's server is not installed and could not be (apt, as root)")
+    base = Path(tempfile.mkdtemp(prefix="custody-pg-", dir="/tmp"))
+    data = base / "data"
+    shutil.chown(base, "postgres")
+    port = free_port()
+
+    def as_postgres(*args: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True,
+                       capture_output=True, timeout=120)
+
+    as_postgres(initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8")
+    as_postgres(pg_ctl, "-D", str(data), "-l", str(base / "log"), "-w", "-o",
+                f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(["runuser", "-u", "postgres", "--", pg_ctl, "-D", str(data), "-m",
+                        "immediate", "-w", "stop"], capture_output=True, timeout=60,
+                       check=False)
+        shutil.rmtree(base, ignore_errors=True)

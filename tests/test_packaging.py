@@ -36,7 +36,7 @@ def test_every_module_of_an_extra_is_in_the_table_that_names_it():
     for module, dists in packages_distributions().items():
         for dist in dists:
             modules_of.setdefault(dist.lower().replace("_", "-"), set()).add(module)
-    for extra in ("repository", "keyless"):
+    for extra in ("repository", "keyless", "postgresql"):
         for dist in names(extras[extra]):
             named = {m for m in modules_of[dist] if EXTRAS.get(m) == extra}
             assert named, f"{dist} of custody[{extra}] has no module in EXTRAS"
@@ -44,5 +44,5 @@ def test_every_module_of_an_extra_is_in_the_table_that_names_it():
 
 
 def test_the_test_extra_and_so_make_install_bring_everything():
-    assert "custody[repository,keyless]" in PROJECT["optional-dependencies"]["test"]
+    assert "custody[repository,keyless,postgresql]" in PROJECT["optional-dependencies"]["test"]
     assert '-e ".[test]"' in (ROOT / "Makefile").read_text()

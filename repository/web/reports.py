@@ -30,7 +30,7 @@ def receive() -> Any:
     except InvalidReleaseError as exc:
         return error(400, str(exc))
     paths = site().paths
-    store = ReportStore(paths.private / "reports.sqlite")
+    store = ReportStore.open(paths)
     try:
         store.add(parsed)
         halted: list[str] = []

@@ -1,0 +1,129 @@
+"""Fleet state on a real PostgreSQL server (issue 25): reports and tokens, shared by publishers.
+
+SQLite in ``private/`` stays the default; ``custody-repo database set``
+moves the reports and tokens to a server, and every repository directory
+configured with it (a second publisher on another machine) shares them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import requests
+
+from custody.repository.database import Database
+from custody.repository.reports import Report, ReportStore
+from custody.repository.storage import RepoPaths
+from custody.repository.tokens import check_token, create_token, list_tokens
+from tests.helpers import BIN, free_port, make_repo, running_postgres, running_server
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    with running_postgres() as url:
+        yield url
+
+
+def repo_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "custody-repo"), *args], capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def report(client: str, result: str = "updated") -> Report:
+    return Report("hello", "1.0.0", "2.0.0", result, 0 if result == "updated" else 4, "", client)
+
+
+def test_moving_to_postgresql_carries_tokens_and_reports(tmp_path, keydir, postgres):
+    import psycopg
+
+    with psycopg.connect(postgres, autocommit=True) as db:
+        db.execute("CREATE DATABASE movetest")
+    url = postgres.rsplit("/", 1)[0] + "/movetest"
+    repo = tmp_path / "repo"
+    make_repo(repo, keydir)
+    paths = RepoPaths(repo)
+    _, ci = create_token(paths, "ci")
+    local = ReportStore.open(paths)
+    local.add([report(f"host{i}") for i in range(5)])
+    local.close()
+    r = repo_cli("database", "set", str(repo), url)
+    assert r.returncode == 0, r.stderr
+    assert "1 token(s) and 5 report(s) copied" in r.stdout
+    assert json.loads(paths.config.read_text())["database"] == url
+    assert repo_cli("database", "show", str(repo)).stdout.strip() == url
+    assert check_token(paths, ci) == "ci"  # read from the server now
+    _, fleet = create_token(paths, "fleet", "report")
+    assert check_token(paths, fleet, "report") == "fleet"
+    with psycopg.connect(url) as db:
+        assert db.execute("SELECT COUNT(*) FROM reports").fetchone()[0] == 5
+        names = {row[0] for row in db.execute("SELECT name FROM tokens").fetchall()}
+    assert names == {"ci", "fleet"}
+    # the new token lives on the server only: the local file is what it was before the move
+    assert {e["name"] for e in json.loads(paths.tokens.read_text()).values()} == {"ci"}
+    # a second move (the same server again) copies nothing twice
+    r = repo_cli("database", "set", str(repo), url)
+    assert r.returncode == 0 and "0 token(s) and 0 report(s) copied" in r.stdout, r.stdout
+
+
+def test_two_publishers_share_reports_and_tokens(tmp_path, keydir, postgres):
+    import psycopg
+
+    with psycopg.connect(postgres, autocommit=True) as db:
+        db.execute("CREATE DATABASE shared")
+    url = postgres.rsplit("/", 1)[0] + "/shared"
+    first, second = tmp_path / "first", tmp_path / "second"
+    for directory in (first, second):
+        make_repo(directory, keydir)
+        r = repo_cli("database", "set", str(directory), url)
+        assert r.returncode == 0, r.stderr
+    _, token = create_token(RepoPaths(first), "fleet", "report")  # made on one machine
+    with running_server(second) as served:  # accepted by the other
+        for i in range(3):
+            answer = requests.post(f"{served}/api/v1/reports", timeout=10, json=[{
+                "package": "hello", "from": "1.0.0", "to": "2.0.0", "result": "unhealthy",
+                "exit_code": 4, "reason": "check failed", "client_id": f"h{i}"}],
+                headers={"Authorization": f"Bearer {token}"})
+            assert answer.status_code == 202, answer.text
+    store = ReportStore.open(RepoPaths(first))  # and seen from the first
+    try:
+        summary = store.summary("hello", "2.0.0")
+        assert summary.hosts == 3 and summary.failed == 3
+        assert store.by_result() == {"unhealthy": 3}
+    finally:
+        store.close()
+    assert [t["name"] for t in list_tokens(RepoPaths(second)).values()] == ["fleet"]
+
+
+def test_an_unreachable_or_wrong_database_changes_nothing(tmp_path, keydir):
+    repo = tmp_path / "repo"
+    make_repo(repo, keydir)
+    before = RepoPaths(repo).config.read_text()
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/custody"
+    r = repo_cli("database", "set", str(repo), dead)
+    assert r.returncode == 1, r.stderr
+    said = r.stderr.strip().splitlines()
+    assert len(said) == 1 and said[0].startswith(f"custody-repo: cannot reach the database "
+                                                 f"{dead}"), said
+    r = repo_cli("database", "set", str(repo), "mysql://root:secret@db/custody")
+    assert r.returncode == 1 and "is not a postgresql:// URL" in r.stderr
+    assert "secret" not in r.stderr  # a password never reaches a message
+    assert RepoPaths(repo).config.read_text() == before
+    assert repo_cli("database", "show", str(repo)).stdout.startswith("sqlite: ")
+
+
+def test_sqlite_stays_the_default(tmp_path, keydir):
+    repo = tmp_path / "repo"
+    make_repo(repo, keydir)
+    store = ReportStore.open(RepoPaths(repo))
+    try:
+        assert store._db.kind == "sqlite"
+        store.add([report("a"), report("b", "unhealthy")])
+        assert store.by_result() == {"updated": 1, "unhealthy": 1}
+    finally:
+        store.close()
+    assert (repo / "private/reports.sqlite").exists()
+    assert Database.open(repo / "private", None).kind == "sqlite"
