@@ -56,7 +56,7 @@ def pending_root(paths: RepoPaths) -> Path:
 class PendingChange:
     """One transaction short of offline signatures, as the transaction left it.
 
-    ``roles`` are the offline roles it edited, in writing order (a delegator
+    ``roles`` are the offline roles it edited, delegators first (a delegator
     before the roles it delegates to), each with the signatures collected so
     far; ``summary`` says in words what the change does, for ``pending show``.
     """

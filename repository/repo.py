@@ -479,8 +479,9 @@ class CustodyRepository(Repository):
         timestamp) are re-signed when the change completes, from what is
         published then, so the change never carries stale online metadata.
         """
-        offline = {role: self._staged[role] for role in sorted(self._staged, key=_write_order)
-                   if role in OFFLINE_ROLES}
+        # Delegators first (root, targets, layouts): completing the change stages each
+        # role after the one whose keys it is checked against.
+        offline = {role: self._staged[role] for role in OFFLINE_ROLES if role in self._staged}
         targets: dict[str, bytes] = {}
         for path, source in self._targets.items():
             if self.role_for_target(path) not in offline:

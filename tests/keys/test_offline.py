@@ -379,3 +379,47 @@ def test_ceremonies_killed_at_random_points_leave_a_whole_change_or_none(site, h
     assert not list((repo / "private/pending").iterdir())  # the killed saves' folders too
     r = repo_cli("status", repo, "--check", "30")
     assert r.returncode == 0, r.stderr
+
+
+def test_owner_key_rotated_offline_through_one_change_of_two_roles(site, hello_chain):
+    """docs/keys.md's owner-key rotation with every key offline: targets (the new
+    delegation) and layouts (re-signed by the new owner key) wait in one change, each
+    signed where its key is; then the layout, re-signed by the new owner, installs."""
+    repo, offline = site / "repo", site / "offline"
+    r = repo_cli("layout", "add", repo, hello_chain.layout, "--key", offline / "owner",
+                 "--name", "hello", "--new")
+    assert r.returncode == 0, r.stderr
+    publish(repo, hello_chain, "1.0.0")
+    write_key_pair(generate_key(), offline / "owner-new", None)
+    old = keyid(offline / "owner.pub")
+    r = keys_cli("rotate", "--repo", repo, "--role", "layouts", "--add",
+                 offline / "owner-new.pub", "--remove", old[:8])
+    assert r.returncode == 3, r.stderr
+    assert "targets v2 has signatures 0/1" in r.stderr and "layouts v3 has signatures 0/1" \
+        in r.stderr, r.stderr
+    r = keys_cli("pending", "list", "--repo", repo)
+    assert r.stdout.splitlines()[0].startswith("targets v2") and \
+        r.stdout.splitlines()[1].startswith("layouts v3"), r.stdout
+    r = ceremony(repo, "targets", offline / "targets", site)
+    assert r.returncode == 3 and "layouts v3 has signatures 0/1" in r.stderr, r.stderr
+    exported = site / "layouts.json"
+    assert keys_cli("export", "--repo", repo, "--role", "layouts", "-o", exported).returncode == 0
+    r = keys_cli("sign", exported, "--key", offline / "owner")  # the old key: refused
+    assert r.returncode == 1 and keyid(offline / "owner-new.pub")[:8] in r.stderr, r.stderr
+    r = ceremony(repo, "layouts", offline / "owner-new", site)
+    assert r.returncode == 0 and "layouts published" in r.stdout, r.stderr
+    assert signed_by(repo, "layouts") == {keyid(offline / "owner-new.pub")}
+
+    relayout = site / "hello.layout"  # the owners re-sign the current layout, offline
+    r = run(BIN / "custody-intoto", "sign", "-f", hello_chain.layout, "-k",
+            offline / "owner-new", "-o", relayout)
+    assert r.returncode == 0, r.stderr
+    r = repo_cli("layout", "add", repo, relayout, "--key", offline / "owner-new.pub",
+                 "--name", "hello")
+    assert r.returncode == 3, r.stderr
+    r = ceremony(repo, "layouts", offline / "owner-new", site)
+    assert r.returncode == 0, r.stderr
+    with running_server(repo) as url:
+        r = custody(client(url, repo, site / "home"), "install", "hello")
+    assert r.returncode == 0 and "installed hello 1.0.0" in r.stdout, r.stderr
+    no_offline_key_on_the_server(repo, offline)
