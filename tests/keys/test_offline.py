@@ -423,3 +423,25 @@ def test_owner_key_rotated_offline_through_one_change_of_two_roles(site, hello_c
         r = custody(client(url, repo, site / "home"), "install", "hello")
     assert r.returncode == 0 and "installed hello 1.0.0" in r.stdout, r.stderr
     no_offline_key_on_the_server(repo, offline)
+
+
+def test_targets_key_rotated_offline_through_one_change_of_two_roles(site, hello_chain):
+    """root (trusting the new targets key) and targets (signed by it) wait in one change."""
+    repo, offline = site / "repo", site / "offline"
+    assert repo_cli("layout", "add", repo, hello_chain.layout, "--key", offline / "owner",
+                    "--name", "hello", "--new").returncode == 0
+    write_key_pair(generate_key(), offline / "targets-new", None)
+    r = keys_cli("rotate", "--repo", repo, "--role", "targets", "--add",
+                 offline / "targets-new.pub", "--remove", keyid(offline / "targets.pub")[:8])
+    assert r.returncode == 3, r.stderr
+    assert "root v2 has signatures 0/1" in r.stderr and "targets v2 has signatures 0/1" \
+        in r.stderr, r.stderr
+    r = ceremony(repo, "targets", offline / "targets-new", site)  # any order
+    assert r.returncode == 3 and "root v2 has signatures 0/1" in r.stderr, r.stderr
+    r = ceremony(repo, "root", offline / "root", site)
+    assert r.returncode == 0 and "root published" in r.stdout, r.stderr
+    assert signed_by(repo, "targets") == {keyid(offline / "targets-new.pub")}
+    publish(repo, hello_chain, "1.0.0")
+    with running_server(repo) as url:
+        r = custody(client(url, repo, site / "home"), "install", "hello")
+    assert r.returncode == 0 and "installed hello 1.0.0" in r.stdout, r.stderr
