@@ -748,6 +748,42 @@ def token_revoke(directory: Path, token_id: str) -> None:
     click.echo(f"revoked {token_id}")
 
 
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@_fails_cleanly
+def backup(directory: Path, out: Path) -> None:
+    """Write DIRECTORY (tree, private state, reports, tokens) to OUT, a .tar.gz.
+
+    Taken under the writers' lock, so no change is half in it; OUT appears
+    whole or not at all. Keep it where the online key is safe: it holds it.
+    """
+    from custody.repository.backup import backup as take
+
+    summary = take(RepoPaths(directory), out)
+    click.echo(f"backed up {summary.files} files, {summary.reports} report(s) to {out} "
+               f"(timestamp v{summary.versions.get('timestamp')}, "
+               f"snapshot v{summary.versions.get('snapshot')})")
+
+
+@main.command()
+@click.argument("archive", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@_fails_cleanly
+def restore(archive: Path, directory: Path) -> None:
+    """Restore a backup into DIRECTORY (new or empty), every file checked first.
+
+    Restore the newest backup: publishing from an older one would sign
+    version numbers that clients already hold.
+    """
+    from custody.repository.backup import restore as put_back
+
+    summary = put_back(archive, directory)
+    click.echo(f"restored {summary.files} files, {summary.reports} report(s) into "
+               f"{directory} (timestamp v{summary.versions.get('timestamp')}, "
+               f"snapshot v{summary.versions.get('snapshot')}); serve or publish from it")
+
+
 @main.group()
 def database() -> None:
     """Where reports and tokens live: SQLite in private/ (default) or a PostgreSQL server."""

@@ -160,6 +160,7 @@ class ReportStore:
         """Store reports `rows` gave (another store's), keeping when they were received."""
         if rows:
             marks = ", ".join("?" * len(self.COLUMNS))
-            self._db.executemany(f"INSERT INTO reports ({', '.join(self.COLUMNS)}) "
-                                 f"VALUES ({marks})", rows)
+            with self._db.transaction():
+                self._db.executemany(f"INSERT INTO reports ({', '.join(self.COLUMNS)}) "
+                                     f"VALUES ({marks})", rows)
         return len(rows)
