@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -51,6 +52,17 @@ def add_hello_layout(path: Path, keydir: Path, layout: Path) -> str:
     repo = CustodyRepository(path, {"layouts": [signer(keydir, "owner")]})
     with repo.transaction():
         return add_layout(repo, "hello", layout.read_bytes())
+
+
+def serve_in_thread(handler: type) -> tuple[Any, str]:
+    """A threading HTTP server with ``handler`` on a free loopback port, serving; (it, URL)."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_port}"
 
 
 def free_port() -> int:
@@ -103,7 +115,6 @@ class Mirror:
 
     def __init__(self, public: Path) -> None:
         import http.server
-        import threading
 
         self.public = public
         self.overrides: dict[str, bytes] = {}
@@ -154,10 +165,7 @@ class Mirror:
                 except OSError:
                     pass  # the client gave up, as it should
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve_in_thread(Handler)
 
     def close(self) -> None:
         self.server.shutdown()

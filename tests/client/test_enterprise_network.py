@@ -21,7 +21,6 @@ import json
 import os
 import re
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.helpers import BIN, _nginx, debian_tool, free_port
+from tests.helpers import BIN, _nginx, debian_tool, free_port, serve_in_thread
 
 pytestmark = pytest.mark.slow
 
@@ -94,10 +93,7 @@ class ProxiedOnlyMirror:
                 else:
                     self.send_error(404)
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server, self.url = serve_in_thread(Handler)
 
     def close(self) -> None:
         self.server.shutdown()
