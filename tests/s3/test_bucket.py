@@ -13,6 +13,13 @@ from tests.helpers import BIN, custody
 pytestmark = pytest.mark.slow
 
 
+def trust(home: Path, url: str, repo: Path) -> None:
+    """A client home trusting the repository's first root, reading the bucket at ``url``."""
+    r = custody(home, "init", "--url", url, "--root", str(repo / "public/metadata/1.root.json"),
+                "--inspections", "run")
+    assert r.returncode == 0, r.stderr
+
+
 def repo_cli(*args: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(BIN / "custody-repo"), *[str(a) for a in args]],
                           capture_output=True, text=True, timeout=120, check=False)
@@ -52,9 +59,7 @@ def test_every_write_command_keeps_the_bucket_in_step(object_store, tmp_path, ke
     assert headers["Content-Type"] == "application/octet-stream"
 
     home = tmp_path / "home"
-    r = custody(home, "init", "--url", http_url, "--root",
-                str(repo / "public/metadata/1.root.json"), "--inspections", "run")
-    assert r.returncode == 0, r.stderr
+    trust(home, http_url, repo)
     r = custody(home, "install", "hello")
     assert r.returncode == 0, r.stderr
 
@@ -176,9 +181,7 @@ def test_a_publisher_killed_during_uploads_never_shows_a_partial_state(
     assert not (repo / "private/bucket-journal.json").exists()
     assert interrupted >= 1, "no kill landed during the uploads"
     home = tmp_path / "home"
-    assert custody(home, "init", "--url", http_url, "--root",
-                   str(repo / "public/metadata/1.root.json"), "--inspections",
-                   "run").returncode == 0
+    trust(home, http_url, repo)
     r = custody(home, "install", "hello")
     assert r.returncode == 0 and "installed hello 1.20.0" in r.stdout, r.stderr
 
@@ -227,9 +230,7 @@ def test_a_bucket_refusing_the_credentials_is_one_sentence_and_sync_finishes_it(
     local = json.loads((repo / "public/metadata/timestamp.json").read_text())
     assert bucket_timestamp() == local["signed"]["version"] > before
     home = tmp_path / "home"
-    assert custody(home, "init", "--url", http_url, "--root",
-                   str(repo / "public/metadata/1.root.json"), "--inspections",
-                   "run").returncode == 0
+    trust(home, http_url, repo)
     r = custody(home, "install", "hello")
     assert r.returncode == 0 and "installed hello 1.1.0" in r.stdout, r.stderr
 
@@ -278,8 +279,6 @@ def test_offline_keys_and_a_bucket_ceremonies_reach_the_bucket(object_store, tmp
         "immutable")
     publish(repo, hello_chain, "1.0.0")
     home = tmp_path / "home"
-    assert custody(home, "init", "--url", http_url, "--root",
-                   str(repo / "public/metadata/1.root.json"), "--inspections",
-                   "run").returncode == 0
+    trust(home, http_url, repo)
     r = custody(home, "install", "hello")
     assert r.returncode == 0 and "installed hello 1.0.0" in r.stdout, r.stderr
