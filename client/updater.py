@@ -54,7 +54,7 @@ from custody.client.errors import (
 from custody.client.fetcher import VIRTUAL, MirrorFetcher, MirrorsUnreachable
 from custody.formats.custom import InTotoCustom
 from custody.formats.errors import FormatError
-from custody.formats.index import PackageIndex, VersionEntry, parse_version
+from custody.formats.index import PackageIndex, VersionEntry, artifact_filename, parse_version
 from custody.formats.sigstore import ROOT_PATH as SIGSTORE_ROOT
 from custody.formats.sigstore import SigstoreRootCustom
 
@@ -74,10 +74,12 @@ class Resolved:
     name: str
     version: str
     target: TargetFile
+    platform: str | None = None  # the build's platform; None: the version's one artifact
 
     @property
     def filename(self) -> str:
-        return self.target.path.rsplit("/", 1)[-1]
+        """The artifact's own name (a build's target path adds its platform in front)."""
+        return artifact_filename(self.target.path, self.platform)
 
 
 @dataclass
@@ -89,6 +91,16 @@ class Verified:
     sha256: str
     layout: str
     warnings: list[str]
+
+
+def layout_parameters(resolved: Resolved) -> dict[str, str]:
+    """What a layout's ``{name}``-style parameters mean for ``resolved``: what the host
+    asked for, as the repository checked it (`custody.repository.releases`)."""
+    parameters = {"name": resolved.name, "version": resolved.version,
+                  "artifact": resolved.filename}
+    if resolved.platform is not None:
+        parameters["platform"] = resolved.platform
+    return parameters
 
 
 def _refusal(exc: Exception, doing: str) -> TufRefusal:
@@ -206,6 +218,14 @@ class SecureUpdater:
         self._outage: RepositoryUnreachable | None = None
         # The refreshed root's consistent_snapshot (one refresh per session; _target_path).
         self._hash_prefixed: bool | None = None
+        self._platform: str | None = None  # read when a version of builds is met
+
+    @property
+    def platform(self) -> str:
+        """The platform whose builds this host installs (`ClientConfig.host_platform`)."""
+        if self._platform is None:
+            self._platform = self.config.host_platform()
+        return self._platform
 
     # -- TUF ------------------------------------------------------------
     def _new_updater(self) -> Updater:
@@ -356,7 +376,9 @@ class SecureUpdater:
 
         Only the (TUF-verified) index is read: a poll that finds the installed
         version looks nothing else up. The index's own spelling is returned:
-        ``2.4`` asks for ``2.4.0`` (PEP 440 equality).
+        ``2.4`` asks for ``2.4.0`` (PEP 440 equality). A version published as
+        platform builds without one for this host is not found here, whatever
+        other platforms have.
         """
         index = self.index(name)
         if version is None:  # a staged rollout may give this host the new version already
@@ -370,7 +392,12 @@ class SecureUpdater:
         found = index.find(version)
         if found is None:
             raise PackageNotFoundError(f"{name} {version} is not in the repository")
-        return found, index.versions[found]
+        entry = index.versions[found]
+        if entry.target_for(self.platform) is None:
+            raise PackageNotFoundError(
+                f"{name} {found} has no build for {self.platform} (only for "
+                f"{', '.join(sorted(entry.builds))})")
+        return found, entry
 
     def resolve(self, name: str, version: str | None = None,
                 channel: str = "stable") -> Resolved:
@@ -378,19 +405,27 @@ class SecureUpdater:
         return self.target_of(name, *self.resolve_version(name, version, channel))
 
     def target_of(self, name: str, wanted: str, entry: VersionEntry) -> Resolved:
-        """The TUF target of the index entry `resolve_version` found for ``wanted``."""
-        target_path = entry.target
+        """The TUF target of the index entry `resolve_version` found for ``wanted``: the
+        version's artifact, or its build for this host's platform."""
+        target_path = entry.target_for(self.platform)
+        if target_path is None:
+            raise PackageNotFoundError(f"{name} {wanted} has no build for {self.platform}")
         # The index is signed by online keys only: it may say which versions
-        # exist, but a version's artifact must live under that very version, so
-        # a compromised index cannot pass an older artifact off as a newer one.
+        # exist, but a version's artifact must live under that very version (and
+        # a build be named after its platform), so a compromised index cannot pass
+        # an older artifact off as a newer one, nor one platform's build off as
+        # another's.
+        platform = None if entry.target is not None else self.platform
         folder, _, filename = target_path.rpartition("/")
-        if folder != f"packages/{name}/{wanted}" or not filename:
+        prefix = f"{platform}." if platform is not None else ""
+        if folder != f"packages/{name}/{wanted}" or not filename.startswith(prefix) \
+                or len(filename) == len(prefix):
             raise TufRefusal(f"the index of {name} maps {wanted} to {target_path}, not to an "
-                             f"artifact under packages/{name}/{wanted}/")
+                             f"artifact {prefix}* under packages/{name}/{wanted}/")
         info = self.target(target_path)
         if info is None:
             raise TufRefusal(f"{target_path} is listed in the index but not in TUF metadata")
-        return Resolved(name, wanted, info)
+        return Resolved(name, wanted, info, platform)
 
     # -- in-toto ----------------------------------------------------------
     def sigstore_trust(self) -> SigstoreTrust:
@@ -523,8 +558,7 @@ class SecureUpdater:
             try:
                 summary = verifier.verify(
                     layout, keys, MemoryLinks(links), threshold=threshold,
-                    parameters={"name": resolved.name, "version": resolved.version,
-                                "artifact": resolved.filename})
+                    parameters=layout_parameters(resolved))
                 # Bound by hash: TUF verified the cached artifact's sha256 on download.
                 bind_product(summary, artifact, resolved.filename, sha256=sha256)
             except IntotoError as exc:

@@ -11,6 +11,10 @@ any client sees it.
 Target paths (all below the ``targets/`` URL):
 
 - ``packages/<name>/<version>/<artifact file>``, with ``custom["in-toto"]``;
+- ``packages/<name>/<version>/<platform>.<artifact file>`` for a version
+  published as platform builds (``--platform linux-x86_64``), one per build,
+  each with its own links (filed under its own hash) and its own final
+  product (`custody.formats.index.build_target`);
 - ``in-toto/layouts/<name>.<n>.layout``, n = 1, 2, ... per ``layout add``;
 - ``in-toto/links/<artifact sha256>/<link path>`` (sublayout links keep their
   ``<step>.<keyid8>/`` folder);
@@ -33,7 +37,17 @@ from tuf.api.metadata import TargetFile
 
 from custody.formats.custom import InTotoCustom
 from custody.formats.errors import FormatError
-from custody.formats.index import CHANNEL, NAME, PackageIndex, VersionEntry, parse_version
+from custody.formats.index import (
+    CHANNEL,
+    NAME,
+    Build,
+    PackageIndex,
+    VersionEntry,
+    artifact_filename,
+    build_target,
+    parse_version,
+)
+from custody.formats.platforms import check_platform
 from custody.formats.python import PythonRelease, describe_distribution
 from custody.formats.sigstore import ROOT_PATH as SIGSTORE_ROOT
 from custody.formats.sigstore import SigstoreRootCustom
@@ -190,22 +204,25 @@ def releases_unverified_by(repo: CustodyRepository, name: str,
     stranded = []
     sigstore = sigstore_trust(repo)  # one trusted root (and its sigstore verifier) for all
     for version, entry in index.versions.items():
-        info = repo.find_target(entry.target)
-        if info is None:
-            continue
-        digest = info.hashes["sha256"]
-        prefix = f"in-toto/links/{digest}/"
-        links = {path[len(prefix):]: repo.read_target(path)
-                 for path in _links_of(info)}
-        filename = entry.filename
-        try:
-            summary = Verifier(inspections=InspectionPolicy.SKIP, quiet=True,
-                               sigstore=sigstore).verify(
-                layout, keys, MemoryLinks(links), threshold=threshold,
-                parameters=layout_parameters(name, version, filename))
-            bind_product(summary, Path(filename), filename, sha256=digest)
-        except IntotoError as exc:
-            stranded.append(Stranded(version, sorted(channels.get(version, [])), str(exc)))
+        for platform, target in entry.targets().items():  # every build must verify
+            info = repo.find_target(target)
+            if info is None:
+                continue
+            digest = info.hashes["sha256"]
+            prefix = f"in-toto/links/{digest}/"
+            links = {path[len(prefix):]: repo.read_target(path)
+                     for path in _links_of(info)}
+            filename = artifact_filename(target, platform)
+            try:
+                summary = Verifier(inspections=InspectionPolicy.SKIP, quiet=True,
+                                   sigstore=sigstore).verify(
+                    layout, keys, MemoryLinks(links), threshold=threshold,
+                    parameters=layout_parameters(name, version, filename, platform))
+                bind_product(summary, Path(filename), filename, sha256=digest)
+            except IntotoError as exc:
+                said = f"the {platform} build: {exc}" if platform else str(exc)
+                stranded.append(Stranded(version, sorted(channels.get(version, [])), said))
+                break
     stranded.sort(key=lambda s: Version(s.version), reverse=True)
     stranded.sort(key=lambda s: not s.channels)  # stable: channels' versions first
     return stranded
@@ -280,6 +297,9 @@ class Release:
     channel: str | None = "stable"
     artifact_name: str | None = None
     allow_channel_downgrade: bool = False
+    # One platform's build of the version (linux-x86_64): hosts of other platforms
+    # never see it. None: one artifact for every host.
+    platform: str | None = None
 
     @property
     def filename(self) -> str:
@@ -292,6 +312,8 @@ def verify_release(repo: CustodyRepository, release: Release) -> tuple[str, str]
     check_version(release.version)
     if release.channel is not None:
         check_channel(release.channel)
+    if release.platform is not None:
+        check_release_platform(release.platform)
     if not FILENAME.match(release.filename):
         raise InvalidReleaseError(f"artifact file name {release.filename!r} is not allowed")
     digest = hashlib.sha256(release.layout).hexdigest()
@@ -339,7 +361,8 @@ def verify_release(repo: CustodyRepository, release: Release) -> tuple[str, str]
                                 sigstore=sigstore_trust(repo))
             summary = verifier.verify(
                 layout_md, keys, MemoryLinks(dict(release.links)), threshold=threshold,
-                parameters=layout_parameters(release.name, release.version, release.filename))
+                parameters=layout_parameters(release.name, release.version, release.filename,
+                                             release.platform))
             artifact_digest = bind_product(summary, release.artifact, release.filename)
         except IntotoError as exc:
             raise SupplyChainError(f"in-toto verification of {release.name} "
@@ -347,9 +370,23 @@ def verify_release(repo: CustodyRepository, release: Release) -> tuple[str, str]
     return layout_path, artifact_digest
 
 
-def layout_parameters(name: str, version: str, filename: str) -> dict[str, str]:
-    """Substitution parameters a layout may use; derived from what was asked for."""
-    return {"name": name, "version": version, "artifact": filename}
+def layout_parameters(name: str, version: str, filename: str,
+                      platform: str | None = None) -> dict[str, str]:
+    """Substitution parameters a layout may use; derived from what was asked for.
+
+    A platform build adds ``platform``, so that one layout can say which
+    build step made which platform's artifact."""
+    parameters = {"name": name, "version": version, "artifact": filename}
+    if platform is not None:
+        parameters["platform"] = platform
+    return parameters
+
+
+def check_release_platform(platform: str) -> str:
+    try:
+        return check_platform(platform)
+    except FormatError as exc:
+        raise InvalidReleaseError(str(exc)) from exc
 
 
 def _check_channel_move(index: PackageIndex, channel: str, version: str,
@@ -378,6 +415,10 @@ def _python_release(release: Release) -> PythonRelease | None:
         raise InvalidReleaseError(str(exc)) from exc
     if python is None:
         return None
+    if release.platform is not None:
+        raise InvalidReleaseError(
+            f"{release.filename} is a Python distribution: its own tags say which platforms "
+            "it is for (pip chooses); publish it without --platform")
     if python.project != release.name:
         raise InvalidReleaseError(
             f"{release.filename} is project {python.project!r}; publish it as package "
@@ -394,9 +435,11 @@ def publish_release(repo: CustodyRepository, release: Release) -> str:
     check_version(release.version)
     wanted = Version(release.version)
     same = next((v for v in index.versions if Version(v) == wanted), None)
-    if same is not None:
+    existing = index.versions.get(same) if same is not None else None
+    if same is not None and not _adds_a_build(index.versions[same], release):
         spelled = "" if same == release.version else f" (as {same}; PEP 440 equal)"
-        raise DuplicateReleaseError(f"{release.name} {release.version} is already "
+        build = f" for {release.platform}" if release.platform else ""
+        raise DuplicateReleaseError(f"{release.name} {release.version}{build} is already "
                                     f"published{spelled}; versions are immutable")
     if release.channel:
         _check_channel_move(index, release.channel, release.version,
@@ -408,13 +451,19 @@ def publish_release(repo: CustodyRepository, release: Release) -> str:
         target = f"in-toto/links/{digest}/{path}"
         repo.add_target(target, data)
         link_paths.append(target)
-    artifact_path = f"packages/{release.name}/{release.version}/{release.filename}"
+    artifact_path = build_target(release.name, release.version, release.platform,
+                                 release.filename)
     custom = InTotoCustom(layout_path, link_paths).to_custom()
     if python is not None:
         custom.update(python.to_custom())
     repo.add_target(artifact_path, release.artifact, custom=custom)
-    index.versions[release.version] = VersionEntry(
-        artifact_path, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if release.platform is None:
+        index.versions[release.version] = VersionEntry(artifact_path, now)
+    else:
+        entry = existing or VersionEntry(None, now)
+        entry.builds[release.platform] = Build(artifact_path)
+        index.versions[release.version] = entry
     if release.channel:
         index.channels[release.channel] = release.version
     repo.add_target(PackageIndex.target_path(release.name), index.to_bytes())
@@ -422,19 +471,34 @@ def publish_release(repo: CustodyRepository, release: Release) -> str:
     return artifact_path
 
 
+def _adds_a_build(entry: VersionEntry, release: Release) -> bool:
+    """Whether ``release`` is a new platform build of the published version ``entry``.
+
+    A version is immutable once published, build by build: a platform's build
+    is added once, and a version for every host takes no builds (nor the
+    other way round), so a host never has two artifacts to choose from.
+    """
+    if release.platform is None or entry.target is not None:
+        return False
+    return release.platform not in entry.builds
+
+
 def remove_release(repo: CustodyRepository, name: str, version: str) -> None:
-    """Withdraw a version: its targets leave metadata; channels pointing at it move back."""
+    """Withdraw a version (every build of it): its targets leave metadata; channels
+    pointing at it move back."""
     index = load_index(repo, name)
     entry = index.versions.pop(version, None)
     if entry is None:
         raise NotFoundError(f"{name} {version} is not published")
-    info = repo.remove_target(entry.target)
+    removed = [repo.remove_target(target) for target in entry.targets().values()]
     # Links are filed under the artifact's hash: another version of the same bytes (a
-    # re-release under a new number) shares them, and keeps them.
+    # re-release under a new number, a build shared by two platforms) shares them,
+    # and keeps them.
     shared = {link for other in index.versions.values()
-              if (found := repo.find_target(other.target)) is not None
+              for target in other.targets().values()
+              if (found := repo.find_target(target)) is not None
               for link in _links_of(found)}
-    for link in _links_of(info):
+    for link in {link for info in removed for link in _links_of(info)}:
         if link not in shared:
             repo.remove_target(link)
     for channel, pinned in list(index.channels.items()):
