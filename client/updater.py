@@ -16,6 +16,10 @@ and adds what DESIGN.md's pipeline asks of every artifact:
    parameters derived from what the caller asked for;
 5. the delivered file bound to a product of the layout's final step.
 
+An artifact may arrive as a patch against one the cache holds
+(`download_artifact`): transport only, the reconstructed bytes pass step 1's
+length and hash checks before anything reads them.
+
 Which layout: the newest one the owners published for the package in the
 ``layouts`` role, whatever layout the release was published with. A new
 layout (for instance one that drops a revoked functionary) therefore
@@ -55,6 +59,7 @@ from custody.client.fetcher import VIRTUAL, MirrorFetcher, MirrorsUnreachable
 from custody.formats.custom import InTotoCustom
 from custody.formats.errors import FormatError
 from custody.formats.index import PackageIndex, VersionEntry, artifact_filename, parse_version
+from custody.formats.patches import Patch, patches_from_custom
 from custody.formats.sigstore import ROOT_PATH as SIGSTORE_ROOT
 from custody.formats.sigstore import SigstoreRootCustom
 
@@ -290,6 +295,95 @@ class SecureUpdater:
 
         return self._with_mirrors(f"the download of {info.path}", operation)
 
+    def download_artifact(self, info: TargetFile) -> Path:
+        """An artifact's verified bytes on disk: cached, else rebuilt from a patch, else
+        downloaded whole.
+
+        A patch (``custom["patches"]``, `custody.formats.patches`) is tried when
+        the cache holds its base, the artifact of an earlier version with the
+        hash the patch names. Whatever goes wrong with it (refused by TUF,
+        corrupt, truncated, made from another base, unreachable) only costs
+        the patch's download: the artifact is then downloaded whole, as
+        without patches.
+        """
+        local = self.cache_dir / info.path
+        local.parent.mkdir(parents=True, exist_ok=True)
+        cached = self.refresh().find_cached_target(info, str(local))
+        if cached:
+            return Path(cached)
+        try:
+            patches = patches_from_custom(info.custom)
+        except FormatError as exc:
+            log.warning("%s lists patches this client cannot read (%s); downloading it whole",
+                        info.path, exc)
+            patches = []
+        if not patches:
+            return self.download(info)
+        # zstd is imported here, not at start-up: only a host with a patch to apply needs it.
+        from custody.formats.delta import PatchError
+
+        for patch in patches:
+            base = self.cache_dir / patch.base
+            try:
+                base_bytes = base.read_bytes() if base.is_file() else None
+            except OSError:
+                continue
+            if base_bytes is None or hashlib.sha256(base_bytes).hexdigest() != patch.base_sha256:
+                continue
+            try:
+                return self._rebuild(info, patch, base_bytes)
+            except (ClientError, PatchError, OSError) as exc:
+                log.warning("%s: the patch %s did not rebuild it (%s); downloading it whole",
+                            info.path, patch.patch, exc)
+                break
+        return self.download(info)
+
+    def _rebuild(self, info: TargetFile, patch: Patch, base: bytes) -> Path:
+        """Apply a patch (a TUF target itself) to ``base``; keep the result only if it is
+        the artifact: its signed length (never exceeded while writing) and every hash."""
+        from custody.formats.delta import CHUNK, PatchError, apply_patch
+
+        patch_info = self.target(patch.patch)
+        if patch_info is None:
+            raise TufRefusal(f"{patch.patch} is listed as a patch but not in TUF metadata")
+        patch_file = self.download(patch_info)
+        local = self.cache_dir / info.path
+        local.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            hashers = {algorithm: hashlib.new(algorithm) for algorithm in info.hashes}
+        except ValueError as exc:
+            raise PatchError(f"{info.path} lists a hash algorithm this client lacks") from exc
+
+        try:
+            with tempfile.NamedTemporaryFile(dir=local.parent, prefix=".patched-",
+                                             delete=False) as out:
+                def write(data: bytes) -> None:
+                    out.write(data)
+                    for hasher in hashers.values():
+                        hasher.update(data)
+
+                try:
+                    with open(patch_file, "rb") as source:
+                        written = apply_patch(base, iter(lambda: source.read(CHUNK), b""),
+                                              info.length, write)
+                    if written != info.length:
+                        raise PatchError(f"the patch rebuilt {written} bytes, the signed "
+                                         f"length is {info.length}")
+                    for algorithm, hasher in hashers.items():
+                        if hasher.hexdigest() != info.hashes[algorithm]:
+                            raise PatchError(f"what the patch rebuilt does not match the "
+                                             f"signed {algorithm} hash")
+                    out.flush()
+                    os.replace(out.name, local)
+                except BaseException:
+                    os.unlink(out.name)
+                    raise
+        finally:
+            patch_file.unlink(missing_ok=True)  # transport only: never kept in the cache
+        log.info("%s rebuilt from %s (%d bytes instead of %d)", info.path, patch.patch,
+                 patch_info.length, info.length)
+        return local
+
     def _stream_target(self, info: TargetFile, local: Path) -> Path:
         """Download a target, checking its length and hashes as the bytes arrive.
 
@@ -501,7 +595,7 @@ class SecureUpdater:
             custom = InTotoCustom.from_custom(info.custom)
         except FormatError as exc:
             raise TufRefusal(f"TUF refused the metadata of {info.path}: {exc}") from exc
-        artifact = self.download(info)
+        artifact = self.download_artifact(info)
         sha256 = info.hashes.get("sha256", "")
         if not custom:
             if allow_unverified:

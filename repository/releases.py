@@ -18,6 +18,9 @@ Target paths (all below the ``targets/`` URL):
 - ``in-toto/layouts/<name>.<n>.layout``, n = 1, 2, ... per ``layout add``;
 - ``in-toto/links/<artifact sha256>/<link path>`` (sublayout links keep their
   ``<step>.<keyid8>/`` folder);
+- ``packages/<name>/<version>/<artifact file>.from-<base version>.zst``: a
+  patch that reconstructs the artifact from an earlier version's
+  (`custody.formats.delta`), listed in the artifact's ``custom["patches"]``;
 - ``packages/<name>/index.json``: versions, their targets, channels.
 """
 
@@ -36,6 +39,7 @@ from packaging.version import Version
 from tuf.api.metadata import TargetFile
 
 from custody.formats.custom import InTotoCustom
+from custody.formats.delta import DEFAULT_LEVEL, make_patch, patchable
 from custody.formats.errors import FormatError
 from custody.formats.index import (
     CHANNEL,
@@ -47,6 +51,7 @@ from custody.formats.index import (
     build_target,
     parse_version,
 )
+from custody.formats.patches import Patch, patches_from_custom, patches_to_custom
 from custody.formats.platforms import check_platform
 from custody.formats.python import PythonRelease, describe_distribution
 from custody.formats.sigstore import ROOT_PATH as SIGSTORE_ROOT
@@ -66,6 +71,10 @@ from custody.repository.errors import (
 )
 from custody.repository.repo import LAYOUTS, CustodyRepository
 
+#: Patches are made from this many earlier versions (the newest below the release).
+PATCH_BASES = 3
+#: A patch this close to the artifact's size saves too little for a request of its own.
+MAX_PATCH_SHARE = 0.9
 FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}\Z")
 LAYOUT_PATH = re.compile(r"in-toto/layouts/(?P<name>[a-z0-9._-]+)\.(?P<n>\d+)\.layout\Z")
 
@@ -300,6 +309,9 @@ class Release:
     # One platform's build of the version (linux-x86_64): hosts of other platforms
     # never see it. None: one artifact for every host.
     platform: str | None = None
+    # Earlier versions to publish patches from (0: none), and the zstd level.
+    patch_bases: int = PATCH_BASES
+    patch_level: int = DEFAULT_LEVEL
 
     @property
     def filename(self) -> str:
@@ -456,6 +468,7 @@ def publish_release(repo: CustodyRepository, release: Release) -> str:
     custom = InTotoCustom(layout_path, link_paths).to_custom()
     if python is not None:
         custom.update(python.to_custom())
+    custom.update(patches_to_custom(_publish_patches(repo, index, release, artifact_path)))
     repo.add_target(artifact_path, release.artifact, custom=custom)
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if release.platform is None:
@@ -469,6 +482,42 @@ def publish_release(repo: CustodyRepository, release: Release) -> str:
     repo.add_target(PackageIndex.target_path(release.name), index.to_bytes())
     repo.publish_metadata()
     return artifact_path
+
+
+def _publish_patches(repo: CustodyRepository, index: PackageIndex, release: Release,
+                     artifact_path: str) -> list[Patch]:
+    """Stage patches to the release from its newest earlier versions; list them.
+
+    The bases are the artifacts of the ``patch_bases`` newest versions below
+    the release that a host of the release's platform installs (the same
+    build, or a version for every host). A patch that saves little
+    (`MAX_PATCH_SHARE`) is not published. Each is a target of its own, so
+    TUF checks the patch as it arrives, and the host checks what it
+    reconstructs against the artifact's own length and hashes.
+    """
+    if release.patch_bases <= 0:
+        return []
+    lower = sorted((v for v in index.versions if Version(v) < Version(release.version)),
+                   key=Version, reverse=True)
+    bases = [(version, target) for version in lower
+             if (target := index.versions[version].target_for(release.platform)
+                 if release.platform is not None else index.versions[version].target)
+             ][:release.patch_bases]
+    if not bases:
+        return []
+    new = release.artifact.read_bytes()
+    patches = []
+    for version, target in bases:
+        info = repo.find_target(target)
+        if info is None or not patchable(info.length, len(new)):
+            continue
+        patch = make_patch(repo.read_target(target), new, release.patch_level)
+        if len(patch) >= MAX_PATCH_SHARE * len(new):
+            continue
+        path = f"{artifact_path}.from-{version}.zst"
+        repo.add_target(path, patch)
+        patches.append(Patch(target, info.hashes["sha256"], path))
+    return patches
 
 
 def _adds_a_build(entry: VersionEntry, release: Release) -> bool:
@@ -491,6 +540,10 @@ def remove_release(repo: CustodyRepository, name: str, version: str) -> None:
     if entry is None:
         raise NotFoundError(f"{name} {version} is not published")
     removed = [repo.remove_target(target) for target in entry.targets().values()]
+    for info in removed:  # its patches go with it
+        for patch in patches_from_custom(info.custom):
+            if repo.find_target(patch.patch) is not None:
+                repo.remove_target(patch.patch)
     # Links are filed under the artifact's hash: another version of the same bytes (a
     # re-release under a new number, a build shared by two platforms) shares them,
     # and keeps them.
