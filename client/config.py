@@ -84,6 +84,10 @@ class ClientConfig:
     ca_bundle: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
+    # Which build of a version this host installs (`custody.formats.platforms`): None
+    # is this host's own platform; set it to install another's (an x86_64 host
+    # running aarch64 builds under emulation, or a fleet that names its own).
+    platform: str | None = None
 
     @property
     def unpack_limits(self) -> UnpackLimits:
@@ -97,6 +101,20 @@ class ClientConfig:
         """
         return NetworkOptions.resolve(self.http_proxy, self.https_proxy, self.no_proxy,
                                       self.ca_bundle, self.client_cert, self.client_key)
+
+    def host_platform(self) -> str:
+        """The platform whose builds this host installs: ``platform``, else its own.
+
+        Raises `ConfigError` for a ``platform`` that is no platform name.
+        """
+        from custody.formats.errors import FormatError
+        from custody.formats.platforms import check_platform, host_platform
+
+        try:
+            return host_platform() if self.platform is None else \
+                check_platform(self.platform, "the configured platform")
+        except FormatError as exc:
+            raise ConfigError(f"{exc}") from exc
 
     @staticmethod
     def path(home: Path) -> Path:

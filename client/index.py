@@ -78,6 +78,8 @@ class VerifyingIndex:
             index = updater.index(project)
             listed = []
             for version, entry in index.versions.items():
+                if entry.target is None:
+                    continue  # platform builds: never a Python distribution (pip reads tags)
                 info = updater.target(entry.target)
                 if info is None:
                     continue

@@ -16,6 +16,10 @@ and adds what DESIGN.md's pipeline asks of every artifact:
    parameters derived from what the caller asked for;
 5. the delivered file bound to a product of the layout's final step.
 
+An artifact may arrive as a patch against one the cache holds
+(`download_artifact`): transport only, the reconstructed bytes pass step 1's
+length and hash checks before anything reads them.
+
 Which layout: the newest one the owners published for the package in the
 ``layouts`` role, whatever layout the release was published with. A new
 layout (for instance one that drops a revoked functionary) therefore
@@ -54,7 +58,8 @@ from custody.client.errors import (
 from custody.client.fetcher import VIRTUAL, MirrorFetcher, MirrorsUnreachable
 from custody.formats.custom import InTotoCustom
 from custody.formats.errors import FormatError
-from custody.formats.index import PackageIndex, VersionEntry, parse_version
+from custody.formats.index import PackageIndex, VersionEntry, artifact_filename, parse_version
+from custody.formats.patches import Patch, patches_from_custom
 from custody.formats.sigstore import ROOT_PATH as SIGSTORE_ROOT
 from custody.formats.sigstore import SigstoreRootCustom
 
@@ -74,10 +79,12 @@ class Resolved:
     name: str
     version: str
     target: TargetFile
+    platform: str | None = None  # the build's platform; None: the version's one artifact
 
     @property
     def filename(self) -> str:
-        return self.target.path.rsplit("/", 1)[-1]
+        """The artifact's own name (a build's target path adds its platform in front)."""
+        return artifact_filename(self.target.path, self.platform)
 
 
 @dataclass
@@ -89,6 +96,16 @@ class Verified:
     sha256: str
     layout: str
     warnings: list[str]
+
+
+def layout_parameters(resolved: Resolved) -> dict[str, str]:
+    """What a layout's ``{name}``-style parameters mean for ``resolved``: what the host
+    asked for, as the repository checked it (`custody.repository.releases`)."""
+    parameters = {"name": resolved.name, "version": resolved.version,
+                  "artifact": resolved.filename}
+    if resolved.platform is not None:
+        parameters["platform"] = resolved.platform
+    return parameters
 
 
 def _refusal(exc: Exception, doing: str) -> TufRefusal:
@@ -206,6 +223,14 @@ class SecureUpdater:
         self._outage: RepositoryUnreachable | None = None
         # The refreshed root's consistent_snapshot (one refresh per session; _target_path).
         self._hash_prefixed: bool | None = None
+        self._platform: str | None = None  # read when a version of builds is met
+
+    @property
+    def platform(self) -> str:
+        """The platform whose builds this host installs (`ClientConfig.host_platform`)."""
+        if self._platform is None:
+            self._platform = self.config.host_platform()
+        return self._platform
 
     # -- TUF ------------------------------------------------------------
     def _new_updater(self) -> Updater:
@@ -269,6 +294,95 @@ class SecureUpdater:
             return Path(cached) if cached else self._stream_target(info, local)
 
         return self._with_mirrors(f"the download of {info.path}", operation)
+
+    def download_artifact(self, info: TargetFile) -> Path:
+        """An artifact's verified bytes on disk: cached, else rebuilt from a patch, else
+        downloaded whole.
+
+        A patch (``custom["patches"]``, `custody.formats.patches`) is tried when
+        the cache holds its base, the artifact of an earlier version with the
+        hash the patch names. Whatever goes wrong with it (refused by TUF,
+        corrupt, truncated, made from another base, unreachable) only costs
+        the patch's download: the artifact is then downloaded whole, as
+        without patches.
+        """
+        local = self.cache_dir / info.path
+        local.parent.mkdir(parents=True, exist_ok=True)
+        cached = self.refresh().find_cached_target(info, str(local))
+        if cached:
+            return Path(cached)
+        try:
+            patches = patches_from_custom(info.custom)
+        except FormatError as exc:
+            log.warning("%s lists patches this client cannot read (%s); downloading it whole",
+                        info.path, exc)
+            patches = []
+        if not patches:
+            return self.download(info)
+        # zstd is imported here, not at start-up: only a host with a patch to apply needs it.
+        from custody.formats.delta import PatchError
+
+        for patch in patches:
+            base = self.cache_dir / patch.base
+            try:
+                base_bytes = base.read_bytes() if base.is_file() else None
+            except OSError:
+                continue
+            if base_bytes is None or hashlib.sha256(base_bytes).hexdigest() != patch.base_sha256:
+                continue
+            try:
+                return self._rebuild(info, patch, base_bytes)
+            except (ClientError, PatchError, OSError) as exc:
+                log.warning("%s: the patch %s did not rebuild it (%s); downloading it whole",
+                            info.path, patch.patch, exc)
+                break
+        return self.download(info)
+
+    def _rebuild(self, info: TargetFile, patch: Patch, base: bytes) -> Path:
+        """Apply a patch (a TUF target itself) to ``base``; keep the result only if it is
+        the artifact: its signed length (never exceeded while writing) and every hash."""
+        from custody.formats.delta import CHUNK, PatchError, apply_patch
+
+        patch_info = self.target(patch.patch)
+        if patch_info is None:
+            raise TufRefusal(f"{patch.patch} is listed as a patch but not in TUF metadata")
+        patch_file = self.download(patch_info)
+        local = self.cache_dir / info.path
+        local.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            hashers = {algorithm: hashlib.new(algorithm) for algorithm in info.hashes}
+        except ValueError as exc:
+            raise PatchError(f"{info.path} lists a hash algorithm this client lacks") from exc
+
+        try:
+            with tempfile.NamedTemporaryFile(dir=local.parent, prefix=".patched-",
+                                             delete=False) as out:
+                def write(data: bytes) -> None:
+                    out.write(data)
+                    for hasher in hashers.values():
+                        hasher.update(data)
+
+                try:
+                    with open(patch_file, "rb") as source:
+                        written = apply_patch(base, iter(lambda: source.read(CHUNK), b""),
+                                              info.length, write)
+                    if written != info.length:
+                        raise PatchError(f"the patch rebuilt {written} bytes, the signed "
+                                         f"length is {info.length}")
+                    for algorithm, hasher in hashers.items():
+                        if hasher.hexdigest() != info.hashes[algorithm]:
+                            raise PatchError(f"what the patch rebuilt does not match the "
+                                             f"signed {algorithm} hash")
+                    out.flush()
+                    os.replace(out.name, local)
+                except BaseException:
+                    os.unlink(out.name)
+                    raise
+        finally:
+            patch_file.unlink(missing_ok=True)  # transport only: never kept in the cache
+        log.info("%s rebuilt from %s (%d bytes instead of %d)", info.path, patch.patch,
+                 patch_info.length, info.length)
+        return local
 
     def _stream_target(self, info: TargetFile, local: Path) -> Path:
         """Download a target, checking its length and hashes as the bytes arrive.
@@ -356,7 +470,9 @@ class SecureUpdater:
 
         Only the (TUF-verified) index is read: a poll that finds the installed
         version looks nothing else up. The index's own spelling is returned:
-        ``2.4`` asks for ``2.4.0`` (PEP 440 equality).
+        ``2.4`` asks for ``2.4.0`` (PEP 440 equality). A version published as
+        platform builds without one for this host is not found here, whatever
+        other platforms have.
         """
         index = self.index(name)
         if version is None:  # a staged rollout may give this host the new version already
@@ -370,7 +486,12 @@ class SecureUpdater:
         found = index.find(version)
         if found is None:
             raise PackageNotFoundError(f"{name} {version} is not in the repository")
-        return found, index.versions[found]
+        entry = index.versions[found]
+        if entry.target_for(self.platform) is None:
+            raise PackageNotFoundError(
+                f"{name} {found} has no build for {self.platform} (only for "
+                f"{', '.join(sorted(entry.builds))})")
+        return found, entry
 
     def resolve(self, name: str, version: str | None = None,
                 channel: str = "stable") -> Resolved:
@@ -378,19 +499,27 @@ class SecureUpdater:
         return self.target_of(name, *self.resolve_version(name, version, channel))
 
     def target_of(self, name: str, wanted: str, entry: VersionEntry) -> Resolved:
-        """The TUF target of the index entry `resolve_version` found for ``wanted``."""
-        target_path = entry.target
+        """The TUF target of the index entry `resolve_version` found for ``wanted``: the
+        version's artifact, or its build for this host's platform."""
+        target_path = entry.target_for(self.platform)
+        if target_path is None:
+            raise PackageNotFoundError(f"{name} {wanted} has no build for {self.platform}")
         # The index is signed by online keys only: it may say which versions
-        # exist, but a version's artifact must live under that very version, so
-        # a compromised index cannot pass an older artifact off as a newer one.
+        # exist, but a version's artifact must live under that very version (and
+        # a build be named after its platform), so a compromised index cannot pass
+        # an older artifact off as a newer one, nor one platform's build off as
+        # another's.
+        platform = None if entry.target is not None else self.platform
         folder, _, filename = target_path.rpartition("/")
-        if folder != f"packages/{name}/{wanted}" or not filename:
+        prefix = f"{platform}." if platform is not None else ""
+        if folder != f"packages/{name}/{wanted}" or not filename.startswith(prefix) \
+                or len(filename) == len(prefix):
             raise TufRefusal(f"the index of {name} maps {wanted} to {target_path}, not to an "
-                             f"artifact under packages/{name}/{wanted}/")
+                             f"artifact {prefix}* under packages/{name}/{wanted}/")
         info = self.target(target_path)
         if info is None:
             raise TufRefusal(f"{target_path} is listed in the index but not in TUF metadata")
-        return Resolved(name, wanted, info)
+        return Resolved(name, wanted, info, platform)
 
     # -- in-toto ----------------------------------------------------------
     def sigstore_trust(self) -> SigstoreTrust:
@@ -466,7 +595,7 @@ class SecureUpdater:
             custom = InTotoCustom.from_custom(info.custom)
         except FormatError as exc:
             raise TufRefusal(f"TUF refused the metadata of {info.path}: {exc}") from exc
-        artifact = self.download(info)
+        artifact = self.download_artifact(info)
         sha256 = info.hashes.get("sha256", "")
         if not custom:
             if allow_unverified:
@@ -523,8 +652,7 @@ class SecureUpdater:
             try:
                 summary = verifier.verify(
                     layout, keys, MemoryLinks(links), threshold=threshold,
-                    parameters={"name": resolved.name, "version": resolved.version,
-                                "artifact": resolved.filename})
+                    parameters=layout_parameters(resolved))
                 # Bound by hash: TUF verified the cached artifact's sha256 on download.
                 bind_product(summary, artifact, resolved.filename, sha256=sha256)
             except IntotoError as exc:

@@ -7,6 +7,15 @@
                             "published": "2026-11-24T19:58:43Z"}},
      "channels": {"stable": "1.0.0"}}
 
+A version published as several platform builds lists them instead of one
+target (see `VersionEntry`; `build_target` says why a build's file name starts
+with its platform)::
+
+    "2.0.0": {"builds": {
+                "linux-aarch64": {"target": "packages/hello/2.0.0/linux-aarch64.hello.tar.gz"},
+                "linux-x86_64": {"target": "packages/hello/2.0.0/linux-x86_64.hello.tar.gz"}},
+              "published": "2026-12-06T00:30:00Z"}
+
 Signed by the online ``releases`` role (or its hash bin), so it may only help
 a client *find* versions: which artifact a version is, and which version a
 channel names. Everything else (that the artifact was built as the layout
@@ -26,12 +35,14 @@ from packaging.version import InvalidVersion, Version
 
 from custody.formats.errors import FormatError
 from custody.formats.jsonlimits import loads_bounded
+from custody.formats.platforms import check_platform
 
 NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?\Z")
 CHANNEL = re.compile(r"[a-z][a-z0-9-]{0,31}\Z")
 MAX_VERSION_LENGTH = 64
 MAX_PATH_LENGTH = 512
 MAX_VERSIONS = 100_000
+MAX_BUILDS = 64
 MAX_INDEX_BYTES = 32 << 20
 
 
@@ -62,34 +73,113 @@ def _object(value: Any, where: str) -> dict[str, Any]:
     return value
 
 
+def build_target(name: str, version: str, platform: str | None, filename: str) -> str:
+    """The target path of a version's artifact: ``packages/<name>/<version>/<file>``, and
+    for a platform build ``packages/<name>/<version>/<platform>.<file>``.
+
+    Not a ``<platform>/`` folder: the ``releases`` role is delegated
+    ``packages/*/*/*`` by the offline ``targets`` keys (TUF patterns match one
+    segment per ``*``), so a fourth segment would be outside what the online
+    key may sign in every repository made so far. The platform prefix keeps
+    each build in the version's own folder, named after its platform, where a
+    client checks it (`artifact_filename` gives the file name back).
+    """
+    base = f"packages/{name}/{version}/"
+    return base + (f"{platform}.{filename}" if platform is not None else filename)
+
+
+def artifact_filename(target: str, platform: str | None) -> str:
+    """The artifact's own file name (the layout's product) of a `build_target` path."""
+    basename = target.rsplit("/", 1)[-1]
+    if platform is not None and basename.startswith(f"{platform}."):
+        return basename[len(platform) + 1:]
+    return basename
+
+
 @dataclass
-class VersionEntry:
-    """One version of the index: its artifact's target path, when it was published."""
+class Build:
+    """One platform's build of a version: its artifact's target path."""
 
     target: str
+    unrecognized: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Build:
+        data = dict(_object(data, where))
+        if "target" not in data:
+            raise FormatError(f"{where}.target is missing")
+        return cls(_string(data.pop("target"), f"{where}.target"), data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, **self.unrecognized}
+
+
+@dataclass
+class VersionEntry:
+    """One version of the index: its artifact's target path, or one per platform build.
+
+    A version is either one artifact for every host (``target``) or several
+    builds (``builds``: platform name -> its artifact), never both. A version
+    of builds has no ``target`` on purpose: a client older than builds
+    requires ``target`` in every entry, so it refuses the whole index (TUF
+    refused ..., exit 1) instead of installing whichever build a ``target``
+    would have named on a host of another platform.
+    """
+
+    target: str | None
     published: str | None = None
     unrecognized: dict[str, Any] = field(default_factory=dict)
+    builds: dict[str, Build] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> VersionEntry:
         data = dict(_object(data, where))
-        if "target" not in data:
-            raise FormatError(f"{where}.target is missing")
-        target = _string(data.pop("target"), f"{where}.target")
         published = data.pop("published", None)
         if published is not None:
             published = _string(published, f"{where}.published", 64)
+        if "builds" in data:
+            if "target" in data:
+                raise FormatError(f"{where} lists both a target and builds")
+            raw = _object(data.pop("builds"), f"{where}.builds")
+            if not raw or len(raw) > MAX_BUILDS:
+                raise FormatError(f"{where}.builds must list 1 to {MAX_BUILDS} platforms")
+            builds = {check_platform(key, f"{where}.builds key"):
+                      Build.from_dict(value, f"{where}.builds[{key!r}]")
+                      for key, value in raw.items()}
+            return cls(None, published, data, builds)
+        if "target" not in data:
+            raise FormatError(f"{where}.target is missing")
+        target = _string(data.pop("target"), f"{where}.target")
         return cls(target, published, data)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"target": self.target}
+        out: dict[str, Any] = {}
+        if self.target is not None:
+            out["target"] = self.target
+        if self.builds:
+            out["builds"] = {p: b.to_dict() for p, b in sorted(self.builds.items())}
         if self.published is not None:
             out["published"] = self.published
         return {**out, **self.unrecognized}
 
+    def targets(self) -> dict[str | None, str]:
+        """Every artifact of the version: platform (``None`` for one for all) -> target path."""
+        if self.target is not None:
+            return {None: self.target}
+        return {platform: build.target for platform, build in self.builds.items()}
+
+    def target_for(self, platform: str) -> str | None:
+        """The artifact a host of ``platform`` installs: the version's own, else its build
+        for that platform, else none (never another platform's build)."""
+        if self.target is not None:
+            return self.target
+        build = self.builds.get(platform)
+        return build.target if build is not None else None
+
     @property
     def filename(self) -> str:
-        return self.target.rsplit("/", 1)[-1]
+        """The file name of the version's one artifact (a version of builds has none)."""
+        return (self.target or "").rsplit("/", 1)[-1]
 
 
 ROLLOUT_STATES = ("active", "paused")

@@ -360,6 +360,10 @@ def _release_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Publish without moving any channel (a backport)."),
         click.option("--allow-channel-downgrade", is_flag=True,
                      help="Let the channel move to a version lower than it names."),
+        click.option("--platform", default=None, metavar="OS-MACHINE",
+                     help="Publish ARTIFACT as this platform's build of the version "
+                          "(linux-x86_64, linux-aarch64, darwin-arm64): once per build, "
+                          "each with its own links; hosts of other platforms never get it."),
     ]):
         func = option(func)
     return func
@@ -371,18 +375,21 @@ def _release_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @_fails_cleanly
 def publish(directory: Path, artifact: Path, name: str, version: str, layout_file: Path,
             link_dir: Path, attestations: tuple[Path, ...], channel: str, no_channel: bool,
-            allow_channel_downgrade: bool) -> None:
+            allow_channel_downgrade: bool, platform: str | None) -> None:
     """Verify a release's supply chain, then publish ARTIFACT with its links.
 
     The channel never moves to a lower version than it names unless
     --allow-channel-downgrade says so: publish a backport with --no-channel.
+    A version of platform builds takes one publish per build (--platform);
+    hosts whose platform has no build of the version find none, so publish
+    the builds with --no-channel and move the channel with the last one.
     """
     from custody.repository.releases import Release, publish_release, release_evidence
 
     repo = CustodyRepository(directory)
     release = Release(name, version, artifact, layout_file.read_bytes(),
                       release_evidence(link_dir, attestations), None if no_channel else channel,
-                      allow_channel_downgrade=allow_channel_downgrade)
+                      allow_channel_downgrade=allow_channel_downgrade, platform=platform)
     with repo.transaction():
         target = publish_release(repo, release)
     click.echo(f"published {target}")
@@ -587,14 +594,14 @@ def serve(directory: Path, host: str, port: int, workers: int, bump_interval: fl
 @_fails_cleanly
 def push(artifact: Path, server: str, token: str, name: str, version: str,
          layout_file: Path, link_dir: Path, attestations: tuple[Path, ...], channel: str,
-         no_channel: bool, allow_channel_downgrade: bool) -> None:
+         no_channel: bool, allow_channel_downgrade: bool, platform: str | None) -> None:
     """Upload a release to a repository server's publish API."""
     from custody.repository.push import push_release
 
     body = push_release(server, token, name, version, artifact, layout_file, link_dir,
                         None if no_channel else channel,
                         allow_channel_downgrade=allow_channel_downgrade,
-                        attestations=attestations)
+                        attestations=attestations, platform=platform)
     click.echo(f"published {body['target']}")
 
 

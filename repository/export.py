@@ -51,7 +51,8 @@ def export_mirror(repo: CustodyRepository, out: Path,
             raise NotFoundError(f"the repository has no package {package!r}")
         add_target(index.target_path(package))
         for entry in index.versions.values():
-            add_target(entry.target)
+            for target in entry.targets().values():  # every platform's build
+                add_target(target)
         for _, layout in layout_versions(repo, package):
             add_target(layout)
     if repo.find_target(SIGSTORE_ROOT) is not None:  # keyless steps verify offline too

@@ -149,6 +149,10 @@ def openapi(max_upload_mib: int) -> dict[str, Any]:
                                     "description": "channel to move (empty: none); never to "
                                                    "a lower version unless allowed"},
                         "allow_channel_downgrade": {"type": "string", "enum": ["", "1"]},
+                        "platform": {"type": "string",
+                                     "description": "the platform this build is for "
+                                                    "(linux-x86_64, darwin-arm64; empty: "
+                                                    "every platform)"},
                         "artifact": {"type": "string", "format": "binary"},
                         "layout": {"type": "string", "format": "binary",
                                    "description": "a layout published in the layouts role"},

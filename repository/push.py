@@ -15,7 +15,7 @@ from custody.repository.releases import release_evidence
 def push_release(server: str, token: str, name: str, version: str, artifact: Path,
                  layout: Path, link_dir: Path, channel: str | None = "stable",
                  timeout: float = 300.0, allow_channel_downgrade: bool = False,
-                 attestations: Sequence[Path] = ()) -> dict:
+                 attestations: Sequence[Path] = (), platform: str | None = None) -> dict:
     """Upload a release; return the server's answer, or raise with its one-sentence reason."""
     links = release_evidence(link_dir, attestations)
     files: list[tuple[str, tuple[str, Any]]] = [
@@ -25,7 +25,8 @@ def push_release(server: str, token: str, name: str, version: str, artifact: Pat
         files += [("artifact", (artifact.name, artifact_file)),
                   ("layout", (layout.name, layout_file))]
         data = {"name": name, "version": version, "channel": channel or "",
-                "allow_channel_downgrade": "1" if allow_channel_downgrade else ""}
+                "allow_channel_downgrade": "1" if allow_channel_downgrade else "",
+                "platform": platform or ""}
         try:
             response = requests.post(
                 server.rstrip("/") + "/api/v1/releases", data=data, files=files,

@@ -11,9 +11,16 @@ any client sees it.
 Target paths (all below the ``targets/`` URL):
 
 - ``packages/<name>/<version>/<artifact file>``, with ``custom["in-toto"]``;
+- ``packages/<name>/<version>/<platform>.<artifact file>`` for a version
+  published as platform builds (``--platform linux-x86_64``), one per build,
+  each with its own links (filed under its own hash) and its own final
+  product (`custody.formats.index.build_target`);
 - ``in-toto/layouts/<name>.<n>.layout``, n = 1, 2, ... per ``layout add``;
 - ``in-toto/links/<artifact sha256>/<link path>`` (sublayout links keep their
   ``<step>.<keyid8>/`` folder);
+- ``packages/<name>/<version>/<artifact file>.from-<base version>.zst``: a
+  patch that reconstructs the artifact from an earlier version's
+  (`custody.formats.delta`), listed in the artifact's ``custom["patches"]``;
 - ``packages/<name>/index.json``: versions, their targets, channels.
 """
 
@@ -32,8 +39,20 @@ from packaging.version import Version
 from tuf.api.metadata import TargetFile
 
 from custody.formats.custom import InTotoCustom
+from custody.formats.delta import DEFAULT_LEVEL, make_patch, patchable
 from custody.formats.errors import FormatError
-from custody.formats.index import CHANNEL, NAME, PackageIndex, VersionEntry, parse_version
+from custody.formats.index import (
+    CHANNEL,
+    NAME,
+    Build,
+    PackageIndex,
+    VersionEntry,
+    artifact_filename,
+    build_target,
+    parse_version,
+)
+from custody.formats.patches import Patch, patches_from_custom, patches_to_custom
+from custody.formats.platforms import check_platform
 from custody.formats.python import PythonRelease, describe_distribution
 from custody.formats.sigstore import ROOT_PATH as SIGSTORE_ROOT
 from custody.formats.sigstore import SigstoreRootCustom
@@ -52,6 +71,10 @@ from custody.repository.errors import (
 )
 from custody.repository.repo import LAYOUTS, CustodyRepository
 
+#: Patches are made from this many earlier versions (the newest below the release).
+PATCH_BASES = 3
+#: A patch this close to the artifact's size saves too little for a request of its own.
+MAX_PATCH_SHARE = 0.9
 FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}\Z")
 LAYOUT_PATH = re.compile(r"in-toto/layouts/(?P<name>[a-z0-9._-]+)\.(?P<n>\d+)\.layout\Z")
 
@@ -190,22 +213,25 @@ def releases_unverified_by(repo: CustodyRepository, name: str,
     stranded = []
     sigstore = sigstore_trust(repo)  # one trusted root (and its sigstore verifier) for all
     for version, entry in index.versions.items():
-        info = repo.find_target(entry.target)
-        if info is None:
-            continue
-        digest = info.hashes["sha256"]
-        prefix = f"in-toto/links/{digest}/"
-        links = {path[len(prefix):]: repo.read_target(path)
-                 for path in _links_of(info)}
-        filename = entry.filename
-        try:
-            summary = Verifier(inspections=InspectionPolicy.SKIP, quiet=True,
-                               sigstore=sigstore).verify(
-                layout, keys, MemoryLinks(links), threshold=threshold,
-                parameters=layout_parameters(name, version, filename))
-            bind_product(summary, Path(filename), filename, sha256=digest)
-        except IntotoError as exc:
-            stranded.append(Stranded(version, sorted(channels.get(version, [])), str(exc)))
+        for platform, target in entry.targets().items():  # every build must verify
+            info = repo.find_target(target)
+            if info is None:
+                continue
+            digest = info.hashes["sha256"]
+            prefix = f"in-toto/links/{digest}/"
+            links = {path[len(prefix):]: repo.read_target(path)
+                     for path in _links_of(info)}
+            filename = artifact_filename(target, platform)
+            try:
+                summary = Verifier(inspections=InspectionPolicy.SKIP, quiet=True,
+                                   sigstore=sigstore).verify(
+                    layout, keys, MemoryLinks(links), threshold=threshold,
+                    parameters=layout_parameters(name, version, filename, platform))
+                bind_product(summary, Path(filename), filename, sha256=digest)
+            except IntotoError as exc:
+                said = f"the {platform} build: {exc}" if platform else str(exc)
+                stranded.append(Stranded(version, sorted(channels.get(version, [])), said))
+                break
     stranded.sort(key=lambda s: Version(s.version), reverse=True)
     stranded.sort(key=lambda s: not s.channels)  # stable: channels' versions first
     return stranded
@@ -280,6 +306,12 @@ class Release:
     channel: str | None = "stable"
     artifact_name: str | None = None
     allow_channel_downgrade: bool = False
+    # One platform's build of the version (linux-x86_64): hosts of other platforms
+    # never see it. None: one artifact for every host.
+    platform: str | None = None
+    # Earlier versions to publish patches from (0: none), and the zstd level.
+    patch_bases: int = PATCH_BASES
+    patch_level: int = DEFAULT_LEVEL
 
     @property
     def filename(self) -> str:
@@ -292,6 +324,8 @@ def verify_release(repo: CustodyRepository, release: Release) -> tuple[str, str]
     check_version(release.version)
     if release.channel is not None:
         check_channel(release.channel)
+    if release.platform is not None:
+        check_release_platform(release.platform)
     if not FILENAME.match(release.filename):
         raise InvalidReleaseError(f"artifact file name {release.filename!r} is not allowed")
     digest = hashlib.sha256(release.layout).hexdigest()
@@ -339,7 +373,8 @@ def verify_release(repo: CustodyRepository, release: Release) -> tuple[str, str]
                                 sigstore=sigstore_trust(repo))
             summary = verifier.verify(
                 layout_md, keys, MemoryLinks(dict(release.links)), threshold=threshold,
-                parameters=layout_parameters(release.name, release.version, release.filename))
+                parameters=layout_parameters(release.name, release.version, release.filename,
+                                             release.platform))
             artifact_digest = bind_product(summary, release.artifact, release.filename)
         except IntotoError as exc:
             raise SupplyChainError(f"in-toto verification of {release.name} "
@@ -347,9 +382,23 @@ def verify_release(repo: CustodyRepository, release: Release) -> tuple[str, str]
     return layout_path, artifact_digest
 
 
-def layout_parameters(name: str, version: str, filename: str) -> dict[str, str]:
-    """Substitution parameters a layout may use; derived from what was asked for."""
-    return {"name": name, "version": version, "artifact": filename}
+def layout_parameters(name: str, version: str, filename: str,
+                      platform: str | None = None) -> dict[str, str]:
+    """Substitution parameters a layout may use; derived from what was asked for.
+
+    A platform build adds ``platform``, so that one layout can say which
+    build step made which platform's artifact."""
+    parameters = {"name": name, "version": version, "artifact": filename}
+    if platform is not None:
+        parameters["platform"] = platform
+    return parameters
+
+
+def check_release_platform(platform: str) -> str:
+    try:
+        return check_platform(platform)
+    except FormatError as exc:
+        raise InvalidReleaseError(str(exc)) from exc
 
 
 def _check_channel_move(index: PackageIndex, channel: str, version: str,
@@ -378,6 +427,10 @@ def _python_release(release: Release) -> PythonRelease | None:
         raise InvalidReleaseError(str(exc)) from exc
     if python is None:
         return None
+    if release.platform is not None:
+        raise InvalidReleaseError(
+            f"{release.filename} is a Python distribution: its own tags say which platforms "
+            "it is for (pip chooses); publish it without --platform")
     if python.project != release.name:
         raise InvalidReleaseError(
             f"{release.filename} is project {python.project!r}; publish it as package "
@@ -394,9 +447,11 @@ def publish_release(repo: CustodyRepository, release: Release) -> str:
     check_version(release.version)
     wanted = Version(release.version)
     same = next((v for v in index.versions if Version(v) == wanted), None)
-    if same is not None:
+    existing = index.versions.get(same) if same is not None else None
+    if same is not None and not _adds_a_build(index.versions[same], release):
         spelled = "" if same == release.version else f" (as {same}; PEP 440 equal)"
-        raise DuplicateReleaseError(f"{release.name} {release.version} is already "
+        build = f" for {release.platform}" if release.platform else ""
+        raise DuplicateReleaseError(f"{release.name} {release.version}{build} is already "
                                     f"published{spelled}; versions are immutable")
     if release.channel:
         _check_channel_move(index, release.channel, release.version,
@@ -408,13 +463,20 @@ def publish_release(repo: CustodyRepository, release: Release) -> str:
         target = f"in-toto/links/{digest}/{path}"
         repo.add_target(target, data)
         link_paths.append(target)
-    artifact_path = f"packages/{release.name}/{release.version}/{release.filename}"
+    artifact_path = build_target(release.name, release.version, release.platform,
+                                 release.filename)
     custom = InTotoCustom(layout_path, link_paths).to_custom()
     if python is not None:
         custom.update(python.to_custom())
+    custom.update(patches_to_custom(_publish_patches(repo, index, release, artifact_path)))
     repo.add_target(artifact_path, release.artifact, custom=custom)
-    index.versions[release.version] = VersionEntry(
-        artifact_path, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if release.platform is None:
+        index.versions[release.version] = VersionEntry(artifact_path, now)
+    else:
+        entry = existing or VersionEntry(None, now)
+        entry.builds[release.platform] = Build(artifact_path)
+        index.versions[release.version] = entry
     if release.channel:
         index.channels[release.channel] = release.version
     repo.add_target(PackageIndex.target_path(release.name), index.to_bytes())
@@ -422,19 +484,74 @@ def publish_release(repo: CustodyRepository, release: Release) -> str:
     return artifact_path
 
 
+def _publish_patches(repo: CustodyRepository, index: PackageIndex, release: Release,
+                     artifact_path: str) -> list[Patch]:
+    """Stage patches to the release from its newest earlier versions; list them.
+
+    The bases are the artifacts of the ``patch_bases`` newest versions below
+    the release that a host of the release's platform installs (the same
+    build, or a version for every host). A patch that saves little
+    (`MAX_PATCH_SHARE`) is not published. Each is a target of its own, so
+    TUF checks the patch as it arrives, and the host checks what it
+    reconstructs against the artifact's own length and hashes.
+    """
+    if release.patch_bases <= 0:
+        return []
+    lower = sorted((v for v in index.versions if Version(v) < Version(release.version)),
+                   key=Version, reverse=True)
+    bases = [(version, target) for version in lower
+             if (target := index.versions[version].target_for(release.platform)
+                 if release.platform is not None else index.versions[version].target)
+             ][:release.patch_bases]
+    if not bases:
+        return []
+    new = release.artifact.read_bytes()
+    patches = []
+    for version, target in bases:
+        info = repo.find_target(target)
+        if info is None or not patchable(info.length, len(new)):
+            continue
+        patch = make_patch(repo.read_target(target), new, release.patch_level)
+        if len(patch) >= MAX_PATCH_SHARE * len(new):
+            continue
+        path = f"{artifact_path}.from-{version}.zst"
+        repo.add_target(path, patch)
+        patches.append(Patch(target, info.hashes["sha256"], path))
+    return patches
+
+
+def _adds_a_build(entry: VersionEntry, release: Release) -> bool:
+    """Whether ``release`` is a new platform build of the published version ``entry``.
+
+    A version is immutable once published, build by build: a platform's build
+    is added once, and a version for every host takes no builds (nor the
+    other way round), so a host never has two artifacts to choose from.
+    """
+    if release.platform is None or entry.target is not None:
+        return False
+    return release.platform not in entry.builds
+
+
 def remove_release(repo: CustodyRepository, name: str, version: str) -> None:
-    """Withdraw a version: its targets leave metadata; channels pointing at it move back."""
+    """Withdraw a version (every build of it): its targets leave metadata; channels
+    pointing at it move back."""
     index = load_index(repo, name)
     entry = index.versions.pop(version, None)
     if entry is None:
         raise NotFoundError(f"{name} {version} is not published")
-    info = repo.remove_target(entry.target)
+    removed = [repo.remove_target(target) for target in entry.targets().values()]
+    for info in removed:  # its patches go with it
+        for patch in patches_from_custom(info.custom):
+            if repo.find_target(patch.patch) is not None:
+                repo.remove_target(patch.patch)
     # Links are filed under the artifact's hash: another version of the same bytes (a
-    # re-release under a new number) shares them, and keeps them.
+    # re-release under a new number, a build shared by two platforms) shares them,
+    # and keeps them.
     shared = {link for other in index.versions.values()
-              if (found := repo.find_target(other.target)) is not None
+              for target in other.targets().values()
+              if (found := repo.find_target(target)) is not None
               for link in _links_of(found)}
-    for link in _links_of(info):
+    for link in {link for info in removed for link in _links_of(info)}:
         if link not in shared:
             repo.remove_target(link)
     for channel, pinned in list(index.channels.items()):

@@ -26,7 +26,7 @@ def names(requirements: list[str]) -> set[str]:
 def test_pip_install_custody_brings_only_what_a_host_needs():
     assert names(PROJECT["dependencies"]) == {
         "tuf", "securesystemslib", "cryptography", "urllib3", "click", "pathspec",
-        "packaging", "msgspec"}
+        "packaging", "msgspec", "backports.zstd"}
 
 
 def test_every_module_of_an_extra_is_in_the_table_that_names_it():

@@ -1,7 +1,8 @@
 """``POST /api/v1/releases``: verify a release as a client will, then publish it.
 
 Bearer token (publish scope); multipart ``name``, ``version``, optional
-``channel`` and ``allow_channel_downgrade``, files ``artifact``, ``layout``,
+``channel``, ``allow_channel_downgrade`` and ``platform`` (the release is that
+platform's build of the version, e.g. ``linux-x86_64``), files ``artifact``, ``layout``,
 ``links``. One transaction: a refused upload changes nothing. Uploads over the
 configured size are refused before they are read (the application's
 ``MAX_CONTENT_LENGTH``); accepted ones are streamed to disk, never held whole
@@ -59,6 +60,7 @@ def publish() -> Any:
                 channel=form.get("channel") or None,
                 allow_channel_downgrade=form.get("allow_channel_downgrade", "").lower()
                 in ("1", "true", "yes"),
+                platform=form.get("platform") or None,
             )
             repo = CustodyRepository(site().paths.root)
             with repo.transaction():
@@ -73,5 +75,7 @@ def publish() -> Any:
         return error(502, str(exc))
     except RepositoryError as exc:
         return error(500, str(exc))
-    log.info("%s published %s %s", who, release.name, release.version)
-    return jsonify(target=target, name=release.name, version=release.version), 201
+    log.info("%s published %s %s%s", who, release.name, release.version,
+             f" ({release.platform})" if release.platform else "")
+    return jsonify(target=target, name=release.name, version=release.version,
+                   platform=release.platform), 201

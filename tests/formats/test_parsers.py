@@ -25,11 +25,18 @@ JSON = st.recursive(
     max_leaves=20,
 )
 VERSIONS = st.sampled_from(["1.0.0", "1.0", "2.4.0rc1", "0!1.0", "x", "", "1" * 70, "1.0.0.0"])
+TARGET = st.fixed_dictionaries({"target": st.one_of(st.text(max_size=30), st.integers())},
+                               optional={"extra": JSON})
 ENTRY = st.fixed_dictionaries({"target": st.one_of(st.text(max_size=30), st.integers())},
                               optional={"published": JSON, "extra": JSON})
+BUILDS = st.fixed_dictionaries(  # a version of platform builds (issue 24)
+    {"builds": st.dictionaries(st.sampled_from(["linux-x86_64", "darwin-arm64", "Linux", "",
+                                                "linux-x86_64/..", "a" * 40]),
+                               TARGET | JSON, max_size=3) | JSON},
+    optional={"published": JSON, "target": JSON})
 INDEXES = st.fixed_dictionaries(
     {"name": st.sampled_from(["hello", "Hello", "", "a" * 70, "h/x"])},
-    optional={"versions": st.dictionaries(VERSIONS, ENTRY | JSON, max_size=4) | JSON,
+    optional={"versions": st.dictionaries(VERSIONS, ENTRY | BUILDS | JSON, max_size=4) | JSON,
               "channels": st.dictionaries(st.sampled_from(["stable", "beta", "Bad", ""]),
                                           VERSIONS | JSON, max_size=3) | JSON})
 SETTINGS = settings(max_examples=int(os.environ.get("CUSTODY_FUZZ_EXAMPLES", "300")),

@@ -50,6 +50,12 @@ if len(sys.argv) > 2:  # a payload of N MiB, incompressible, so versions are tha
     open('src/payload.bin', 'wb').write(os.urandom(int(sys.argv[2]) << 20))
 """
 
+# The same, with a payload drawn from a seed: versions that share most of their bytes
+# (what delta updates are for), as consecutive releases of real software do.
+SEEDED_WRITE_SCRIPT = WRITE_SCRIPT.replace("import os, sys", "import os, random, sys").replace(
+    "os.urandom(int(sys.argv[2]) << 20)", "random.Random(int(sys.argv[3])).randbytes("
+    "int(sys.argv[2]) << 20)")
+
 
 class Impl(Protocol):
     name: str
@@ -192,7 +198,7 @@ def record_hello(impl: Impl, keydir: Path, root: Path, dsse: bool = False,
                  trojan_rb2: bool = False, tamper_between: bool = False,
                  message: str | None = None, developer: str = "alice",
                  inject_after_tag: bool = False, extra_artifact: bool = False,
-                 payload_mib: int = 0) -> Path:
+                 payload_mib: int = 0, payload_seed: int | None = None) -> Path:
     """Perform the three steps in ``root``; return the directory holding the links.
 
     ``message`` changes what the source prints, so versions differ in content.
@@ -203,6 +209,9 @@ def record_hello(impl: Impl, keydir: Path, root: Path, dsse: bool = False,
     write = [py, "-c", WRITE_SCRIPT, *([message] if message else [])]
     if payload_mib:
         write = [py, "-c", WRITE_SCRIPT, message or "hello", str(payload_mib)]
+    if payload_mib and payload_seed is not None:
+        write = [py, "-c", SEEDED_WRITE_SCRIPT, message or "hello", str(payload_mib),
+                 str(payload_seed)]
     impl.run("clone", keydir / developer, [], ["src"], write, dev, dsse)
     if tamper_between:  # the network between clone and build alters the source
         (dev / "src" / "hello.py").write_text('print("pwned")\n')
