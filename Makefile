@@ -20,10 +20,10 @@ demo: $(STAMP)
 	$(BIN)/python demo/run.py
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q -m "not slow"
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q -m "not slow"
 
 # The fuzz tests of `make test`, longer: FUZZ_EXAMPLES (default 20000) examples per
 # property and FUZZ_API_EXAMPLES (default 2000) schemathesis cases per API operation,
@@ -37,7 +37,7 @@ fuzz: $(STAMP)
 		tests/repository/test_api_fuzz.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check custody formats intoto keys_tooling repository client tests bench demo docs
+	$(BIN)/ruff check conftest.py custody formats intoto keys_tooling repository client tests bench demo docs
 	$(BIN)/mypy -p custody --ignore-missing-imports
 	$(BIN)/lint-imports
 
