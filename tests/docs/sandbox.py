@@ -27,6 +27,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+#: The files the docs link to and tell the reader to use (agent.py, systemd units).
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
+
 #: Set in every process a block starts; its value is the sandbox's directory.
 MARKER = "CUSTODY_DOCS_SANDBOX"
 
@@ -82,6 +85,7 @@ class Sandbox:
         """A fresh sandbox; :meth:`close` removes it and stops what ran in it."""
         root = Path(tempfile.mkdtemp(prefix="custody-docs-"))
         (root / "offline").mkdir()
+        shutil.copytree(EXAMPLES, root / "examples")
         (root / ".sandbox").mkdir()
         scripts = str(Path(sys.executable).parent)
         env = {
