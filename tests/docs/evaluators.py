@@ -14,6 +14,9 @@ In a document:
 - an `` ```output `` block right after it is what the block printed (output
   and errors, as the terminal shows them), compared as doctest compares (``...`` matches anything,
   whitespace is normalised);
+- a `` ```toml `` block whose first line is a comment naming a file
+  (``# hello.toml``, ``# vendor.toml: what it is``) is that file, as the
+  reader saves it: written into the sandbox for the blocks after it;
 - ``<!-- illustrative: why -->`` right before a block says it cannot run here
   (a cloud KMS, a real endpoint): the reader sees why, the test reports a skip.
 """
@@ -49,15 +52,14 @@ def teardown(namespace: dict[str, Any]) -> None:
     namespace[SANDBOX].close()
 
 
-def _guard(example: Example) -> bool:
-    """False (skip) when an earlier block of the document failed or this one is illustrative."""
+def _guard(example: Example) -> None:
+    """Skip the example when an earlier block of the document failed or it is illustrative."""
     namespace = example.namespace
     if _FAILED in namespace:
         pytest.skip(f"an earlier block of this document failed (line {namespace[_FAILED]})")
     reason = namespace.pop(_SKIP_NEXT, None)
     if reason is not None:
         pytest.skip(f"illustrative: {reason}")
-    return True
 
 
 def run_shell(example: Example) -> None:
@@ -87,6 +89,27 @@ def check_output(example: Example) -> None:
                              f"{expected}--- the block printed\n{result.output}")
 
 
+class SavedFileParser:
+    """A block whose first line names a file (``# hello.toml``): the reader saves it."""
+
+    NAMED = re.compile(r"#\s*(?P<name>[\w./-]+\.(?P<suffix>\w+))\b")
+
+    def __init__(self, language: str) -> None:
+        self.language = language
+        self.blocks = CodeBlockParser(language=language, evaluator=self._evaluate)
+
+    def __call__(self, document: Any) -> Any:
+        for region in self.blocks(document):
+            named = self.NAMED.match(str(region.parsed))
+            if named and named.group("suffix") == self.language:
+                yield region
+
+    def _evaluate(self, example: Example) -> None:
+        _guard(example)
+        name = self.NAMED.match(str(example.parsed)).group("name")  # type: ignore[union-attr]
+        example.namespace[SANDBOX].save(name, str(example.parsed))
+
+
 class IllustrativeParser:
     """``<!-- illustrative: why -->``: the next block is shown, not run."""
 
@@ -106,5 +129,6 @@ def parsers() -> list[Any]:
     return [
         CodeBlockParser(language="sh", evaluator=run_shell),
         CodeBlockParser(language="output", evaluator=check_output),
+        SavedFileParser("toml"),
         IllustrativeParser(),
     ]

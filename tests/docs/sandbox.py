@@ -109,6 +109,15 @@ class Sandbox:
 
         return _PORT.sub(replace, source)
 
+    def save(self, name: str, text: str) -> Path:
+        """A file the document shows, saved where the reader stands (its directory too)."""
+        cwd_file = self.root / ".sandbox" / "cwd"
+        cwd = Path(cwd_file.read_text().strip()) if cwd_file.exists() else self.root
+        path = cwd / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
     def run(self, source: str, timeout: float = 240) -> BlockResult:
         """Run one block with bash; what it exports and where it ``cd``s carry on."""
         self._blocks += 1

@@ -47,3 +47,10 @@ def test_a_server_left_in_the_background_listens_before_the_next_block_and_is_st
     assert len(sandbox.processes()) == 2
     stopped = sandbox.stop()
     assert len(stopped) == 2 and sandbox.processes() == []
+
+
+def test_a_file_the_document_shows_is_saved_where_the_reader_stands(sandbox):
+    sandbox.run("mkdir work && cd work")
+    saved = sandbox.save("conf/hello.toml", "# hello.toml\nx = 1\n")
+    assert saved == sandbox.root / "work/conf/hello.toml"
+    assert sandbox.run("cat conf/hello.toml").output == "# hello.toml\nx = 1\n"
