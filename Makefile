@@ -20,10 +20,10 @@ demo: $(STAMP)
 	$(BIN)/python demo/run.py
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+	$(BIN)/python -m pytest -n 2 -q
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q -m "not slow"
+	$(BIN)/python -m pytest -n 2 -q -m "not slow"
 
 # The fuzz tests of `make test`, longer: FUZZ_EXAMPLES (default 20000) examples per
 # property and FUZZ_API_EXAMPLES (default 2000) schemathesis cases per API operation,
