@@ -37,7 +37,7 @@ fuzz: $(STAMP)
 		tests/repository/test_api_fuzz.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check custody formats intoto keys_tooling repository client tests bench demo docs
+	$(BIN)/ruff check conftest.py custody formats intoto keys_tooling repository client tests bench demo docs
 	$(BIN)/mypy -p custody --ignore-missing-imports
 	$(BIN)/lint-imports
 

@@ -1,5 +1,8 @@
 """A self-updating agent, in full: run it with ``custody run myagent -- python3 agent.py``.
 
+``python3 agent.py --self-test`` runs its self-test alone, as a health check
+(``custody health-check set myagent -- python3 agent.py --self-test``).
+
 It lives in its own package (``myagent``), so custody installed this very
 file after TUF and in-toto verified it. ``custody run`` starts it in the
 current version's directory; exit code 75 asks for a restart, into whatever
@@ -49,4 +52,6 @@ def main(once: bool = False) -> int:
 
 
 if __name__ == "__main__":
+    if "--self-test" in sys.argv:
+        sys.exit(0 if healthy() else 1)
     sys.exit(main(once="--once" in sys.argv))
