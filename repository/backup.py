@@ -35,6 +35,7 @@ from custody.repository.database import Database
 from custody.repository.errors import RepositoryError
 from custody.repository.reports import ReportStore
 from custody.repository.storage import RepoPaths, fsync_dir, locked
+from custody.repository.tokens import create_table
 
 FORMAT = 1
 PREFIX = "custody-backup"
@@ -94,8 +95,7 @@ def _fleet(paths: RepoPaths, config: RepoConfig) -> dict[str, list]:
         reports = [list(row) for row in store.rows()]
         tokens: list = []
         if config.database:
-            database.execute("CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, "
-                             "name TEXT, sha256 TEXT, scope TEXT, created TEXT)")
+            create_table(database)
             tokens = [list(row) for row in database.execute(
                 "SELECT id, name, sha256, scope, created FROM tokens").fetchall()]
     finally:

@@ -74,6 +74,11 @@ class Database:
     def close(self) -> None:
         self._db.close()
 
+    @property
+    def usable(self) -> bool:
+        """False once closed, or broken (a server restarted under a kept connection)."""
+        return not (self._db.closed or getattr(self._db, "broken", False))
+
     # -- the dialect ---------------------------------------------------------------
     def _sql(self, sql: str) -> str:
         if self.kind == "sqlite":
@@ -98,6 +103,10 @@ class Database:
         else:
             with self._db.cursor() as cursor:
                 cursor.executemany(self._sql(sql), rows)
+
+    def has_table(self, name: str) -> bool:
+        """Whether the server has the table: DDL on every request would take its locks."""
+        return self.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()[0]
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

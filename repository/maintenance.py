@@ -142,13 +142,13 @@ def move_fleet_state(paths: RepoPaths, url: str) -> tuple[int, int]:
 
     from custody.repository.database import Database
     from custody.repository.reports import ReportStore
+    from custody.repository.tokens import create_table
 
     config = RepoConfig.load(paths)
     server = Database.open(paths.private, url)
     try:
         target = ReportStore(server)
-        server.execute("CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, name TEXT, "
-                       "sha256 TEXT, scope TEXT, created TEXT)")
+        create_table(server)
         tokens = json.loads(paths.tokens.read_text()) if paths.tokens.exists() else {}
         known = {row[0] for row in server.execute("SELECT id FROM tokens").fetchall()}
         fresh = [(tid, e["name"], e["sha256"], e.get("scope", "publish"), e.get("created", ""))

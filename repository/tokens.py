@@ -30,15 +30,16 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _load(paths: RepoPaths) -> dict[str, dict[str, str]]:
-    database = _database(paths)
+def _load(paths: RepoPaths, shared: Database | None = None) -> dict[str, dict[str, str]]:
+    database = shared or _database(paths)
     if database is not None:
         try:
             rows = database.execute("SELECT id, name, sha256, scope, created FROM tokens")
             return {row[0]: dict(zip(("name", "sha256", "scope", "created"), row[1:],
                                      strict=True)) for row in rows.fetchall()}
         finally:
-            database.close()
+            if shared is None:
+                database.close()
     try:
         return json.loads(paths.tokens.read_text())
     except FileNotFoundError:
@@ -51,9 +52,15 @@ def _database(paths: RepoPaths) -> Database | None:
     if not url:
         return None
     database = Database.open(paths.private, url)
+    if not database.has_table("tokens"):
+        create_table(database)
+    return database
+
+
+def create_table(database: Database) -> None:
+    """The ``tokens`` table on a server (custody-repo database set makes it, once)."""
     database.execute("CREATE TABLE IF NOT EXISTS tokens (id TEXT PRIMARY KEY, name TEXT, "
                      "sha256 TEXT, scope TEXT, created TEXT)")
-    return database
 
 
 def create_token(paths: RepoPaths, name: str, scope: str = "publish") -> tuple[str, str]:
@@ -96,14 +103,16 @@ def revoke_token(paths: RepoPaths, token_id: str) -> None:
         write_atomic(paths.tokens, json.dumps(tokens, indent=1).encode(), 0o600)
 
 
-def check_token(paths: RepoPaths, token: str, scope: str = "publish") -> str | None:
+def check_token(paths: RepoPaths, token: str, scope: str = "publish",
+                shared: Database | None = None) -> str | None:
     """The name the token was created for, if it may act in ``scope``; else None.
 
     Constant-time comparison; tokens made before scopes existed are publish tokens.
+    ``shared``: the configured server's connection, kept by the caller (a web worker).
     """
     digest = _digest(token)
     found = None
-    for entry in _load(paths).values():
+    for entry in _load(paths, shared).values():
         if hmac.compare_digest(entry["sha256"], digest) and \
                 entry.get("scope", "publish") in (scope, "operator"):
             found = entry["name"]

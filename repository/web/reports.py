@@ -30,7 +30,7 @@ def receive() -> Any:
     except InvalidReleaseError as exc:
         return error(400, str(exc))
     paths = site().paths
-    store = ReportStore.open(paths)
+    store = ReportStore.open(paths, site().database())
     try:
         store.add(parsed)
         halted: list[str] = []

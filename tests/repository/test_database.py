@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 import requests
@@ -127,3 +128,37 @@ def test_sqlite_stays_the_default(tmp_path, keydir):
         store.close()
     assert (repo / "private/reports.sqlite").exists()
     assert Database.open(repo / "private", None).kind == "sqlite"
+
+
+def test_a_server_restart_under_a_running_serve_loses_no_report(tmp_path, keydir):
+    """Workers keep their connection between requests; a restarted server is reconnected."""
+    import glob
+    import time
+
+    repo = tmp_path / "repo"
+    make_repo(repo, keydir)
+    with running_postgres() as url:
+        assert repo_cli("database", "set", str(repo), url).returncode == 0
+        _, token = create_token(RepoPaths(repo), "fleet", "report")
+        port = url.rsplit(":", 1)[1].split("/")[0]
+        data = next(d for d in glob.glob("/tmp/custody-pg-*/data")  # this cluster's
+                    if Path(d, "postmaster.pid").read_text().splitlines()[3] == port)
+        pg_ctl = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))[-1]
+        with running_server(repo, workers=1) as served:
+            def post(client: str) -> int:
+                return requests.post(f"{served}/api/v1/reports", timeout=30, json={
+                    "package": "hello", "to": "2.0.0", "result": "updated",
+                    "client_id": client}, headers={"Authorization": f"Bearer {token}"}
+                ).status_code
+
+            assert post("before") == 202
+            subprocess.run(["runuser", "-u", "postgres", "--", pg_ctl, "-D", data, "-l",
+                            f"{data}/../log", "-m", "fast", "-w", "restart"], check=True,
+                           capture_output=True, timeout=60)
+            time.sleep(0.5)
+            assert [post(f"after{i}") for i in range(3)] == [202, 202, 202]
+        store = ReportStore.open(RepoPaths(repo))
+        try:
+            assert store.count() == 4
+        finally:
+            store.close()
