@@ -314,8 +314,10 @@ class SecureUpdater:
         try:
             patches = patches_from_custom(info.custom)
         except FormatError as exc:
-            log.warning("%s lists patches this client cannot read (%s); downloading it whole",
-                        info.path, exc)
+            # Transport only: the whole download that follows is what TUF judges, so this
+            # is no verdict and stays out of a refusal's one sentence (custody -v shows it).
+            log.info("%s lists patches this client cannot read (%s); downloading it whole",
+                     info.path, exc)
             patches = []
         if not patches:
             return self.download(info)
@@ -333,8 +335,8 @@ class SecureUpdater:
             try:
                 return self._rebuild(info, patch, base_bytes)
             except (ClientError, PatchError, OSError) as exc:
-                log.warning("%s: the patch %s did not rebuild it (%s); downloading it whole",
-                            info.path, patch.patch, exc)
+                log.info("%s: the patch %s did not rebuild it (%s); downloading it whole",
+                         info.path, patch.patch, exc)
                 break
         return self.download(info)
 

@@ -109,7 +109,7 @@ def test_the_documented_example_builds(tmp_path):
     import re
 
     doc = (Path(__file__).resolve().parents[2] / "docs/layouts.md").read_text()
-    example = re.search(r"## A complete example\n\n```toml\n(.*?)```", doc, re.S)
+    example = re.search(r"```toml\n# hello.toml\n(.*?)```", doc, re.S)
     assert example is not None
     (tmp_path / "keys").mkdir()
     for name in ("alice", "rb1", "rb2", "bob"):
