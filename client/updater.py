@@ -314,8 +314,8 @@ class SecureUpdater:
         try:
             patches = patches_from_custom(info.custom)
         except FormatError as exc:
-            log.warning("%s lists patches this client cannot read (%s); downloading it whole",
-                        info.path, exc)
+            log.info("%s lists patches this client cannot read (%s); downloading it whole",
+                     info.path, exc)
             patches = []
         if not patches:
             return self.download(info)
@@ -333,8 +333,10 @@ class SecureUpdater:
             try:
                 return self._rebuild(info, patch, base_bytes)
             except (ClientError, PatchError, OSError) as exc:
-                log.warning("%s: the patch %s did not rebuild it (%s); downloading it whole",
-                            info.path, patch.patch, exc)
+                # Transport, not a verdict: said with -v; the whole download's own
+                # refusal (if any) is the one sentence the host sees.
+                log.info("%s: the patch %s did not rebuild it (%s); downloading it whole",
+                         info.path, patch.patch, exc)
                 break
         return self.download(info)
 
