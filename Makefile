@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/update.py
 	$(BIN)/python bench/fleet.py
 	$(BIN)/python bench/plugins.py
+	$(BIN)/python bench/delta.py
 	$(BIN)/python bench/imports.py
 	$(BIN)/python bench/readme.py
 

@@ -141,10 +141,12 @@ def prune_cache(cache: Path, kept: dict[str, dict[str, dict[str, Any]]]) -> tupl
     doomed += [d for d in cache.glob("in-toto/links/*") if d.name not in hashes]
     doomed += [f for f in cache.glob("in-toto/layouts/*")
                if f.relative_to(cache).as_posix() not in layouts]
-    # A download killed before its rename leaves its temporary file (updater's
-    # _stream_target); one untouched for an hour belongs to no running download.
+    # A download (or a patch's rebuild) killed before its rename leaves its temporary
+    # file (updater's _stream_target, _rebuild); one untouched for an hour belongs to
+    # no running download.
     stale = time.time() - 3600
-    doomed += [f for f in cache.rglob(".download-*") if f.stat().st_mtime < stale]
+    doomed += [f for pattern in (".download-*", ".patched-*") for f in cache.rglob(pattern)
+               if f.stat().st_mtime < stale]
     freed = 0
     for path in dict.fromkeys(doomed):
         if not path.exists():

@@ -314,8 +314,6 @@ class SecureUpdater:
         try:
             patches = patches_from_custom(info.custom)
         except FormatError as exc:
-            # Transport only: the whole download that follows is what TUF judges, so this
-            # is no verdict and stays out of a refusal's one sentence (custody -v shows it).
             log.info("%s lists patches this client cannot read (%s); downloading it whole",
                      info.path, exc)
             patches = []
@@ -335,6 +333,8 @@ class SecureUpdater:
             try:
                 return self._rebuild(info, patch, base_bytes)
             except (ClientError, PatchError, OSError) as exc:
+                # Transport, not a verdict: said with -v; the whole download's own
+                # refusal (if any) is the one sentence the host sees.
                 log.info("%s: the patch %s did not rebuild it (%s); downloading it whole",
                          info.path, patch.patch, exc)
                 break

@@ -37,9 +37,10 @@ def resign(data: bytes, key_path: Path, **changes: object) -> bytes:
 
 def test_arbitrary_artifact_replaced_on_a_mirror(scene):
     scene.served.publish("1.1.0")
-    # the artifact, and the patch from 1.0.0 a client holding it would fetch first
+    # The mirror's attacker replaces the artifact and its patch from 1.0.0 alike (the
+    # patch alone refused, the host would download the artifact whole: still refused).
     scene.mirror.overrides["hello.tar.gz"] = b"\x1f\x8b arbitrary bytes"
-    scene.mirror.overrides["hello.tar.gz.from-1.0.0.zst"] = b"\x28\xb5\x2f\xfd arbitrary"
+    scene.mirror.overrides[".zst"] = b"\x28\xb5\x2f\xfd arbitrary bytes"
     scene.refused("update", words="TUF refused the download of packages/hello/1.1.0/")
 
 
@@ -98,7 +99,7 @@ def test_wrong_target_delivered_for_a_path(scene):
     scene.served.publish("1.1.0")
     index = next((scene.repo_dir / "public/targets/packages/hello").glob("*.index.json"))
     scene.mirror.overrides["hello.tar.gz"] = index.read_bytes()  # a genuine file, wrong path
-    scene.mirror.overrides["hello.tar.gz.from-1.0.0.zst"] = index.read_bytes()
+    scene.mirror.overrides[".zst"] = index.read_bytes()  # the patch from 1.0.0 too
     scene.refused("update", words="TUF refused the download of packages/hello/1.1.0/")
 
 
