@@ -4,15 +4,14 @@ The repository's root, targets and owner keys exist only in ``offline/``; every
 change they sign is a ceremony (export, sign, import). Eight (``CUSTODY_SOAK_HOSTS``)
 agents run ``tests/e2e/fleet_agent.py`` under ``custody run``, polling every 0.3 s,
 and journal every start, probation and unit of work. While they run: releases
-land, a bad release fails the self-test of half the hosts, the server restarts,
+land, a bad release fails the self-test of half the hosts and its rollout
+halts itself on their reports, the server restarts,
 the repository is unreachable for a while, the timestamp key rotates through a
 root ceremony, a functionary is revoked (a release by that key is refused), and
 gc runs. ``make soak`` repeats the release rounds (``CUSTODY_SOAK_ROUNDS``).
 
-Not yet here: the bad release as a rollout that halts itself. A rollout pauses
-on its hosts' health reports, and an agent under ``custody run`` reports
-nothing (``Agent.update``, ``confirm`` and ``rollback`` send no report; only the
-``custody`` commands do), so the bad release goes to the whole channel.
+The bad release goes out as a rollout with a maximum failure rate: the hosts
+report how each probation ended, and the server pauses the rollout itself.
 
 Asserted throughout: every host converges to the newest release it may run
 within a bounded number of its own polls; no host ever works in a version
@@ -24,6 +23,7 @@ home passes ``custody verify`` and the repository ``custody-repo status --check`
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -102,7 +102,7 @@ class Day:
         self.ceremony("layouts", "owner")
 
     def release(self, version: str, functionary: str = "bob", fragile: bool = False,
-                expect: int = 0) -> None:
+                expect: int = 0, channel: bool = True) -> None:
         """``functionary`` packs the agent; the repository verifies in-toto and publishes."""
         build = self.work / "build"
         shutil.rmtree(build, ignore_errors=True)
@@ -117,7 +117,7 @@ class Day:
                  "tar", "-czf", "agent.tar.gz", "-C", "build", ".")
         self.run("custody-repo", "publish", self.repo, "agent.tar.gz", "--name", "agent",
                  "--version", version, "--layout", "agent.layout", "--links", links,
-                 expect=expect)
+                 *([] if channel else ["--no-channel"]), expect=expect)
         if expect == 0:
             self.published.append(version)
 
@@ -131,8 +131,8 @@ class Day:
 class Fleet:
     """The hosts: a client home each, and its agent under ``custody run``."""
 
-    def __init__(self, work: Path, day: Day, url: str) -> None:
-        self.work, self.day, self.url = work, day, url
+    def __init__(self, work: Path, day: Day, url: str, report_token: str) -> None:
+        self.work, self.day, self.url, self.report_token = work, day, url, report_token
         self.journal = work / "journal.log"
         self.journal.touch()
         self.homes = [work / f"host{i}" for i in range(HOSTS)]
@@ -149,7 +149,8 @@ class Fleet:
     def start(self) -> None:
         root = self.day.repo / "public/metadata/1.root.json"
         for i, home in enumerate(self.homes):
-            self.custody(home, "init", "--url", self.url, "--root", str(root))
+            self.custody(home, "init", "--url", self.url, "--root", str(root),
+                         "--report-url", self.url, "--report-token", self.report_token)
             self.custody(home, "install", "agent")
             if i in self.fragile:
                 (home / "fragile").write_text("the bad release fails here\n")
@@ -205,6 +206,18 @@ class Fleet:
             assert time.monotonic() < deadline, (version, self.entries()[since:][-20:])
             time.sleep(0.2)
 
+    def halted(self, version: str) -> None:
+        """Wait until the rollout of ``version`` has paused itself on the hosts' reports."""
+        deadline = time.monotonic() + CONVERGE_SECONDS
+        while True:
+            status = self.day.run("custody-repo", "rollout", "status", self.day.repo, "agent",
+                                  "stable")
+            if "paused" in status:
+                assert "self-test failed" in status, status
+                return
+            assert time.monotonic() < deadline, status
+            time.sleep(0.5)
+
     def everywhere(self, version: str) -> dict[int, str]:
         return dict.fromkeys(range(HOSTS), version)
 
@@ -256,7 +269,9 @@ def test_a_day_in_the_life_of_a_fleet(tmp_path):
     polls: dict[str, int] = {}
     with cleanup(tmp_path):
         with running_server(day.repo, port=port) as url:
-            fleet = Fleet(tmp_path, day, url)
+            token = day.run("custody-repo", "token", "create", day.repo, "fleet", "--scope",
+                            "report").splitlines()[0]
+            fleet = Fleet(tmp_path, day, url, token)
             fleet.start()
             polls["start"] = fleet.converge(fleet.everywhere("1.0.0"), "start", 0)
 
@@ -272,18 +287,22 @@ def test_a_day_in_the_life_of_a_fleet(tmp_path):
                 polls[f"1.{minor}.0"] = fleet.converge(fleet.everywhere(f"1.{minor}.0"),
                                                       f"releases up to 1.{minor}.0", since)
 
-            # A bad release: its self-test fails on the fragile half of the fleet, which
-            # stays where it was (the version is known bad there); the rest runs it.
+            # A bad release goes out as a rollout to every host: its self-test fails on
+            # the fragile half, which reports it and stays where it was (the version is
+            # known bad there), and the rollout pauses itself on those reports.
             good, minor = f"1.{minor}.0", minor + 1
             bad = f"1.{minor}.0"
             since = fleet.mark()
-            day.release(bad, fragile=True)
-            polls["bad"] = fleet.converge(
-                {i: good if i in fleet.fragile else bad for i in range(HOSTS)}, "bad release",
-                since)
+            day.release(bad, fragile=True, channel=False)
+            day.run("custody-repo", "rollout", "start", day.repo, "agent", "stable", bad,
+                    "--percent", "100", "--max-failure-rate", "0.2", "--min-reports", "2")
             fleet.tried(bad, fleet.fragile, since)  # tried on probation, refused by its self-test
+            fleet.halted(bad)
             for i in fleet.fragile:
-                assert f"failed {bad}" in fleet.custody(fleet.homes[i], "list")
+                listed = json.loads(fleet.custody(fleet.homes[i], "list", "--json"))["agent"]
+                assert (listed["current"], bad in listed["failed"]) == (good, True), listed
+            # Hosts that took it before the pause keep it (healthy there); the rest stay.
+            day.run("custody-repo", "rollout", "abort", day.repo, "agent", "stable")
             minor += 1
             since = fleet.mark()
             day.release(f"1.{minor}.0")
