@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast fuzz lint bench clean
+.PHONY: demo test test-fast soak fuzz lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,13 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q -m "not slow"
+
+# The day in the life (tests/e2e/), longer: SOAK_ROUNDS rounds of releases for SOAK_HOSTS agents.
+SOAK_ROUNDS ?= 20
+SOAK_HOSTS ?= 12
+soak: $(STAMP)
+	CUSTODY_SOAK_ROUNDS=$(SOAK_ROUNDS) CUSTODY_SOAK_HOSTS=$(SOAK_HOSTS) \
+		$(BIN)/python -m pytest -q -s --timeout=0 tests/e2e
 
 # The fuzz tests of `make test`, longer: FUZZ_EXAMPLES (default 20000) examples per
 # property and FUZZ_API_EXAMPLES (default 2000) schemathesis cases per API operation,

@@ -39,8 +39,9 @@ from typing import NoReturn
 from packaging.version import Version
 
 from custody.client.config import default_home
-from custody.client.errors import ConfigError, Interrupted
+from custody.client.errors import EXIT_UNHEALTHY, ConfigError, Interrupted
 from custody.client.packages import Outcome, PackageManager
+from custody.client.reports import record, report
 from custody.client.state import CONFIRMATION, MAX_INTERRUPTED, State
 
 #: The exit code with which an agent asks its supervisor to start it again
@@ -110,19 +111,43 @@ class Agent:
         return self._session().install(self.name, None, channel, confirm_within=confirm_within)
 
     def confirm(self) -> Outcome:
-        """This version is healthy: make it live (too late after the deadline)."""
-        return self._session().confirm(self.name)
+        """This version is healthy: make it live (too late after the deadline), and report it."""
+        session = self._session()
+        return report_probation(session, session.confirm(self.name), healthy=True)
 
     def rollback(self, reason: str = "reported unhealthy by the agent") -> Outcome:
-        """Give up on the version on probation (or, if none, roll back the live one)."""
+        """Give up on the version on probation (reported), or, if none, roll back the live one."""
+        session = self._session()
         if self._state().pending is not None:
-            return self._session().reject(self.name, reason)
-        return self._session().rollback(self.name)
+            return report_probation(session, session.reject(self.name, reason), healthy=False)
+        return session.rollback(self.name)
 
     @staticmethod
     def restart() -> NoReturn:
         """Ask the supervisor to start the agent again, in the now current version."""
         sys.exit(RESTART_EXIT)
+
+
+def report_probation(session: PackageManager, outcome: Outcome, healthy: bool) -> Outcome:
+    """Send the end of a probation to the repository, if this host opted in to reports.
+
+    An agent's new version is proven (or not) here, not by ``custody update``:
+    so this is where its rollout learns that it failed, and pauses itself
+    when too many hosts say so. A confirmation (``healthy``) is an "updated"
+    report; a rejection (``reject`` returns the version still live as
+    ``version`` and the rejected one as ``previous``) an "unhealthy" one with
+    its reason. Nothing is reported when nothing changed; reporting never raises.
+    """
+    if not outcome.changed:
+        return outcome
+    config = session.config
+    if not healthy:
+        sent = report(config, outcome.name, "unhealthy", EXIT_UNHEALTHY, outcome.version,
+                      outcome.previous, outcome.note)
+    else:
+        sent = report(config, outcome.name, "updated", 0, outcome.previous, outcome.version)
+    record(session.home, config, [sent])
+    return outcome
 
 
 def _stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> int:
@@ -208,8 +233,10 @@ def supervise(home: Path, name: str, command: Sequence[str], poll: float = 0.2,
                         pending = None  # confirmed (or rolled back by someone else)
                     elif now.pending.expired():
                         _stop(proc)
-                        PackageManager(home).reject(
-                            name, "did not confirm its health before the deadline")
+                        session = PackageManager(home)
+                        report_probation(session, session.reject(
+                            name, "did not confirm its health before the deadline"),
+                            healthy=False)
                         say(f"{name} {version} did not confirm its health in time; "
                             f"rolled back to {now.current}")
                         break
@@ -230,8 +257,9 @@ def supervise(home: Path, name: str, command: Sequence[str], poll: float = 0.2,
             say(_after_restart(home, name, version))
             continue
         if pending is not None and State.load(home).package(name).pending is not None:
-            PackageManager(home).reject(
-                name, f"exited with code {code} before confirming its health")
+            session = PackageManager(home)
+            report_probation(session, session.reject(
+                name, f"exited with code {code} before confirming its health"), healthy=False)
             say(f"{name} {version} exited with code {code} before confirming its health; "
                 "rolled back")
             continue

@@ -429,3 +429,39 @@ def test_a_probation_that_ends_unwatched_is_no_verdict(served, home, tmp_path):
     hello = package(home)
     assert hello["failed"]["1.1.0"]["reason"] == "did not confirm its health before the deadline"
     assert hello["interrupted"] == {}
+
+
+def test_an_agent_reports_how_each_probation_ended(served, tmp_path):
+    """Confirmed, rolled back by the agent, rolled back by the supervisor: each one report,
+    which is what a rollout counts (fails without reports from the agent: none arrive)."""
+    import sqlite3
+
+    from custody.client.config import ClientConfig
+    from custody.repository.storage import RepoPaths
+    from custody.repository.tokens import create_token
+
+    _, token = create_token(RepoPaths(served.repo_dir), "fleet", "report")
+    home = tmp_path / "reporting-home"
+    assert custody(home, "init", "--url", served.url, "--root", str(served.root),
+                   "--inspections", "run", "--report-url", served.url, "--report-token",
+                   token).returncode == 0
+    client_id = ClientConfig.load(home).client_id
+    served.publish("1.0.0")
+    assert custody(home, "install", "hello").returncode == 0
+    served.publish("1.1.0", message="hello rolls back")
+    assert run_agent(home, tmp_path, confirm_within=30.0)[0] == 0
+    served.publish("1.2.0", message="hello crashes")
+    assert run_agent(home, tmp_path, confirm_within=30.0)[0] == 0
+    served.publish("1.3.0")
+    assert run_agent(home, tmp_path, confirm_within=30.0)[0] == 0
+
+    with sqlite3.connect(served.repo_dir / "private/reports.sqlite") as db:
+        rows = db.execute("SELECT from_version, to_version, result, exit_code, reason, "
+                          "client_id FROM reports WHERE result != 'installed' ORDER BY id"
+                          ).fetchall()
+    assert rows == [
+        ("1.0.0", "1.1.0", "unhealthy", 4, "self-test failed", client_id),
+        ("1.0.0", "1.2.0", "unhealthy", 4, "exited with code 1 before confirming its health",
+         client_id),
+        ("1.0.0", "1.3.0", "updated", 0, "", client_id),
+    ]
