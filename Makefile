@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/update.py
 	$(BIN)/python bench/fleet.py
 	$(BIN)/python bench/plugins.py
+	$(BIN)/python bench/reports.py
 	$(BIN)/python bench/delta.py
 	$(BIN)/python bench/imports.py
 	$(BIN)/python bench/readme.py
