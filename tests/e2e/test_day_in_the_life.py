@@ -45,7 +45,7 @@ ROUNDS = int(os.environ.get("CUSTODY_SOAK_ROUNDS", "1"))
 POLL_SECONDS = 0.3
 #: Polls a host may take to reach a release after it lands: the next poll sees it
 #: (every poll is a fresh refresh), unless the host is busy restarting or verifying.
-MAX_POLLS = 20
+MAX_POLLS = 30
 #: Wall-clock bound on one convergence, for a loaded 2-core machine.
 CONVERGE_SECONDS = 120
 AGENT = Path(__file__).with_name("fleet_agent.py")
