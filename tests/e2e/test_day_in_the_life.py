@@ -5,7 +5,8 @@ change they sign is a ceremony (export, sign, import). Eight (``CUSTODY_SOAK_HOS
 agents run ``tests/e2e/fleet_agent.py`` under ``custody run``, polling every 0.3 s,
 and journal every start, probation and unit of work. While they run: releases
 land, a bad release fails the self-test of half the hosts and its rollout
-halts itself on their reports, the server restarts,
+halts itself on their reports, the server restarts behind nginx (the
+shipped deploy/nginx-custody.conf, which the hosts reach it through),
 the repository is unreachable for a while, the timestamp key rotates through a
 root ceremony, a functionary is revoked (a release by that key is refused), and
 gc runs. ``make soak`` repeats the release rounds (``CUSTODY_SOAK_ROUNDS``).
@@ -36,7 +37,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import BIN, free_port, running_server
+from tests.helpers import BIN, free_port, running_nginx, running_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -267,11 +268,13 @@ def test_a_day_in_the_life_of_a_fleet(tmp_path):
 
     port = free_port()
     polls: dict[str, int] = {}
-    with cleanup(tmp_path):
+    front = contextlib.ExitStack()  # nginx in front, as deploy.md runs it: it outlives
+    with cleanup(tmp_path), front:  # the server's stop below, answering 502 meanwhile
         with running_server(day.repo, port=port) as url:
+            nginx = front.enter_context(running_nginx(url, tmp_path / "nginx"))
             token = day.run("custody-repo", "token", "create", day.repo, "fleet", "--scope",
                             "report").splitlines()[0]
-            fleet = Fleet(tmp_path, day, url, token)
+            fleet = Fleet(tmp_path, day, nginx, token)
             fleet.start()
             polls["start"] = fleet.converge(fleet.everywhere("1.0.0"), "start", 0)
 
@@ -365,4 +368,8 @@ def test_a_day_in_the_life_of_a_fleet(tmp_path):
         assert version in day.published, (host, version)
         if state == "live":
             assert not (version == bad and host in fleet.fragile), (host, version)
+    # The fleet reached the repository through nginx only: metadata, artifacts, reports.
+    through = (tmp_path / "nginx/logs/access.log").read_text()
+    for path in ("/metadata/timestamp.json", "/targets/packages/agent/", "/api/v1/reports"):
+        assert path in through, path
     print("most polls to converge, per event:", polls)
