@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -323,10 +324,22 @@ def rollout(url: str, token: str) -> None:
         contains="hello stable -> 1.5.0")
     operator = run(tool("custody-repo"), "token", "create", REPO, "ops", "--scope",
                    "operator", quiet=True).stdout.strip()
+    scraper = run(tool("custody-repo"), "token", "create", REPO, "prometheus", "--scope",
+                  "metrics", quiet=True).stdout.strip()
     print(f"   the operator's dashboard: {url}/ui (sign in with an operator token: "
-          f"custody-repo token create REPO NAME --scope operator); metrics at {url}/metrics")
-    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
-        check(b"custody_role_expiry_seconds" in response.read(), "Prometheus metrics served")
+          f"custody-repo token create REPO NAME --scope operator); metrics at {url}/metrics "
+          "(a metrics token: --scope metrics)")
+    try:
+        urllib.request.urlopen(url + "/metrics", timeout=10)
+        refused = False
+    except urllib.error.HTTPError as exc:
+        refused = exc.code == 401
+    check(refused, "/metrics refused without a metrics token")
+    scrape = urllib.request.Request(url + "/metrics",
+                                    headers={"Authorization": f"Bearer {scraper}"})
+    with urllib.request.urlopen(scrape, timeout=10) as response:
+        check(b"custody_role_expiry_seconds" in response.read(),
+              "Prometheus metrics served to its token")
     check(operator.startswith("cst_"), "an operator token for the dashboard")
 
 
