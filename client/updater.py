@@ -199,6 +199,20 @@ class _Sink:
         self._stop()
 
 
+def _signed_mismatch(info: TargetFile, length: int, hashers: dict[str, Any]) -> str | None:
+    """How bytes of ``length`` with these running hashes differ from what TUF signed, if so.
+
+    One check for a download and for a patch's rebuild: either is kept only when it is,
+    to the byte, the target the online keys signed.
+    """
+    if length != info.length:
+        return f"has {length} bytes, its signed length is {info.length}"
+    for algorithm, hasher in hashers.items():
+        if hasher.hexdigest() != info.hashes[algorithm]:
+            return f"does not match its signed {algorithm} hash"
+    return None
+
+
 class SecureUpdater:
     """One session of the client pipeline over a client home (see module docstring).
 
@@ -368,13 +382,9 @@ class SecureUpdater:
                     with open(patch_file, "rb") as source:
                         written = apply_patch(base, iter(lambda: source.read(CHUNK), b""),
                                               info.length, write)
-                    if written != info.length:
-                        raise PatchError(f"the patch rebuilt {written} bytes, the signed "
-                                         f"length is {info.length}")
-                    for algorithm, hasher in hashers.items():
-                        if hasher.hexdigest() != info.hashes[algorithm]:
-                            raise PatchError(f"what the patch rebuilt does not match the "
-                                             f"signed {algorithm} hash")
+                    mismatch = _signed_mismatch(info, written, hashers)
+                    if mismatch:
+                        raise PatchError(f"what the patch rebuilt {mismatch}")
                     out.flush()
                     os.replace(out.name, local)
                 except BaseException:
@@ -417,14 +427,9 @@ class SecureUpdater:
                     sink.put(chunk)
                     out.write(chunk)
                 sink.close()
-                if received != info.length:
-                    raise tuf_errors.LengthOrHashMismatchError(
-                        f"{info.path} has {received} bytes, its signed length is "
-                        f"{info.length}")
-                for algorithm, hasher in hashers.items():
-                    if hasher.hexdigest() != info.hashes[algorithm]:
-                        raise tuf_errors.LengthOrHashMismatchError(
-                            f"{info.path} does not match its signed {algorithm} hash")
+                mismatch = _signed_mismatch(info, received, hashers)
+                if mismatch:
+                    raise tuf_errors.LengthOrHashMismatchError(f"{info.path} {mismatch}")
                 out.flush()
                 os.replace(out.name, local)
             except BaseException:
