@@ -369,11 +369,10 @@ def _installer(ctx: click.Context, installer: str, program: list[str],
         env[name] = ",".join(filter(None, [env.get(name, ""), "127.0.0.1", "localhost"]))
     with tempfile.TemporaryDirectory(prefix="custody-installer-") as workdir:
         invocation = check(installer, args, Path(workdir), python, os.environ.get("VIRTUAL_ENV"))
+        target = ["--python", invocation.python] if invocation.python else []
         if installer == "pip":
-            target = ["--python", invocation.python] if invocation.python else []
             command = [*program, *target, *invocation.args]
         else:
-            target = ["--python", invocation.python] if invocation.python else []
             command = [*program, "pip", invocation.args[0], *target, *invocation.args[1:],
                        "--no-config"]
         if not invocation.uses_index:
@@ -386,8 +385,8 @@ def _installer(ctx: click.Context, installer: str, program: list[str],
     if index.refusals:
         rank = {c: i for i, c in enumerate(EXIT_PRIORITY)}
         raise min(index.refusals, key=lambda e: rank.get(e.exit_code, len(rank)))
-    raise InstallerFailed(f"{Path(program[-1]).name if installer == 'uv' else 'pip'} "
-                          f"exited with {code}; every file custody served was verified")
+    raise InstallerFailed(f"{installer} exited with {code}; every file custody served was "
+                          "verified")
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
