@@ -103,15 +103,17 @@ class ReportStore:
                          "(package, to_version)")
 
     @classmethod
-    def open(cls, paths: RepoPaths, shared: Database | None = None) -> ReportStore:
+    def open(cls, paths: RepoPaths, shared: Database | None = None,
+             config: RepoConfig | None = None) -> ReportStore:
         """The store of the repository at ``paths``, where its configuration puts it.
 
         ``shared``: a server connection the caller keeps (a web worker's: opening one
-        costs PostgreSQL a process, about 9 ms here, more than the insert).
+        costs PostgreSQL a process, about 9 ms here, more than the insert); ``config``:
+        the configuration it holds, so a request does not read it again.
         """
         if shared is not None:
             return cls(shared, owned=False)
-        return cls(Database.open(paths.private, RepoConfig.load(paths).database))
+        return cls(Database.open(paths.private, (config or RepoConfig.load(paths)).database))
 
     def close(self) -> None:
         if self._owned:

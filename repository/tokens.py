@@ -30,8 +30,9 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _load(paths: RepoPaths, shared: Database | None = None) -> dict[str, dict[str, str]]:
-    database = shared or _database(paths)
+def _load(paths: RepoPaths, shared: Database | None = None,
+          config: RepoConfig | None = None) -> dict[str, dict[str, str]]:
+    database = shared or _database(paths, config)
     if database is not None:
         try:
             rows = database.execute("SELECT id, name, sha256, scope, created FROM tokens")
@@ -46,9 +47,12 @@ def _load(paths: RepoPaths, shared: Database | None = None) -> dict[str, dict[st
         return {}
 
 
-def _database(paths: RepoPaths) -> Database | None:
-    """The configured server's ``tokens`` table, or None: the JSON file."""
-    url = RepoConfig.load(paths).database
+def _database(paths: RepoPaths, config: RepoConfig | None = None) -> Database | None:
+    """The configured server's ``tokens`` table, or None: the JSON file.
+
+    ``config``: the repository's, when the caller holds it (a server: no read per request).
+    """
+    url = (config or RepoConfig.load(paths)).database
     if not url:
         return None
     database = Database.open(paths.private, url)
@@ -104,15 +108,16 @@ def revoke_token(paths: RepoPaths, token_id: str) -> None:
 
 
 def check_token(paths: RepoPaths, token: str, scope: str = "publish",
-                shared: Database | None = None) -> str | None:
+                shared: Database | None = None, config: RepoConfig | None = None) -> str | None:
     """The name the token was created for, if it may act in ``scope``; else None.
 
     Constant-time comparison; tokens made before scopes existed are publish tokens.
-    ``shared``: the configured server's connection, kept by the caller (a web worker).
+    ``shared`` and ``config``: the configured server's connection and the repository's
+    configuration, kept by the caller (a web worker), so a request reads neither anew.
     """
     digest = _digest(token)
     found = None
-    for entry in _load(paths, shared).values():
+    for entry in _load(paths, shared, config).values():
         if hmac.compare_digest(entry["sha256"], digest) and \
                 entry.get("scope", "publish") in (scope, "operator"):
             found = entry["name"]

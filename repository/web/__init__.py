@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flask import current_app, jsonify, request
+from flask import current_app, g, jsonify, request
 
 from custody.repository.config import RepoConfig
 from custody.repository.database import Database, DatabaseError
@@ -48,13 +48,17 @@ class Site:
             return None
         kept: Database | None = getattr(self._connections, "database", None)
         if kept is not None and kept.usable:
+            if g.get("custody_database_checked"):
+                return kept  # checked once per request, not at each use
             try:
                 kept.execute("SELECT 1")  # a server restarted since: a new connection
+                g.custody_database_checked = True
                 return kept
             except DatabaseError:
                 kept.close()
         kept = Database.open(self.paths.private, self.config.database)
         self._connections.database = kept
+        g.custody_database_checked = True
         return kept
 
 
@@ -73,4 +77,5 @@ def authorized(scope: str) -> str | None:
     """Who the request's bearer token belongs to, if it may act in ``scope``."""
     header = request.headers.get("Authorization", "")
     token = header[len("Bearer "):] if header.startswith("Bearer ") else ""
-    return check_token(site().paths, token, scope, site().database()) if token else None
+    here = site()
+    return check_token(here.paths, token, scope, here.database(), here.config) if token else None

@@ -29,8 +29,9 @@ def receive() -> Any:
         parsed = [Report.from_dict(item) for item in items]
     except InvalidReleaseError as exc:
         return error(400, str(exc))
-    paths = site().paths
-    store = ReportStore.open(paths, site().database())
+    here = site()
+    paths = here.paths
+    store = ReportStore.open(paths, here.database(), here.config)
     try:
         store.add(parsed)
         halted: list[str] = []
