@@ -3,13 +3,15 @@ server and in front of a bucket (Swift's S3 API) that holds the served tree."""
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 import requests
 
-from tests.helpers import BIN, custody, running_nginx, running_server
-from tests.s3.conftest import object_store  # noqa: F401 (the fixture, started on demand)
+from tests.helpers import custody, running_nginx, running_server
+from tests.s3.conftest import (  # noqa: F401 (object_store: the fixture, started on demand)
+    bucket_repository,
+    object_store,
+    repo_cli,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -42,21 +44,11 @@ def test_nginx_caches_the_immutable_and_revalidates_the_timestamp(served, tmp_pa
         assert r.returncode == 0 and "updated hello 1.0.0 -> 1.1.0" in r.stdout, r.stderr
 
 
-def repo_cli(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "custody-repo"), *[str(a) for a in args]],
-                          capture_output=True, text=True, timeout=120, check=False)
-
-
 def test_nginx_in_front_of_a_bucket(object_store, tmp_path, keydir, hello_chain):  # noqa: F811
     """The tree from the bucket (nginx adds the bucket's path to /metadata/...), the API
     from custody-repo serve; a client installs and follows a publish through the cache."""
-    s3_url, http_url = object_store.public_bucket()
     repo = tmp_path / "repo"
-    r = repo_cli("init", repo, "--bins", "4", "--public", s3_url, "--endpoint-url",
-                 object_store.endpoint, "--layout-key", keydir / "owner", "--no-password")
-    assert r.returncode == 0, r.stderr
-    assert repo_cli("layout", "add", repo, hello_chain.layout, "--key", keydir / "owner",
-                    "--name", "hello", "--new").returncode == 0
+    _, http_url = bucket_repository(object_store, repo, keydir, hello_chain)
     release = [hello_chain.verify_dir / "hello.tar.gz", "--name", "hello", "--layout",
                hello_chain.layout, "--links", hello_chain.links]
     assert repo_cli("publish", repo, *release, "--version", "1.0.0").returncode == 0

@@ -59,3 +59,24 @@ def object_store(tmp_path_factory) -> Iterator[ObjectStore]:
     finally:
         subprocess.run(["bash", str(SCRIPT), "stop", str(directory)], check=False,
                        timeout=60)
+
+
+def repo_cli(*args: object) -> subprocess.CompletedProcess[str]:
+    from tests.helpers import BIN
+
+    return subprocess.run([str(BIN / "custody-repo"), *[str(a) for a in args]],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def bucket_repository(object_store: ObjectStore, repo: Path, keydir: Path, chain
+                      ) -> tuple[str, str]:
+    """A repository whose tree is also in a fresh public bucket, with the hello layout;
+    the bucket's (s3://, http://) URLs."""
+    s3_url, http_url = object_store.public_bucket()
+    r = repo_cli("init", repo, "--bins", "4", "--public", s3_url, "--endpoint-url",
+                 object_store.endpoint, "--layout-key", keydir / "owner", "--no-password")
+    assert r.returncode == 0, r.stderr
+    r = repo_cli("layout", "add", repo, chain.layout, "--key", keydir / "owner", "--name",
+                 "hello", "--new")
+    assert r.returncode == 0, r.stderr
+    return s3_url, http_url

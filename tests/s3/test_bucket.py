@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import BIN, custody
+from tests.s3.conftest import bucket_repository, repo_cli
 
 pytestmark = pytest.mark.slow
 
@@ -18,11 +19,6 @@ def trust(home: Path, url: str, repo: Path) -> None:
     r = custody(home, "init", "--url", url, "--root", str(repo / "public/metadata/1.root.json"),
                 "--inspections", "run")
     assert r.returncode == 0, r.stderr
-
-
-def repo_cli(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "custody-repo"), *[str(a) for a in args]],
-                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def publish(repo: Path, chain, version: str, *extra: str) -> None:
@@ -132,14 +128,9 @@ def test_a_publisher_killed_during_uploads_never_shows_a_partial_state(
 
     from tuf.ngclient import Updater
 
-    s3_url, http_url = object_store.public_bucket()
     repo = tmp_path / "bucket-repo"
-    r = repo_cli("init", repo, "--bins", "4", "--public", s3_url, "--endpoint-url",
-                 object_store.endpoint, "--layout-key", keydir / "owner", "--no-password")
-    assert r.returncode == 0, r.stderr
     chain = served.chain("hello 1.0.0")
-    assert repo_cli("layout", "add", repo, chain.layout, "--key", keydir / "owner",
-                    "--name", "hello", "--new").returncode == 0
+    _, http_url = bucket_repository(object_store, repo, keydir, chain)
     publish(repo, chain, "1.0.0")
 
     def bucket_versions() -> set[str]:
@@ -193,13 +184,8 @@ def test_a_bucket_refusing_the_credentials_is_one_sentence_and_sync_finishes_it(
     import json
     import os
 
-    s3_url, http_url = object_store.public_bucket()
     repo = tmp_path / "repo"
-    r = repo_cli("init", repo, "--bins", "4", "--public", s3_url, "--endpoint-url",
-                 object_store.endpoint, "--layout-key", keydir / "owner", "--no-password")
-    assert r.returncode == 0, r.stderr
-    assert repo_cli("layout", "add", repo, hello_chain.layout, "--key", keydir / "owner",
-                    "--name", "hello", "--new").returncode == 0
+    s3_url, http_url = bucket_repository(object_store, repo, keydir, hello_chain)
     publish(repo, hello_chain, "1.0.0")
 
     def bucket_timestamp() -> int:
