@@ -499,7 +499,9 @@ def init_home(home: Path, urls: Sequence[str], root: Path, layout_keys: Sequence
 
     A home that already trusts a root is refused unless ``force``: a second
     ``init`` would silently replace the trust anchor every later update rests
-    on, so the refusal names the root trusted now and the one offered. With
+    on, so the refusal names the root trusted now and the one offered. The
+    very same ``init`` run again (same root, same settings) changes nothing
+    and succeeds, as a provisioning script's second run must. With
     ``force`` the metadata verified under the old anchor goes with it (it
     would only be refused as a rollback or mix-and-match by the new one);
     the host stays what it was: its installed packages, health checks,
@@ -519,6 +521,12 @@ def init_home(home: Path, urls: Sequence[str], root: Path, layout_keys: Sequence
         raise ConfigError(f"{root} is not a valid, self-signed TUF root: {exc}") from exc
     metadata = home / "metadata"
     trusted = metadata / "root.json"
+    if not force and trusted.exists() and ClientConfig.path(home).exists():
+        same = ClientConfig.load(home)
+        if trusted.read_bytes() == data and (same.urls, same.layout_keys, same.layout_threshold,
+                                             same.inspections) == (
+                list(urls), list(layout_keys), layout_threshold, inspections):
+            return same  # the same command run again: nothing to replace
     if not force and (trusted.exists() or ClientConfig.path(home).exists()):
         try:
             now = _root_keys(Metadata[Root].from_bytes(trusted.read_bytes()))

@@ -26,8 +26,14 @@ def test_init_over_a_trusted_root_is_refused_unless_forced(tmp_path):
     trusted = (home / "metadata/root.json").read_bytes()
     (home / "metadata/timestamp.json").write_text("{}")  # verified under the old root
 
-    for offered, keys in ((new, new_keys), (old, old_keys)):  # even the same root again
-        r = custody(home, "init", "--url", url, "--root", str(offered))
+    # The same init run again (a provisioning script's second run) changes nothing.
+    again = custody(home, "init", "--url", url, "--root", str(old))
+    assert again.returncode == 0, again.stderr
+    assert (home / "metadata/timestamp.json").read_text() == "{}"  # nothing was replaced
+
+    # Another root, or the same root with other settings, is a replacement: refused.
+    for offered, keys, where in ((new, new_keys, url), (old, old_keys, "http://127.0.0.1:8")):
+        r = custody(home, "init", "--url", where, "--root", str(offered))
         assert r.returncode == 2, r.stderr
         assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
         assert f"{home} already trusts a root (version 1, root keys {old_keys[0][:16]})" \
