@@ -171,7 +171,8 @@ def init(ctx: click.Context, urls: tuple[str, ...], root: Path, layout_keys: tup
     """Trust a repository: store its root metadata and URLs.
 
     A home that trusts a root already is refused, naming both roots' keys,
-    unless --force: every later update rests on this one trust anchor.
+    unless --force: every later update rests on this one trust anchor. The
+    same init run again (same root and settings) changes nothing and exits 0.
     """
     from custody.client.packages import init_home
     from custody.intoto.metadata import key_to_dict
