@@ -35,7 +35,6 @@ from custody.repository.database import Database
 from custody.repository.errors import RepositoryError
 from custody.repository.reports import ReportStore
 from custody.repository.storage import RepoPaths, fsync_dir, locked
-from custody.repository.tokens import create_table
 
 FORMAT = 1
 PREFIX = "custody-backup"
@@ -94,8 +93,7 @@ def _fleet(paths: RepoPaths, config: RepoConfig) -> dict[str, list]:
     try:
         reports = [list(row) for row in store.rows()]
         tokens: list = []
-        if config.database:
-            create_table(database)
+        if config.database and database.has_table("tokens"):  # a backup writes nothing
             tokens = [list(row) for row in database.execute(
                 "SELECT id, name, sha256, scope, created FROM tokens").fetchall()]
     finally:
