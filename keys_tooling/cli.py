@@ -189,6 +189,31 @@ def rotate(repo_dir: Path, role: str, add: tuple[str, ...], remove: tuple[str, .
                f"threshold {result.threshold}; re-signed {', '.join(result.resigned)}")
 
 
+@main.command()
+@click.option("--repo", "repo_dir", required=True, type=click.Path(file_okay=False,
+              exists=True, path_type=Path))
+@click.option("--role", required=True,
+              type=click.Choice(["snapshot", "timestamp", "releases", "bins"]))
+@click.option("--key", "keys", multiple=True, required=True,
+              help="Private key file or signer URI the role already trusts.")
+def online(repo_dir: Path, role: str, keys: tuple[str, ...]) -> None:
+    """Sign an online role with these keys on this publisher (after another rotated them).
+
+    Changes only what this repository directory signs with: each key must be
+    one the metadata already trusts for the role. 'rotate' changes the trust.
+    """
+    from custody.repository.keyops import use_online
+
+    try:
+        _, signers = _new_keys(repo_dir, role, keys)
+    except KeyToolingError as exc:
+        _fail(str(exc))
+    if len(signers) < len(keys):
+        _fail("give private keys or signer URIs: a public key cannot sign")
+    ids = _repo_operation(repo_dir, (), lambda repo: use_online(repo, role, signers))
+    click.echo(f"{role}: this publisher now signs with {_short(ids)}")
+
+
 def _short(keyids: list[str]) -> str:
     return ", ".join(k[:8] for k in keyids) or "none"
 

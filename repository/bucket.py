@@ -25,7 +25,7 @@ version- and hash-prefixed names, ``no-cache`` (revalidate) for
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,6 +152,25 @@ class Bucket:
             self._call("deleting", self.client.delete_objects, Bucket=self.location.bucket,
                        Delete={"Objects": keys[start:start + 1000], "Quiet": True})
 
+    def read(self, relative: str) -> bytes | None:
+        """An object's bytes, or None when the bucket has no such object."""
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self.client.get_object(Bucket=self.location.bucket,
+                                              Key=self.location.key(relative))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise BucketError(f"{self.location}: reading {relative} failed "
+                              f"({failure(exc)})") from exc
+        return self._call(f"reading {relative}", response["Body"].read)
+
+    def download(self, relative: str, destination: Path) -> None:
+        """Write an object to ``destination`` (a file of its own, streamed)."""
+        self._call(f"downloading {relative}", self.client.download_file,
+                   self.location.bucket, self.location.key(relative), str(destination))
+
     def list(self) -> set[str]:
         """Every object under the prefix, as a path relative to the tree."""
         prefix = self.location.key("")
@@ -164,18 +183,47 @@ class Bucket:
         return found
 
 
+#: The one file whose upload makes a new state visible (a commit's last).
+TIMESTAMP = "metadata/timestamp.json"
+
+
 def journal_path(paths: RepoPaths) -> Path:
     return paths.private / "bucket-journal.json"
 
 
-def begin(paths: RepoPaths, relatives: Sequence[str]) -> None:
-    """Journal the files (paths under ``public/``) about to be written, in upload order.
+@dataclass(frozen=True)
+class Journal:
+    """An upload in progress: the files a commit writes, in upload order, and the
+    ``timestamp.json`` it started from (what undoing it restores: `custody.repository.catchup`)."""
+
+    files: list[str]
+    base: bytes | None = None
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({"files": self.files, "base": self.base.decode()
+                           if self.base is not None else None}).encode()
+
+    @classmethod
+    def load(cls, paths: RepoPaths) -> Journal | None:
+        try:
+            data = json.loads(journal_path(paths).read_text())
+        except FileNotFoundError:
+            return None
+        if isinstance(data, list):  # the format before the base was kept
+            return cls([str(f) for f in data])
+        base = data.get("base")
+        return cls([str(f) for f in data["files"]], base.encode() if base else None)
+
+
+def begin(paths: RepoPaths, relatives: Sequence[str], base: bytes | None = None) -> None:
+    """Journal the files (paths under ``public/``) about to be written, in upload order,
+    and ``base``, the ``timestamp.json`` they replace.
 
     Written before the local tree changes, so that whatever kills the
     publisher, the next transaction (`replay`) uploads what reached the disk.
     """
     if relatives:
-        write_atomic(journal_path(paths), json.dumps(list(relatives)).encode(), 0o600)
+        write_atomic(journal_path(paths), Journal(list(relatives), base).to_bytes(), 0o600)
 
 
 def upload(paths: RepoPaths, bucket: Bucket, relatives: Sequence[str]) -> None:
@@ -184,20 +232,26 @@ def upload(paths: RepoPaths, bucket: Bucket, relatives: Sequence[str]) -> None:
     replay(paths, bucket)
 
 
-def replay(paths: RepoPaths, bucket: Bucket) -> int:
-    """Finish an interrupted upload, if the journal says there is one; files uploaded."""
-    journal = journal_path(paths)
-    try:
-        relatives = json.loads(journal.read_text())
-    except FileNotFoundError:
+def replay(paths: RepoPaths, bucket: Bucket,
+           before_timestamp: Callable[[], None] | None = None) -> int:
+    """Finish an interrupted upload, if the journal says there is one; files uploaded.
+
+    ``before_timestamp`` runs just before ``timestamp.json`` goes up, the
+    moment the new state becomes visible: a publisher sharing the bucket
+    checks there that it still holds the shared lock.
+    """
+    journal = Journal.load(paths)
+    if journal is None:
         return 0
     count = 0
-    for relative in relatives:
+    for relative in journal.files:
         source = paths.public / relative
         if source.exists():  # a later gc may have removed an old file: nothing to do
+            if relative == TIMESTAMP and before_timestamp is not None:
+                before_timestamp()
             bucket.put(relative, source)
             count += 1
-    journal.unlink()
+    journal_path(paths).unlink()
     return count
 
 

@@ -565,7 +565,7 @@ def sync(directory: Path) -> None:
     bucket = repo.bucket()
     if bucket is None:
         raise RepositoryError(f"{directory} publishes to no bucket (custody-repo init --public)")
-    with locked(repo.paths):
+    with repo.coordinated(behind_ok=True):  # another publisher's newer state first
         uploaded, deleted = sync_bucket(repo.paths, bucket)
     click.echo(f"{bucket.location}: uploaded {uploaded}, deleted {deleted}")
 

@@ -125,6 +125,32 @@ def _configure_online(repo: CustodyRepository, name: str, remove: Sequence[str],
     repo.use_config(config)
 
 
+def use_online(repo: CustodyRepository, role: str,
+               online_signers: Sequence[tuple[Signer, KeySpec]]) -> list[str]:
+    """Sign online ``role`` with these keys from now on, here; the key ids.
+
+    For a publisher whose keys another publisher rotated (docs/deploy.md,
+    "Two publishers"): nothing is re-signed, and each key must be one the
+    metadata already trusts for the role, so this changes what this machine
+    holds, never what clients trust.
+    """
+    if role not in ONLINE:
+        raise RepositoryError(f"{role} is an offline role: its keys stay with people, "
+                              "not on a publisher")
+    trusted = set(_role_entry(repo, role).keyids)
+    stranger = [s.public_key.keyid[:8] for s, _ in online_signers
+                if s.public_key.keyid not in trusted]
+    if stranger or not online_signers:
+        raise RepositoryError(
+            f"{role} trusts key(s) {', '.join(sorted(k[:8] for k in trusted))}, not "
+            f"{', '.join(stranger) or 'none given'}: 'custody-keys rotate' changes what it "
+            "trusts")
+    config = copy.deepcopy(repo.config)
+    config.online_keys[ONLINE[role]] = [spec for _, spec in online_signers]
+    repo.use_config(config)
+    return [s.public_key.keyid for s, _ in online_signers]
+
+
 def _resign(repo: CustodyRepository, role: str) -> list[str]:
     """Re-sign the rotated role with its new keys, then snapshot and timestamp."""
     resigned = []

@@ -66,6 +66,7 @@ from custody.repository.pending import (
     load_all,
     save_draft,
 )
+from custody.repository.publishers import SharedLock
 from custody.repository.signatures import Expectation, expectation
 from custody.repository.storage import RepoPaths, copy_atomic, locked, write_atomic
 from custody.repository.storage import write_order as _write_order
@@ -105,6 +106,7 @@ class CustodyRepository(Repository):
         self._genesis: set[str] | None = set() if draft else None
         self.completing_genesis = False  # set by repository.genesis.publish only
         self._bucket: replica.Bucket | None = None
+        self._fence: SharedLock | None = None  # the publishers' lock, while coordinated
         # ``online`` (at init only): the online roles' signers, before any key is stored.
         self._online: dict[str, list[Signer]] | None = (
             {role: list(s) for role, s in online.items()} if online is not None else None)
@@ -136,13 +138,7 @@ class CustodyRepository(Repository):
             raise RepositoryError(
                 f"{self.paths.root} is not published yet: its first signing ceremony is "
                 "pending (custody-repo status shows what is missing)")
-        with locked(self.paths):
-            bucket = self.bucket()
-            if bucket is not None:  # finish the upload of a publisher that was killed
-                try:
-                    replica.replay(self.paths, bucket)
-                except BucketError as exc:
-                    raise self.bucket_failed(exc, committed=False) from exc
+        with self.coordinated():
             self._reset()
             self._clear_completed_changes()
             self._in_transaction = True
@@ -154,6 +150,37 @@ class CustodyRepository(Repository):
                 if self.config_dirty():
                     self.config = RepoConfig.load(self.paths)  # drop uncommitted edits
                     self._online = None
+
+    @contextlib.contextmanager
+    def coordinated(self, behind_ok: bool = False) -> Iterator[replica.Bucket | None]:
+        """Hold every lock a write needs, with the tree at the bucket's state; the bucket.
+
+        The local lock, then, when the configuration names a PostgreSQL
+        server, the lock that publishers on other machines share
+        (`custody.repository.publishers`). Under them, the tree and the bucket
+        are brought to one state (`custody.repository.catchup.reconcile`):
+        a killed upload of ours finished, or another publisher's newer
+        state pulled in and checked.
+        """
+        from custody.repository.catchup import reconcile
+        from custody.repository.publishers import shared_lock
+
+        with locked(self.paths), shared_lock(self.paths, self.config.database) as fence:
+            self._fence = fence
+            try:
+                bucket = self.bucket()
+                if bucket is not None:
+                    try:
+                        reconciled = reconcile(self.paths, bucket, fence, behind_ok)
+                    except BucketError as exc:
+                        raise self.bucket_failed(exc, committed=False) from exc
+                    if reconciled.action == "caught up":
+                        self._disk.clear()
+                        self.config = RepoConfig.load(self.paths)
+                        self._online = None
+                yield bucket
+            finally:
+                self._fence = None
 
     def _clear_completed_changes(self) -> None:
         """Remove pending changes already published (a ceremony's commit, killed before
@@ -207,8 +234,10 @@ class CustodyRepository(Repository):
         written = [d for d, _ in targets] + [f for _, files in roles for f in files]
         bucket = self.bucket()
         if bucket is not None:
+            base = self.paths.metadata_file(Timestamp.type)
             replica.begin(self.paths,
-                          [p.relative_to(self.paths.public).as_posix() for p in written])
+                          [p.relative_to(self.paths.public).as_posix() for p in written],
+                          base.read_bytes() if base.exists() else None)
         for destination, source in targets:
             if destination.exists():
                 continue  # content-addressed: the same bytes are already there
@@ -230,7 +259,8 @@ class CustodyRepository(Repository):
             self.config.save(self.paths)
         try:
             if bucket is not None:
-                replica.replay(self.paths, bucket)
+                replica.replay(self.paths, bucket,
+                               self._fence.check if self._fence is not None else None)
         except BucketError as exc:
             raise self.bucket_failed(exc, committed=True) from exc
         finally:  # the local commit happened: what follows it (a ceremony's clean-up) too
@@ -240,11 +270,17 @@ class CustodyRepository(Repository):
 
     def bucket_failed(self, exc: BucketError, committed: bool) -> BucketError:
         """The bucket's failure, saying what state the change is in and what finishes it."""
-        state = (f"the change is committed in {self.paths.public}, and the bucket still serves "
-                 "the previous state whole") if committed else \
-            "an earlier change is not in the bucket yet, and nothing was changed now"
+        if committed:
+            state = (f"the change is committed in {self.paths.public}, and the bucket still "
+                     "serves the previous state whole")
+        elif replica.journal_path(self.paths).exists():
+            state = "an earlier change is not in the bucket yet, and nothing was changed now"
+        else:
+            state = "nothing was changed"
+        shared = " (unless another publisher writes the bucket first: the next write here " \
+            "then drops it)" if self.config.database else ""
         return BucketError(f"{exc}: {state}; 'custody-repo sync {self.paths.root}' finishes "
-                           "the upload once the bucket answers")
+                           f"the upload once the bucket answers{shared}")
 
     # -- reading the current state ----------------------------------------
     def _read(self, role: str) -> Metadata | None:
@@ -354,7 +390,11 @@ class CustodyRepository(Repository):
             md.sign(signer, append=True)
         try:
             self.check_signed(role, md)
-        except SigningError:
+        except SigningError as exc:
+            stale = self._untrusted_online_keys(role) \
+                if role not in OFFLINE_ROLES and self._genesis is None else None
+            if stale is not None:
+                raise stale from exc
             if self._genesis is not None and role in OFFLINE_ROLES:
                 self._genesis.add(role)
                 return
@@ -365,6 +405,20 @@ class CustodyRepository(Repository):
             self._short.add(role)
         else:
             self._short.discard(role)
+
+    def _untrusted_online_keys(self, role: str) -> SigningError | None:
+        """Why this publisher's online keys do not sign ``role``, if it holds stale ones."""
+        trusted = self.trusted_keyids(role)
+        ours = {s.public_key.keyid for s in self.signers_for(role)}
+        if not ours or ours & trusted:
+            return None
+        cls = expiry_class(role)
+        return SigningError(
+            f"this publisher signs {role} with key(s) {', '.join(sorted(k[:8] for k in ours))}, "
+            f"which {self.delegator(role)} no longer trusts for it (it trusts "
+            f"{', '.join(sorted(k[:8] for k in trusted))}; another publisher rotated them?): "
+            f"give this one the new key with custody-keys online --repo {self.paths.root} "
+            f"--role {cls} --key KEY")
 
     @property
     def targets_infos(self) -> dict[str, MetaFile]:

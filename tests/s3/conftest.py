@@ -7,6 +7,7 @@ saying why, only where that cannot be done (not root, no apt).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import uuid
@@ -80,3 +81,74 @@ def bucket_repository(object_store: ObjectStore, repo: Path, keydir: Path, chain
                  "hello", "--new")
     assert r.returncode == 0, r.stderr
     return s3_url, http_url
+
+
+@contextlib.contextmanager
+def read_only_endpoint(object_store: ObjectStore) -> Iterator[str]:
+    """The store as credentials that may read but not write see it: a relay on 127.0.0.1 that
+    passes reads to Swift and answers every write with S3's AccessDenied; its endpoint URL."""
+    import http.client
+    import http.server
+    from urllib.parse import urlsplit
+
+    from tests.helpers import serve_in_thread
+
+    upstream = urlsplit(object_store.endpoint)
+
+    class Relay(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _refuse(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            body = (b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code>"
+                    b"<Message>Access Denied.</Message></Error>")
+            self.send_response(403)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_PUT = do_POST = do_DELETE = _refuse
+
+        def _relay(self) -> None:
+            # The Host header goes through unchanged: the request's signature covers it.
+            connection = http.client.HTTPConnection(upstream.hostname, upstream.port,
+                                                    timeout=60)
+            connection.request(self.command, self.path, headers=dict(self.headers))
+            response = connection.getresponse()
+            body = response.read() if self.command != "HEAD" else b""
+            self.send_response(response.status)
+            for name, value in response.getheaders():
+                if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", response.getheader("Content-Length") or
+                             str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            connection.close()
+
+        do_GET = do_HEAD = _relay
+
+    server, url = serve_in_thread(Relay)
+    try:
+        yield url
+    finally:
+        server.shutdown()
+
+
+@contextlib.contextmanager
+def endpoint_of(repo: Path, endpoint: str) -> Iterator[None]:
+    """The repository's bucket reached at ``endpoint`` for the block (private/config.json)."""
+    import json
+
+    config = repo / "private/config.json"
+    saved = config.read_text()
+    config.write_text(json.dumps({**json.loads(saved), "endpoint_url": endpoint}))
+    try:
+        yield
+    finally:
+        config.write_text(saved)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import BIN, custody
-from tests.s3.conftest import bucket_repository, repo_cli
+from tests.s3.conftest import bucket_repository, endpoint_of, read_only_endpoint, repo_cli
 
 pytestmark = pytest.mark.slow
 
@@ -196,20 +196,32 @@ def test_a_bucket_refusing_the_credentials_is_one_sentence_and_sync_finishes_it(
     wrong = {**os.environ, "AWS_SECRET_ACCESS_KEY": "not-the-secret"}
     args = ["publish", repo, hello_chain.verify_dir / "hello.tar.gz", "--name", "hello",
             "--version", "1.1.0", "--layout", hello_chain.layout, "--links", hello_chain.links]
+    tree = sorted((p, p.stat().st_mtime_ns) for p in (repo / "public").rglob("*"))
     r = subprocess.run([str(BIN / "custody-repo"), *map(str, args)], capture_output=True,
                        text=True, timeout=120, check=False, env=wrong)
     assert r.returncode == 4, r.stderr
     sentences = [line for line in r.stderr.splitlines() if line.startswith("custody-repo:")]
     assert len(sentences) == 1 and "internal error" not in r.stderr, r.stderr
-    assert sentences[0].startswith(f"custody-repo: {s3_url}: uploading "), r.stderr
+    # the bucket is read first (another publisher may have moved it): refused there, whole
+    assert sentences[0].startswith(f"custody-repo: {s3_url}: reading "), r.stderr
     assert "the store refused the credentials" in r.stderr, r.stderr
-    assert f"the change is committed in {repo / 'public'}" in r.stderr
-    assert f"'custody-repo sync {repo}' finishes the upload" in r.stderr
-    assert bucket_timestamp() == before  # the previous state, whole
-    r = subprocess.run([str(BIN / "custody-repo"), "bump", str(repo)], capture_output=True,
-                       text=True, timeout=120, check=False, env=wrong)
-    assert r.returncode == 4
-    assert "an earlier change is not in the bucket yet, and nothing was changed now" in r.stderr
+    assert "nothing was changed;" in r.stderr, r.stderr
+    assert sorted((p, p.stat().st_mtime_ns) for p in (repo / "public").rglob("*")) == tree
+    assert not (repo / "private/bucket-journal.json").exists()
+
+    # credentials that may read but not write: the commit is local, the bucket as it was
+    with read_only_endpoint(object_store) as endpoint, endpoint_of(repo, endpoint):
+        r = repo_cli(*args)
+        assert r.returncode == 4, r.stderr
+        assert f"custody-repo: {s3_url}: uploading " in r.stderr, r.stderr
+        assert "AccessDenied" in r.stderr, r.stderr
+        assert f"the change is committed in {repo / 'public'}" in r.stderr
+        assert f"'custody-repo sync {repo}' finishes the upload" in r.stderr
+        assert bucket_timestamp() == before  # the previous state, whole
+        r = repo_cli("bump", repo)
+        assert r.returncode == 4
+        assert "an earlier change is not in the bucket yet, and nothing was changed now" \
+            in r.stderr
 
     r = repo_cli("sync", repo)  # the right secret again
     assert r.returncode == 0, r.stderr
