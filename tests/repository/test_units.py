@@ -14,7 +14,8 @@ from pathlib import Path
 from tests.helpers import BIN, debian_tool
 
 DEPLOY = Path(__file__).resolve().parent.parent.parent / "deploy"
-UNITS = ("custody-repo.service", "custody-repo-bump.service", "custody-repo-bump.timer")
+UNITS = ("custody-repo.service", "custody-repo-bump.service", "custody-repo-bump.timer",
+         "custody-repo-backup.service", "custody-repo-backup.timer")
 
 
 def _systemd_analyze() -> str:

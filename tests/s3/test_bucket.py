@@ -149,6 +149,7 @@ def test_a_publisher_killed_during_uploads_never_shows_a_partial_state(
         return set(json.loads(Path(path).read_text())["versions"])
 
     rng = random.Random(13)
+    journal = repo / "private/bucket-journal.json"
     seen = {"1.0.0"}
     interrupted = 0
     for trial in range(20):
@@ -159,10 +160,16 @@ def test_a_publisher_killed_during_uploads_never_shows_a_partial_state(
              "hello.tar.gz"), "--name", "hello", "--version", version, "--layout",
              str(chain.layout), "--links", str(chain.links)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.3, 1.2))
+        if trial % 2:  # anywhere: verifying, writing locally, uploading
+            time.sleep(rng.uniform(0.3, 1.2))
+        else:  # in the upload: once the journal names its files (however loaded the machine)
+            deadline = time.monotonic() + 60
+            while not journal.exists() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0, 0.05))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        interrupted += (repo / "private/bucket-journal.json").exists()
+        interrupted += journal.exists()
         assert bucket_versions() in (seen, seen | {version}), trial  # old or new, whole
         r = repo_cli("publish", repo, chain.verify_dir / "hello.tar.gz", "--name", "hello",
                      "--version", version, "--layout", chain.layout, "--links", chain.links)

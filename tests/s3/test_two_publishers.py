@@ -374,3 +374,33 @@ def test_a_write_waits_for_the_lock_another_publisher_holds(
         _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert reader.read()[1] == {"1.0.0"}
+
+
+def test_the_other_publisher_re_signs_a_timestamp_that_expired_while_nobody_could(
+        object_store, tmp_path, keydir, served, postgres):
+    """The first machine went down and its timestamp expired: clients refuse the bucket. The
+    second catches up (expiry is for clients; signatures and versions are still checked)
+    and its ordinary bump re-signs, so clients update again."""
+    from datetime import UTC, datetime, timedelta
+
+    from custody.repository.maintenance import bump_online
+    from custody.repository.repo import CustodyRepository
+
+    chain = served.chain("hello 1.0.0")
+    first, second, http_url = two_publishers(object_store, tmp_path, keydir, chain,
+                                             new_database(postgres, "expired"))
+    assert publish(first, chain, "1.0.0").returncode == 0
+    three_days_ago = datetime.now(UTC) - timedelta(days=3)
+    stale = CustodyRepository(first, now=lambda: three_days_ago)
+    with stale.transaction():  # the last thing the first machine signed, long ago
+        bump_online(stale, force=True)
+    home = tmp_path / "home"
+    assert custody(home, "init", "--url", http_url, "--root",
+                   str(first / "public/metadata/1.root.json"), "--inspections",
+                   "run").returncode == 0
+    r = custody(home, "install", "hello")
+    assert r.returncode != 0 and "expired" in (r.stdout + r.stderr).lower(), r.stderr
+    r = repo_cli("bump", second)  # not forced: it finds the expiry itself, after catching up
+    assert r.returncode == 0, r.stderr
+    r = custody(home, "install", "hello")
+    assert r.returncode == 0 and "installed hello 1.0.0" in r.stdout, r.stderr
