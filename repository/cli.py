@@ -250,7 +250,9 @@ def layout_add(directory: Path, layout_file: Path, keys: tuple[str, ...],
     versions it no longer verifies are listed first (channels' versions
     first); if a channel's current version is among them, --yes is needed.
     A package that has no layout yet needs --new, so that a file named
-    differently (hello-v2.layout) never starts a package by accident.
+    differently (hello-v2.layout) never starts a package by accident. The
+    package's newest layout added again (a script run twice) publishes
+    nothing and succeeds, with --new or without.
     """
     from custody.repository.releases import add_layout, layout_versions, releases_unverified_by
 
@@ -258,6 +260,10 @@ def layout_add(directory: Path, layout_file: Path, keys: tuple[str, ...],
     layout_bytes = layout_file.read_bytes()
     repo = CustodyRepository(directory, pool=_owner_signers(keys), collect_pending=True)
     existing = layout_versions(repo, package)
+    if existing and repo.read_target(existing[-1][1]) == layout_bytes:
+        click.echo(f"kept {existing[-1][1]}: {package}'s newest layout is this file already; "
+                   "nothing published")  # the same command run again (--new or not)
+        return
     if not existing and not new_package:
         known = _packages_with_layouts(repo)
         raise RepositoryError(
