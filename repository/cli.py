@@ -389,13 +389,25 @@ def publish(directory: Path, artifact: Path, name: str, version: str, layout_fil
     A version of platform builds takes one publish per build (--platform);
     hosts whose platform has no build of the version find none, so publish
     the builds with --no-channel and move the channel with the last one.
+    Versions are immutable: a published version is refused, except the very
+    same file again (a script run twice), which publishes nothing and succeeds.
     """
-    from custody.repository.releases import Release, publish_release, release_evidence
+    from custody.repository.releases import (
+        Release,
+        publish_release,
+        published_as_is,
+        release_evidence,
+    )
 
     repo = CustodyRepository(directory)
     release = Release(name, version, artifact, layout_file.read_bytes(),
                       release_evidence(link_dir, attestations), None if no_channel else channel,
                       allow_channel_downgrade=allow_channel_downgrade, platform=platform)
+    kept = published_as_is(repo, release)
+    if kept is not None:  # the same command run again: versions are immutable, and it is
+        click.echo(f"kept {kept}: {name} {version} is published with this very file "
+                   "already; nothing published, no channel moved")
+        return
     with repo.transaction():
         target = publish_release(repo, release)
     click.echo(f"published {target}")
