@@ -384,8 +384,9 @@ def story(url: str, token: str) -> None:
     headline("Key rotation: alice's key is revoked by a new layout; the client follows")
     (BUILD / "hello.toml").write_text(LAYOUT.format(name="hello", developer="carol"))
     show_toml(BUILD / "hello.toml")
+    # --force: hello.layout holds the published layout naming alice, which this one replaces
     run(tool("custody-intoto"), "layout", "new", "hello.toml", "-k", KEYS / "owner",
-        "-o", "hello.layout")
+        "-o", "hello.layout", "--force")
     # alice built the stable 1.1.0: the new layout strands it, so the owner confirms with --yes
     run(tool("custody-repo"), "layout", "add", REPO, "hello.layout", "--key", KEYS / "owner",
         expect=1, contains="hello 1.1.0 (the stable channel's version) would no longer install")

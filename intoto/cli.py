@@ -4,9 +4,13 @@ A pipeline switches by changing the command name only: ``in-toto-run`` becomes
 ``custody-intoto run`` with the same flags (``-m a b c`` included) and the
 same exit codes: 0 pass, 1 verification or recording failure, 2 usage error,
 and ``run`` exits with the step command's own non-zero return value as the
-reference does. argparse, not click, parses these sub-commands because the
-reference's flags take several values each (``nargs="+"``) and stop at
-``--``, which argparse reproduces exactly and click cannot.
+reference does. ``layout new``, which the reference does not have, exits 0
+when the output already holds the layout it would write (a script run twice)
+and 2 when it holds another one and ``--force`` is not given.
+
+argparse, not click, parses these sub-commands because the reference's flags
+take several values each (``nargs="+"``) and stop at ``--``, which argparse
+reproduces exactly and click cannot.
 
 Passwords for encrypted keys: ``-P PASSWORD``, ``-P`` alone to be prompted,
 or the environment variable ``CUSTODY_KEY_PASSWORD``.
@@ -186,19 +190,77 @@ def cmd_sign(args: argparse.Namespace) -> int:
 
 
 def cmd_layout_new(args: argparse.Namespace) -> int:
-    from custody.intoto.layout_toml import layout_from_toml
+    from custody.intoto.layout_toml import fixes_expiry, layout_from_toml
     from custody.intoto.metadata import Envelope, Metablock
     from custody.keys_tooling.keys import load_public_key
 
     layout = layout_from_toml(args.description, load_public_key)
+    signers = [_signer(spec, args) for spec in args.key]
+    output = Path(args.output)
+    if output.exists() and not args.force:
+        kept = _kept_layout(output, layout, signers, args.use_dsse,
+                            fixes_expiry(args.description))
+        print(f"kept {output}: it holds this layout already, signed by the same "
+              f"{len(signers)} key(s), expires {kept.expires} (--force signs a new one)",
+              file=sys.stderr)
+        return 0
     metadata = Envelope.new(layout) if args.use_dsse else Metablock.new(layout)
-    for spec in args.key:
-        metadata.sign(_signer(spec, args))
-    metadata.dump(args.output)
+    for signer in signers:
+        metadata.sign(signer)
+    metadata.dump(output)
     print(f"layout with {len(layout.steps)} step(s) and {len(layout.inspect)} inspection(s) "
           f"signed by {len(args.key)} key(s), expires {layout.expires}: {args.output}",
           file=sys.stderr)
     return 0
+
+
+#: A layout's fields as a refusal names them.
+_LAYOUT_FIELDS = {"inspect": "inspections", "keys": "functionary keys", "expires": "expiry date"}
+
+
+def _kept_layout(output: Path, layout, signers, use_dsse: bool,  # -> Layout
+                 fixed_expiry: bool):
+    """The layout in ``output`` if it is the one ``layout new`` would write; else refuse.
+
+    The same description, keys and envelope give the same layout but for its
+    ``expires``, which is counted from signing unless the description names
+    a date: a second run keeps the file, and with it the layout the
+    repository already published. Anything else in the file (another layout,
+    other signatures, an expired or unreadable file) is a usage error without
+    --force: the file may be the layout clients verify against.
+    """
+    from datetime import UTC, datetime
+
+    from custody.intoto.errors import IntotoError
+    from custody.intoto.metadata import Envelope
+    from custody.intoto.models import Layout
+
+    refuse = f"{output} exists and "
+    try:
+        existing = _load(str(output), "layout ")
+        payload = existing.payload
+    except IntotoError as exc:
+        raise _Fail(f"{refuse}is not a layout ({exc}); pass --force to replace it", 2) from exc
+    if not isinstance(payload, Layout):
+        raise _Fail(f"{refuse}is a link, not a layout; pass --force to replace it", 2)
+    ours, theirs = layout.to_dict(), payload.to_dict()
+    if not fixed_expiry:  # counted from signing: a later run's differs, the layout not
+        del ours["expires"], theirs["expires"]
+    differs = [_LAYOUT_FIELDS.get(field, field) for field in ours
+               if ours[field] != theirs.get(field)]
+    if isinstance(existing, Envelope) != use_dsse:
+        differs.append("envelope kind (DSSE or classic)")
+    keyids = {signer.public_key.keyid for signer in signers}
+    if set(existing.signing_keyids) != keyids or not all(
+            existing.is_signed_by(signer.public_key) for signer in signers):
+        differs.append("signatures")
+    if differs:
+        raise _Fail(f"{refuse}holds another layout (differing in {', '.join(differs)}); "
+                    "pass --force to replace it", 2)
+    if payload.expires_at <= datetime.now(UTC):
+        raise _Fail(f"{refuse}holds this layout, expired on {payload.expires}; pass --force "
+                    "to sign it anew", 2)
+    return payload
 
 
 def cmd_layout_show(args: argparse.Namespace) -> int:
@@ -327,11 +389,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     layout = sub.add_parser("layout", help="write and review layouts")
     layout_sub = layout.add_subparsers(dest="action", required=True)
-    new = layout_sub.add_parser("new", help="write a signed layout from a TOML description")
+    new = layout_sub.add_parser(
+        "new", help="write a signed layout from a TOML description",
+        description="Write a signed layout from a TOML description. An output file that "
+                    "holds this layout already (the same description, keys and envelope; "
+                    "only its expiry, counted from signing, may differ) is kept, exit 0: a "
+                    "script run twice leaves the layout the repository published as it is. "
+                    "An output file holding anything else (another layout, an expired one) "
+                    "is refused, exit 2 (usage), unless --force.")
     new.add_argument("description", metavar="DESCRIPTION.toml")
     new.add_argument("-k", "--key", nargs="+", required=True, metavar="<path|uri>",
                      help="the project owners' private keys")
     new.add_argument("-o", "--output", required=True, metavar="<path>")
+    new.add_argument("--force", action="store_true",
+                     help="write over an output file that holds another layout (or an "
+                          "expired one), or sign the same layout anew with a new expiry")
     new.add_argument("--use-dsse", action="store_true")
     _password_flag(new)
     new.set_defaults(func=cmd_layout_new)

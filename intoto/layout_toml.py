@@ -140,6 +140,18 @@ def _check_match_targets(layout: Layout) -> None:
                             f"is no step of this layout{hint}")
 
 
+def fixes_expiry(path: str | Path) -> bool:
+    """Whether the description names the layout's ``expires`` date itself.
+
+    Without one the date is counted from signing (``expires_in_days``), so two
+    layouts written from the same description on different days differ in
+    ``expires`` only; ``custody-intoto layout new`` keeps the one it wrote
+    before instead of writing another. Call after `layout_from_toml`, which
+    reports an unreadable description.
+    """
+    return "expires" in tomllib.loads(Path(path).read_text(encoding="utf-8"))
+
+
 def layout_from_toml(path: str | Path, load_key: Callable[[Path], Key]) -> Layout:
     """Build a Layout from its TOML description (unsigned), refusing anything doubtful.
 

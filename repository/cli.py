@@ -250,7 +250,9 @@ def layout_add(directory: Path, layout_file: Path, keys: tuple[str, ...],
     versions it no longer verifies are listed first (channels' versions
     first); if a channel's current version is among them, --yes is needed.
     A package that has no layout yet needs --new, so that a file named
-    differently (hello-v2.layout) never starts a package by accident.
+    differently (hello-v2.layout) never starts a package by accident. The
+    package's newest layout added again (a script run twice) publishes
+    nothing and succeeds, with --new or without.
     """
     from custody.repository.releases import add_layout, layout_versions, releases_unverified_by
 
@@ -258,6 +260,10 @@ def layout_add(directory: Path, layout_file: Path, keys: tuple[str, ...],
     layout_bytes = layout_file.read_bytes()
     repo = CustodyRepository(directory, pool=_owner_signers(keys), collect_pending=True)
     existing = layout_versions(repo, package)
+    if existing and repo.read_target(existing[-1][1]) == layout_bytes:
+        click.echo(f"kept {existing[-1][1]}: {package}'s newest layout is this file already; "
+                   "nothing published")  # the same command run again (--new or not)
+        return
     if not existing and not new_package:
         known = _packages_with_layouts(repo)
         raise RepositoryError(
@@ -383,13 +389,25 @@ def publish(directory: Path, artifact: Path, name: str, version: str, layout_fil
     A version of platform builds takes one publish per build (--platform);
     hosts whose platform has no build of the version find none, so publish
     the builds with --no-channel and move the channel with the last one.
+    Versions are immutable: a published version is refused, except the very
+    same file again (a script run twice), which publishes nothing and succeeds.
     """
-    from custody.repository.releases import Release, publish_release, release_evidence
+    from custody.repository.releases import (
+        Release,
+        publish_release,
+        published_as_is,
+        release_evidence,
+    )
 
     repo = CustodyRepository(directory)
     release = Release(name, version, artifact, layout_file.read_bytes(),
                       release_evidence(link_dir, attestations), None if no_channel else channel,
                       allow_channel_downgrade=allow_channel_downgrade, platform=platform)
+    kept = published_as_is(repo, release)
+    if kept is not None:  # the same command run again: versions are immutable, and it is
+        click.echo(f"kept {kept}: {name} {version} is published with this very file "
+                   "already; nothing published, no channel moved")
+        return
     with repo.transaction():
         target = publish_release(repo, release)
     click.echo(f"published {target}")

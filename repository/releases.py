@@ -486,6 +486,26 @@ def publish_release(repo: CustodyRepository, release: Release) -> str:
     return artifact_path
 
 
+def published_as_is(repo: CustodyRepository, release: Release) -> str | None:
+    """The target path under which this very release is published already, else None.
+
+    The same version (as spelled), platform and file name, and the same bytes
+    (length and sha256): ``publish`` run again, as a release script run twice
+    does. Anything else of an existing version is a `DuplicateReleaseError`
+    of `publish_release`: versions are immutable.
+    """
+    entry = load_index(repo, release.name).versions.get(release.version)
+    target = build_target(release.name, release.version, release.platform, release.filename)
+    if entry is None or target not in entry.targets().values():
+        return None
+    info = repo.find_target(target)
+    data = release.artifact.read_bytes()
+    if info is None or info.length != len(data) or \
+            info.hashes.get("sha256") != hashlib.sha256(data).hexdigest():
+        return None
+    return target
+
+
 def _publish_patches(repo: CustodyRepository, index: PackageIndex, release: Release,
                      artifact_path: str) -> list[Patch]:
     """Stage patches to the release from its newest earlier versions; list them.
@@ -616,4 +636,5 @@ def release_evidence(link_dir: Path, attestations: Sequence[Path] = ()) -> dict[
     return found
 
 
-__all__ = ["Release", "add_layout", "link_filename", "load_index", "publish_release"]
+__all__ = ["Release", "add_layout", "link_filename", "load_index", "publish_release",
+           "published_as_is"]

@@ -16,7 +16,9 @@ In a document:
   whitespace is normalised);
 - a `` ```toml `` block whose first line is a comment naming a file
   (``# hello.toml``, ``# vendor.toml: what it is``) is that file, as the
-  reader saves it: written into the sandbox for the blocks after it;
+  reader saves it: written into the sandbox for the blocks after it; so is a
+  `` ```python `` block whose first line names a ``.py`` file
+  (``# plugin_host.py: ...``), which a later ``sh`` block runs;
 - ``<!-- illustrative: why -->`` right before a block says it cannot run here
   (a cloud KMS, a real endpoint): the reader sees why, the test reports a skip.
 """
@@ -94,14 +96,15 @@ class SavedFileParser:
 
     NAMED = re.compile(r"#\s*(?P<name>[\w./-]+\.(?P<suffix>\w+))\b")
 
-    def __init__(self, language: str) -> None:
+    def __init__(self, language: str, suffix: str | None = None) -> None:
         self.language = language
+        self.suffix = suffix or language
         self.blocks = CodeBlockParser(language=language, evaluator=self._evaluate)
 
     def __call__(self, document: Any) -> Any:
         for region in self.blocks(document):
             named = self.NAMED.match(str(region.parsed))
-            if named and named.group("suffix") == self.language:
+            if named and named.group("suffix") == self.suffix:
                 yield region
 
     def _evaluate(self, example: Example) -> None:
@@ -130,5 +133,6 @@ def parsers() -> list[Any]:
         CodeBlockParser(language="sh", evaluator=run_shell),
         CodeBlockParser(language="output", evaluator=check_output),
         SavedFileParser("toml"),
+        SavedFileParser("python", "py"),
         IllustrativeParser(),
     ]

@@ -97,7 +97,7 @@ class Day:
         shutil.copy(self.work / "offline" / f"{functionary}.pub", self.work)
         (self.work / "agent.toml").write_text(LAYOUT.format(functionary=functionary))
         self.run("custody-intoto", "layout", "new", "agent.toml", "-k", "offline/owner",
-                 "-o", "agent.layout")
+                 "-o", "agent.layout", *(() if first else ("--force",)))  # replaces the last
         self.run("custody-repo", "layout", "add", self.repo, "agent.layout", "--key",
                  "offline/owner.pub", "--new" if first else "--yes", expect=3)
         self.ceremony("layouts", "owner")

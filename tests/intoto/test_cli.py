@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,68 @@ def test_password_from_environment(project: Path):
     r = sh(BIN / "custody-intoto", "layout", "new", "layout.toml", "-k", "owner", "-o", "l",
            cwd=project, env={"CUSTODY_KEY_PASSWORD": "owner-secret"})
     assert r.returncode == 0, r.stderr
+
+
+def test_layout_new_again_keeps_the_file_and_another_layout_needs_force(project: Path):
+    """A script run twice keeps its layout (the one published); replacing one is explicit."""
+    def new(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        return sh(BIN / "custody-intoto", "layout", "new", *args, cwd=project,
+                  env={"CUSTODY_KEY_PASSWORD": "owner-secret"})
+
+    def refused(r: subprocess.CompletedProcess[str], why: str) -> None:
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+        assert r.stderr.startswith(f"custody-intoto layout: l.layout exists and {why}")
+        assert "pass --force" in r.stderr
+        assert (project / "l.layout").read_bytes() == written  # untouched
+
+    assert new("layout.toml", "-k", "owner", "-o", "l.layout").returncode == 0
+    written = (project / "l.layout").read_bytes()
+    expires = json.loads(written)["signed"]["expires"]
+    time.sleep(1.1)  # a second later: a new layout would expire a second later
+    r = new("layout.toml", "-k", "owner", "-o", "l.layout")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == (f"kept l.layout: it holds this layout already, signed by the same 1 "
+                        f"key(s), expires {expires} (--force signs a new one)\n")
+    assert (project / "l.layout").read_bytes() == written
+
+    (project / "other.toml").write_text(TOML.replace("two steps", "2 steps"))
+    refused(new("other.toml", "-k", "owner", "-o", "l.layout"),
+            "holds another layout (differing in readme)")
+    (project / "other.toml").write_text(TOML.replace('"bob.pub"', '"alice.pub"'))
+    refused(new("other.toml", "-k", "owner", "-o", "l.layout"),
+            "holds another layout (differing in steps, functionary keys)")
+    refused(new("layout.toml", "-k", "owner", "alice", "-o", "l.layout"),
+            "holds another layout (differing in signatures)")
+    refused(new("layout.toml", "-k", "owner", "-o", "l.layout", "--use-dsse"),
+            "holds another layout (differing in envelope kind (DSSE or classic))")
+    (project / "garbage.layout").write_text("not json")
+    r = new("layout.toml", "-k", "owner", "-o", "garbage.layout")
+    assert r.returncode == 2 and "garbage.layout exists and is not a layout" in r.stderr
+    assert (project / "garbage.layout").read_text() == "not json"
+
+    r = new("other.toml", "-k", "owner", "-o", "l.layout", "--force")
+    assert r.returncode == 0, r.stderr
+    replaced = json.loads((project / "l.layout").read_text())["signed"]
+    assert load_public_key(project / "alice.pub").keyid in replaced["keys"]
+    assert new("other.toml", "-k", "owner", "-o", "l.layout").returncode == 0  # kept again
+
+    # A description that names its date: the date is the layout's, compared like the rest.
+    (project / "dated.toml").write_text(
+        TOML.replace("expires_in_days = 30", 'expires = "2999-01-01T00:00:00Z"'))
+    assert new("dated.toml", "-k", "owner", "-o", "l.layout", "--force").returncode == 0
+    written = (project / "l.layout").read_bytes()
+    assert new("dated.toml", "-k", "owner", "-o", "l.layout").returncode == 0
+    (project / "dated.toml").write_text(
+        TOML.replace("expires_in_days = 30", 'expires = "2998-01-01T00:00:00Z"'))
+    refused(new("dated.toml", "-k", "owner", "-o", "l.layout"),
+            "holds another layout (differing in expiry date)")
+    (project / "dated.toml").write_text(
+        TOML.replace("expires_in_days = 30", 'expires = "2001-01-01T00:00:00Z"'))
+    assert new("dated.toml", "-k", "owner", "-o", "l.layout", "--force").returncode == 0
+    written = (project / "l.layout").read_bytes()
+    refused(new("dated.toml", "-k", "owner", "-o", "l.layout"),
+            "holds this layout, expired on 2001-01-01T00:00:00Z; pass --force to sign it anew")
 
 
 def test_record_start_stop_interoperates(project: Path):

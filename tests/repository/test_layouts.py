@@ -45,10 +45,30 @@ def test_layout_add_lists_what_it_strands_and_asks_for_yes(served, tmp_path, key
     assert "hello 1.0.0 (the stable channel's version) would no longer install" in r.stderr
 
 
-def test_a_layout_that_keeps_every_release_is_published_quietly(served, keydir):
+def test_a_layout_that_keeps_every_release_is_published_quietly(served, tmp_path, keydir):
     served.publish("1.0.0")
+    description = hello_layout(keydir)
+    description["readme"] = "hello, second layout: the same steps and keys"
+    layout = Metablock.new(Layout.from_dict(description))
+    layout.sign(signer(keydir, "owner"))
+    path = tmp_path / "hello.layout"
+    layout.dump(path)
     r = subprocess.run([str(BIN / "custody-repo"), "layout", "add", str(served.repo_dir),
-                        str(served.chain("hello 1.0.0").layout), "--key", str(keydir / "owner"),
-                        "--name", "hello"], capture_output=True, text=True, timeout=120,
-                       check=False)
+                        str(path), "--key", str(keydir / "owner"), "--name", "hello"],
+                       capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert "published in-toto/layouts/hello.2.layout" in r.stdout
+
+
+def test_the_newest_layout_added_again_publishes_nothing(served, keydir):
+    """A script run twice: its layout add (with --new, as its first run) succeeds, a no-op."""
+    before = status(CustodyRepository(served.repo_dir))
+    for extra in ((), ("--new",)):
+        r = subprocess.run([str(BIN / "custody-repo"), "layout", "add", str(served.repo_dir),
+                            str(served.chain("hello 1.0.0").layout), "--key",
+                            str(keydir / "owner"), "--name", "hello", *extra],
+                           capture_output=True, text=True, timeout=120, check=False)
+        assert r.returncode == 0 and r.stderr == "", r.stderr
+        assert r.stdout == ("kept in-toto/layouts/hello.1.layout: hello's newest layout is "
+                            "this file already; nothing published\n")
+    assert status(CustodyRepository(served.repo_dir)) == before

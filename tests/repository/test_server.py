@@ -195,7 +195,19 @@ def test_cli_end_to_end(tmp_path, keydir, hello_chain):
             "--version", "1.0.0", "--layout", str(hello_chain.layout), "--links",
             str(hello_chain.links))
     assert r.returncode == 0, r.stderr
+    published = {p: p.read_bytes() for p in (repo / "public").rglob("*") if p.is_file()}
+    # The same publish again (a release script run twice) publishes nothing and succeeds ...
     r = cli("publish", str(repo), str(hello_chain.verify_dir / "hello.tar.gz"), "--name", "hello",
+            "--version", "1.0.0", "--layout", str(hello_chain.layout), "--links",
+            str(hello_chain.links))
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert r.stdout == ("kept packages/hello/1.0.0/hello.tar.gz: hello 1.0.0 is published with "
+                        "this very file already; nothing published, no channel moved\n")
+    assert {p: p.read_bytes() for p in (repo / "public").rglob("*") if p.is_file()} == published
+    # ... another file as the same version is refused: versions are immutable.
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other/hello.tar.gz").write_bytes(b"rebuilt, other bytes")
+    r = cli("publish", str(repo), str(tmp_path / "other/hello.tar.gz"), "--name", "hello",
             "--version", "1.0.0", "--layout", str(hello_chain.layout), "--links",
             str(hello_chain.links))
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "already published" in r.stderr
