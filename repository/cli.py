@@ -259,6 +259,7 @@ def layout_add(directory: Path, layout_file: Path, keys: tuple[str, ...],
     package = name or layout_file.name.split(".")[0]
     layout_bytes = layout_file.read_bytes()
     repo = CustodyRepository(directory, pool=_owner_signers(keys), collect_pending=True)
+    repo.catch_up()  # what follows reads the tree: another publisher may have moved it on
     existing = layout_versions(repo, package)
     if existing and repo.read_target(existing[-1][1]) == layout_bytes:
         click.echo(f"kept {existing[-1][1]}: {package}'s newest layout is this file already; "
@@ -403,13 +404,13 @@ def publish(directory: Path, artifact: Path, name: str, version: str, layout_fil
     release = Release(name, version, artifact, layout_file.read_bytes(),
                       release_evidence(link_dir, attestations), None if no_channel else channel,
                       allow_channel_downgrade=allow_channel_downgrade, platform=platform)
-    kept = published_as_is(repo, release)
+    with repo.transaction():  # the check too: on the tree as caught up with the bucket
+        kept = published_as_is(repo, release)
+        target = kept or publish_release(repo, release)
     if kept is not None:  # the same command run again: versions are immutable, and it is
         click.echo(f"kept {kept}: {name} {version} is published with this very file "
                    "already; nothing published, no channel moved")
         return
-    with repo.transaction():
-        target = publish_release(repo, release)
     click.echo(f"published {target}")
 
 

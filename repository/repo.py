@@ -182,6 +182,12 @@ class CustodyRepository(Repository):
             finally:
                 self._fence = None
 
+    def catch_up(self) -> None:
+        """Bring the tree to the bucket's state now, for decisions taken before a transaction
+        (`coordinated`); the transaction that follows checks again."""
+        with self.coordinated():
+            pass
+
     def _clear_completed_changes(self) -> None:
         """Remove pending changes already published (a ceremony's commit, killed before
         it removed its change): nothing is left half-done for the next import to trip on."""

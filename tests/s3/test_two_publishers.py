@@ -126,8 +126,11 @@ def test_each_publisher_catches_up_with_the_other_before_it_writes(
     assert r.returncode == 0, r.stderr
     version, versions = reader.read()
     assert version > seen[-1][0] and "1.4.0" in versions
-    # a duplicate is refused on the other publisher too: it knows the first's releases
+    # the other publisher knows the release: the same file again is kept (a retried job),
+    # another file as 1.4.0 is refused
     r = publish(first, served.chain("hello 1.4.0"), "1.4.0")
+    assert r.returncode == 0 and "kept" in r.stdout, r.stdout + r.stderr
+    r = publish(first, served.chain("hello 1.3.0"), "1.4.0")
     assert r.returncode == 1 and "already published" in r.stderr, r.stderr
     home = tmp_path / "home"
     assert custody(home, "init", "--url", http_url, "--root",
