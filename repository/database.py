@@ -49,11 +49,7 @@ class Database:
 
     @classmethod
     def postgresql(cls, url: str) -> Database:
-        try:
-            import psycopg
-        except ImportError as exc:
-            raise DatabaseError("PostgreSQL needs psycopg: pip install 'custody[postgresql]'") \
-                from exc
+        psycopg = driver()
         where = redact(url)
         try:
             connection = psycopg.connect(url, autocommit=True, connect_timeout=10)
@@ -117,6 +113,16 @@ class Database:
         else:
             with self._db.transaction():
                 yield
+
+
+def driver() -> Any:
+    """psycopg, or the one sentence that says how to install it (an optional extra)."""
+    try:
+        import psycopg
+    except ImportError as exc:
+        raise DatabaseError("PostgreSQL needs psycopg: pip install 'custody[postgresql]'") \
+            from exc
+    return psycopg
 
 
 def redact(url: str) -> str:

@@ -27,7 +27,7 @@ import hashlib
 from collections.abc import Iterator
 from typing import Any
 
-from custody.repository.database import SCHEMES, DatabaseError, redact
+from custody.repository.database import SCHEMES, DatabaseError, driver, redact
 from custody.repository.errors import LockedError
 from custody.repository.storage import RepoPaths
 
@@ -81,11 +81,7 @@ def shared_lock(paths: RepoPaths, url: str | None, timeout: float = 120.0
     if not url or not url.startswith(SCHEMES):
         yield None
         return
-    try:
-        import psycopg
-    except ImportError as exc:
-        raise DatabaseError("PostgreSQL needs psycopg: pip install 'custody[postgresql]'") \
-            from exc
+    psycopg = driver()
     where = redact(url)
     try:
         from psycopg.conninfo import make_conninfo
