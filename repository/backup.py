@@ -16,6 +16,13 @@ beside the target with tarfile's data filter, checks every file against the
 manifest (nothing missing, nothing added, nothing changed), loads the fleet
 state, and only then renames the directory into place: a failure or a kill
 leaves no half-restored repository.
+
+The archive never holds ``offline-keys/`` (``init`` leaves the generated
+offline keys there until they are moved away: they belong with their
+holders, not in every backup) and is readable by its owner only. With the
+fleet state on PostgreSQL, the server keeps it; `restore` keeps the
+archive's copy in ``private/fleet-backup.json`` for ``custody-repo database
+set`` to load into a new server, should the old one be lost too.
 """
 
 from __future__ import annotations
@@ -34,13 +41,16 @@ from custody.repository.config import RepoConfig
 from custody.repository.database import Database
 from custody.repository.errors import RepositoryError
 from custody.repository.reports import ReportStore
-from custody.repository.storage import RepoPaths, fsync_dir, locked
+from custody.repository.storage import RepoPaths, fsync_dir, locked, write_atomic
 
 FORMAT = 1
+#: Where restore keeps a PostgreSQL-backed archive's tokens and reports, for
+#: ``custody-repo database set`` to load into a new server if the old one was lost.
+FLEET_COPY = "fleet-backup.json"
 PREFIX = "custody-backup"
 #: Private files that are the server's scratch, not state: rebuilt on start.
 SKIPPED = ("lock", "metrics", "uploads", "reports.sqlite", "reports.sqlite-wal",
-           "reports.sqlite-shm")
+           "reports.sqlite-shm", FLEET_COPY)
 
 
 @dataclass
@@ -62,8 +72,10 @@ def _sha256(path: Path) -> str:
 
 
 def _files(paths: RepoPaths) -> list[Path]:
+    """The served tree and the private state; never ``offline-keys/`` or anything else
+    beside them (init leaves the offline keys there until they are moved offline)."""
     found = []
-    for path in sorted(paths.root.rglob("*")):
+    for path in sorted(p for top in (paths.public, paths.private) for p in top.rglob("*")):
         relative = path.relative_to(paths.root)
         if relative.parts[0] == "private" and len(relative.parts) > 1 \
                 and relative.parts[1] in SKIPPED:
@@ -104,8 +116,13 @@ def _fleet(paths: RepoPaths, config: RepoConfig) -> dict[str, list]:
 def backup(paths: RepoPaths, out: Path) -> Summary:
     """Write the repository at ``paths`` to ``out`` (a .tar.gz), consistent under its lock."""
     config = RepoConfig.load(paths)
+    if not out.parent.is_dir():
+        raise RepositoryError(f"{out.parent} is not a directory: make it first (mode 0700: "
+                              "the archive holds the online key)")
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
     try:
+        # Readable by its owner only, whatever the umask: it holds the online key.
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         with locked(paths):
             files = _files(paths)
             fleet = _fleet(paths, config)
@@ -166,7 +183,10 @@ def restore(archive_path: Path, directory: Path) -> Summary:
                 raise RepositoryError(f"{archive_path} does not match its manifest: {name} "
                                       "was changed")
         config = RepoConfig.load(restored)
-        if not config.database:  # a server keeps its own state; SQLite comes back from here
+        if config.database:  # the server keeps its own state; this copy is for a lost one
+            write_atomic(restored.private / FLEET_COPY,
+                         json.dumps(fleet).encode(), 0o600)
+        else:  # SQLite comes back from here
             store = ReportStore(Database.sqlite(restored.private / "reports.sqlite"))
             try:
                 store.restore([tuple(row) for row in fleet["reports"]])

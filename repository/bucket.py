@@ -157,13 +157,14 @@ class Bucket:
         from botocore.exceptions import ClientError
 
         try:
-            response = self.client.get_object(Bucket=self.location.bucket,
-                                              Key=self.location.key(relative))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            response = self._call(f"reading {relative}", self.client.get_object,
+                                  Bucket=self.location.bucket, Key=self.location.key(relative))
+        except BucketError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ClientError) and cause.response.get("Error", {}).get(
+                    "Code") in ("NoSuchKey", "404", "NotFound"):
                 return None
-            raise BucketError(f"{self.location}: reading {relative} failed "
-                              f"({failure(exc)})") from exc
+            raise
         return self._call(f"reading {relative}", response["Body"].read)
 
     def download(self, relative: str, destination: Path) -> None:
@@ -173,14 +174,17 @@ class Bucket:
 
     def list(self) -> set[str]:
         """Every object under the prefix, as a path relative to the tree."""
+        return set(self.modified())
+
+    def modified(self) -> dict[str, float]:
+        """Every object under the prefix, relative to the tree, with when it was written
+        (POSIX seconds)."""
         prefix = self.location.key("")
         paginator = self.client.get_paginator("list_objects_v2")
-        found: set[str] = set()
         pages = self._call("listing", lambda: list(paginator.paginate(
             Bucket=self.location.bucket, Prefix=prefix)))
-        for page in pages:
-            found.update(obj["Key"][len(prefix):] for obj in page.get("Contents", []))
-        return found
+        return {obj["Key"][len(prefix):]: obj["LastModified"].timestamp()
+                for page in pages for obj in page.get("Contents", [])}
 
 
 #: The one file whose upload makes a new state visible (a commit's last).
@@ -265,10 +269,15 @@ def ordered_tree(paths: RepoPaths) -> list[str]:
     return targets + [p.relative_to(paths.public).as_posix() for p in metadata]
 
 
-def sync(paths: RepoPaths, bucket: Bucket) -> tuple[int, int]:
+def sync(paths: RepoPaths, bucket: Bucket, delete: bool = False) -> tuple[int, int, int]:
     """Make the bucket hold the local tree: upload what it lacks (safe order), then
-    ``timestamp.json`` and ``root.json`` again; delete what the local tree no longer has.
-    Returns (uploaded, deleted)."""
+    ``timestamp.json`` and ``root.json`` again. Returns (uploaded, deleted, left).
+
+    What the bucket has and the tree does not is left (``left``), unless
+    ``delete``: another publisher's older versions that a client in the
+    middle of a refresh may still need (gc removes them after the retention
+    window), or a previous tree's files.
+    """
     replay(paths, bucket)
     present = bucket.list()
     wanted = ordered_tree(paths)
@@ -276,9 +285,10 @@ def sync(paths: RepoPaths, bucket: Bucket) -> tuple[int, int]:
     missing = [r for r in wanted if r not in present or r in mutable]
     upload(paths, bucket, missing)
     stale = sorted(present - set(wanted))
-    if stale:
+    if stale and delete:
         bucket.delete(stale)
-    return len(missing), len(stale)
+        return len(missing), len(stale), 0
+    return len(missing), 0, len(stale)
 
 
 def check_bucket(public_url: str, endpoint_url: str | None) -> str:

@@ -54,6 +54,10 @@ class CatchUpError(RepositoryError):
     """The bucket's newer state does not verify against this tree: nothing was changed."""
 
 
+class BucketBehindError(replica.BucketError):
+    """The bucket serves an older state than this tree and no upload is pending."""
+
+
 @dataclass
 class Reconciled:
     """What `reconcile` did: ``same``, ``replayed``, ``caught up``; versions and counts."""
@@ -96,7 +100,7 @@ def reconcile(paths: RepoPaths, bucket: replica.Bucket, fence: SharedLock | None
             return Reconciled("replayed", local_version, replica.replay(paths, bucket, check))
         if behind_ok:
             return Reconciled("same", local_version)
-        raise replica.BucketError(
+        raise BucketBehindError(
             f"{bucket.location} serves timestamp v{remote_version}, older than this tree's "
             f"v{local_version}, and no upload is pending here: 'custody-repo sync "
             f"{paths.root}' uploads the tree, if this tree is the one to serve")

@@ -575,9 +575,13 @@ def export(directory: Path, output: Path, packages: tuple[str, ...]) -> None:
 
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--delete", is_flag=True,
+              help="Also delete at once what the tree does not have (a bucket that must be "
+                   "exactly this tree); by default gc removes old versions, after the "
+                   "retention window.")
 @_fails_cleanly
-def sync(directory: Path) -> None:
-    """Make the bucket hold exactly the local served tree (safe order, timestamp last)."""
+def sync(directory: Path, delete: bool) -> None:
+    """Upload what the bucket lacks of the local served tree (safe order, timestamp last)."""
     from custody.repository.bucket import sync as sync_bucket
 
     repo = CustodyRepository(directory)
@@ -585,8 +589,10 @@ def sync(directory: Path) -> None:
     if bucket is None:
         raise RepositoryError(f"{directory} publishes to no bucket (custody-repo init --public)")
     with repo.coordinated(behind_ok=True):  # another publisher's newer state first
-        uploaded, deleted = sync_bucket(repo.paths, bucket)
-    click.echo(f"{bucket.location}: uploaded {uploaded}, deleted {deleted}")
+        uploaded, deleted, left = sync_bucket(repo.paths, bucket, delete)
+    kept = f"; left {left} object(s) this tree does not have (--delete removes them)" \
+        if left else ""
+    click.echo(f"{bucket.location}: uploaded {uploaded}, deleted {deleted}{kept}")
 
 
 @main.command()

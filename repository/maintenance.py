@@ -86,11 +86,17 @@ def gc(repo: CustodyRepository, keep_snapshots: int = 3,
     keep: set[Path] = set()
     live_targets: set[Path] = set()
     newest = current.signed.version
+    bucket = repo.bucket()
+    # When each snapshot was superseded: its successor's writing, here or, for one another
+    # publisher wrote (this tree pulled only the newest), in the bucket.
+    written = bucket.modified() if bucket is not None else {}
     for version in range(newest, 0, -1):
         path = repo.paths.metadata_file(Snapshot.type, version)
         successor = repo.paths.metadata_file(Snapshot.type, version + 1)
+        superseded = successor.stat().st_mtime if successor.exists() else \
+            written.get(successor.relative_to(repo.paths.public).as_posix())
         recent = version > newest - keep_snapshots or (
-            successor.exists() and successor.stat().st_mtime > horizon)
+            superseded is not None and superseded > horizon)
         if not recent:
             continue
         if not path.exists():
@@ -119,7 +125,6 @@ def gc(repo: CustodyRepository, keep_snapshots: int = 3,
         if path.is_file() and path not in live_targets and path not in removed:
             path.unlink()
             removed.append(path)
-    bucket = repo.bucket()
     if bucket is not None:
         try:
             bucket.delete(p.relative_to(repo.paths.public).as_posix() for p in removed
@@ -138,7 +143,6 @@ def move_fleet_state(paths: RepoPaths, url: str) -> tuple[int, int]:
     ``private/config.json`` name it, so an interrupted move leaves the
     repository on SQLite, whole. Returns (tokens, reports) copied.
     """
-    import json
 
     from custody.repository.database import Database
     from custody.repository.reports import ReportStore
@@ -149,19 +153,10 @@ def move_fleet_state(paths: RepoPaths, url: str) -> tuple[int, int]:
     try:
         target = ReportStore(server)
         create_table(server)
-        tokens = json.loads(paths.tokens.read_text()) if paths.tokens.exists() else {}
+        tokens, rows = _current_fleet_state(paths, config, url)
         known = {row[0] for row in server.execute("SELECT id FROM tokens").fetchall()}
-        fresh = [(tid, e["name"], e["sha256"], e.get("scope", "publish"), e.get("created", ""))
-                 for tid, e in tokens.items() if tid not in known]
+        fresh = [token for token in tokens if token[0] not in known]
         reports = 0
-        local_file = paths.private / "reports.sqlite"
-        rows: list[tuple] = []
-        if config.database is None and local_file.exists():
-            local = ReportStore(Database.sqlite(local_file))
-            try:
-                rows = local.rows()
-            finally:
-                local.close()
         with server.transaction():
             if fresh:
                 server.executemany("INSERT INTO tokens (id, name, sha256, scope, created) "
@@ -171,4 +166,55 @@ def move_fleet_state(paths: RepoPaths, url: str) -> tuple[int, int]:
         server.close()
     config.database = url
     config.save(paths)
+    # The server holds the tokens now: a local copy left behind would bring a token revoked
+    # there back to life at the next move.
+    paths.tokens.unlink(missing_ok=True)
     return len(fresh), reports
+
+
+def _current_fleet_state(paths: RepoPaths, config: RepoConfig, url: str
+                         ) -> tuple[list[tuple], list[tuple]]:
+    """The tokens and reports the repository holds now, wherever they are: (tokens, reports).
+
+    From SQLite and ``private/tokens.json``, or from the server the
+    configuration names; if that server is lost, from the copy a restore
+    kept (``private/fleet-backup.json``), and never from a stale local file.
+    """
+    import json
+
+    from custody.repository.backup import FLEET_COPY
+    from custody.repository.database import Database, DatabaseError
+    from custody.repository.reports import ReportStore
+
+    if config.database is None:
+        stored = json.loads(paths.tokens.read_text()) if paths.tokens.exists() else {}
+        tokens = [(tid, e["name"], e["sha256"], e.get("scope", "publish"), e.get("created", ""))
+                  for tid, e in stored.items()]
+        local_file = paths.private / "reports.sqlite"
+        if not local_file.exists():
+            return tokens, []
+        local = ReportStore(Database.sqlite(local_file))
+        try:
+            return tokens, local.rows()
+        finally:
+            local.close()
+    if config.database == url:
+        return [], []  # the same server again: nothing to copy
+    try:
+        current = Database.open(paths.private, config.database)
+    except DatabaseError as exc:
+        copy = paths.private / FLEET_COPY
+        if not copy.exists():
+            raise DatabaseError(
+                f"{exc}; its tokens and reports cannot be moved, and no restored copy of them "
+                f"is in {copy}: restore the newest backup to bring them, or move anyway by "
+                "editing private/config.json") from exc
+        fleet = json.loads(copy.read_text())
+        return [tuple(t) for t in fleet["tokens"]], [tuple(r) for r in fleet["reports"]]
+    try:
+        tokens = [tuple(row) for row in current.execute(
+            "SELECT id, name, sha256, scope, created FROM tokens").fetchall()] \
+            if current.has_table("tokens") else []
+        return tokens, ReportStore(current).rows()
+    finally:
+        current.close()

@@ -162,7 +162,7 @@ class CustodyRepository(Repository):
         a killed upload of ours finished, or another publisher's newer
         state pulled in and checked.
         """
-        from custody.repository.catchup import reconcile
+        from custody.repository.catchup import BucketBehindError, reconcile
         from custody.repository.publishers import shared_lock
 
         with locked(self.paths), shared_lock(self.paths, self.config.database) as fence:
@@ -172,6 +172,8 @@ class CustodyRepository(Repository):
                 if bucket is not None:
                     try:
                         reconciled = reconcile(self.paths, bucket, fence, behind_ok)
+                    except BucketBehindError:
+                        raise  # says what to do itself
                     except BucketError as exc:
                         raise self.bucket_failed(exc, committed=False) from exc
                     if reconciled.action == "caught up":
@@ -282,7 +284,8 @@ class CustodyRepository(Repository):
         elif replica.journal_path(self.paths).exists():
             state = "an earlier change is not in the bucket yet, and nothing was changed now"
         else:
-            state = "nothing was changed"
+            return BucketError(f"{exc}: nothing was changed; run the command again once the "
+                               "bucket answers")
         shared = " (unless another publisher writes the bucket first: the next write here " \
             "then drops it)" if self.config.database else ""
         return BucketError(f"{exc}: {state}; 'custody-repo sync {self.paths.root}' finishes "

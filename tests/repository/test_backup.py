@@ -98,3 +98,30 @@ def test_a_changed_archive_or_a_used_directory_is_refused(served, tmp_path):
     assert not target.exists() and not list(tmp_path.glob(".restored*"))
     r = repo_cli("restore", str(served.root), str(target))  # not an archive at all
     assert r.returncode == 1 and "is not a readable custody backup" in r.stderr
+
+
+def test_the_archive_is_private_and_leaves_the_offline_keys_out(served, tmp_path):
+    """Readable by its owner only whatever the umask (it holds the online key); init's
+    offline-keys/ is not in it; a missing directory for it is one sentence, not a crash."""
+    import os
+    import stat
+    import tarfile
+
+    offline = served.repo_dir / "offline-keys"
+    offline.mkdir(exist_ok=True)
+    (offline / "root").write_text("-----BEGIN PRIVATE KEY-----\n")
+    archive = tmp_path / "repo.tar.gz"
+    old = os.umask(0o022)
+    try:
+        r = repo_cli("backup", served.repo_dir, archive)
+    finally:
+        os.umask(old)
+    assert r.returncode == 0, r.stderr
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o600
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert not [n for n in names if n.startswith("offline-keys")]
+    assert "private/config.json" in names
+    r = repo_cli("backup", served.repo_dir, tmp_path / "missing" / "repo.tar.gz")
+    assert r.returncode == 1 and "is not a directory: make it first" in r.stderr, r.stderr
+    assert "internal error" not in r.stderr

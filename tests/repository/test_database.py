@@ -63,8 +63,8 @@ def test_moving_to_postgresql_carries_tokens_and_reports(tmp_path, keydir, postg
         assert db.execute("SELECT COUNT(*) FROM reports").fetchone()[0] == 5
         names = {row[0] for row in db.execute("SELECT name FROM tokens").fetchall()}
     assert names == {"ci", "fleet"}
-    # the new token lives on the server only: the local file is what it was before the move
-    assert {e["name"] for e in json.loads(paths.tokens.read_text()).values()} == {"ci"}
+    # the tokens live on the server only: no local copy is left to revive a revoked one
+    assert not paths.tokens.exists()
     # a second move (the same server again) copies nothing twice
     r = repo_cli("database", "set", str(repo), url)
     assert r.returncode == 0 and "0 token(s) and 0 report(s) copied" in r.stdout, r.stdout
@@ -162,3 +162,51 @@ def test_a_server_restart_under_a_running_serve_loses_no_report(tmp_path, keydir
             assert store.count() == 4
         finally:
             store.close()
+
+
+def test_a_token_revoked_on_the_server_stays_revoked_through_the_next_moves(
+        tmp_path, keydir, postgres):
+    """Moving on to another server copies the current server's tokens, never an older copy;
+    with that server lost, a restored backup's copy is used, and nothing else is."""
+    import psycopg
+
+    from custody.repository.tokens import revoke_token
+
+    with psycopg.connect(postgres, autocommit=True) as db:
+        for name in ("firstserver", "nextserver", "thirdserver"):
+            db.execute(f"CREATE DATABASE {name}")
+    first, nxt, third = (postgres.rsplit("/", 1)[0] + f"/{n}"
+                         for n in ("firstserver", "nextserver", "thirdserver"))
+    repo = tmp_path / "repo"
+    make_repo(repo, keydir)
+    paths = RepoPaths(repo)
+    fleet_id, fleet = create_token(paths, "fleet", "report")
+    assert repo_cli("database", "set", str(repo), first).returncode == 0
+    revoke_token(paths, fleet_id)  # on the server
+    _, ci = create_token(paths, "ci")
+    r = repo_cli("database", "set", str(repo), nxt)
+    assert r.returncode == 0 and "1 token(s)" in r.stdout, r.stdout + r.stderr
+    assert check_token(paths, fleet, "report") is None  # still revoked
+    assert check_token(paths, ci) == "ci"
+
+    # the server is lost: a backup taken before, restored, brings its copy of the tokens
+    archive = tmp_path / "repo.tar.gz"
+    assert repo_cli("backup", str(repo), str(archive)).returncode == 0
+    restored = tmp_path / "restored"
+    assert repo_cli("restore", str(archive), str(restored)).returncode == 0
+    config = json.loads((restored / "private/config.json").read_text())
+    config["database"] = "postgresql://postgres@127.0.0.1:9/lost"  # nobody listens there
+    (restored / "private/config.json").write_text(json.dumps(config))
+    r = repo_cli("database", "set", str(restored), third)
+    assert r.returncode == 0 and "1 token(s)" in r.stdout, r.stdout + r.stderr
+    assert check_token(RepoPaths(restored), ci) == "ci"
+    assert check_token(RepoPaths(restored), fleet, "report") is None
+    # without such a copy, a lost server is a refusal that says what to do
+    (restored / "private/fleet-backup.json").unlink()
+    config = json.loads((restored / "private/config.json").read_text())
+    config["database"] = "postgresql://postgres@127.0.0.1:9/lost"
+    (restored / "private/config.json").write_text(json.dumps(config))
+    r = repo_cli("database", "set", str(restored), first)
+    assert r.returncode == 1 and "restore the newest backup" in r.stderr, r.stderr
+    assert json.loads((restored / "private/config.json").read_text())["database"].endswith(
+        "/lost")

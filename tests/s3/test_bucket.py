@@ -212,9 +212,19 @@ def test_a_bucket_refusing_the_credentials_is_one_sentence_and_sync_finishes_it(
     # the bucket is read first (another publisher may have moved it): refused there, whole
     assert sentences[0].startswith(f"custody-repo: {s3_url}: reading "), r.stderr
     assert "the store refused the credentials" in r.stderr, r.stderr
-    assert "nothing was changed;" in r.stderr, r.stderr
+    assert "nothing was changed; run the command again once the bucket answers" in r.stderr
+    assert "sync" not in r.stderr  # nothing to finish: the command itself is to be run again
     assert sorted((p, p.stat().st_mtime_ns) for p in (repo / "public").rglob("*")) == tree
     assert not (repo / "private/bucket-journal.json").exists()
+
+    # a bucket that cannot be reached at all: the same, saying so
+    from tests.helpers import free_port
+
+    with endpoint_of(repo, f"http://127.0.0.1:{free_port()}"):
+        r = repo_cli(*args)
+    assert r.returncode == 4 and "internal error" not in r.stderr, r.stderr
+    assert "unreachable" in r.stderr and "nothing was changed" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
     # credentials that may read but not write: the commit is local, the bucket as it was
     with read_only_endpoint(object_store) as endpoint, endpoint_of(repo, endpoint):

@@ -407,3 +407,38 @@ def test_the_other_publisher_re_signs_a_timestamp_that_expired_while_nobody_coul
     assert r.returncode == 0, r.stderr
     r = custody(home, "install", "hello")
     assert r.returncode == 0 and "installed hello 1.0.0" in r.stdout, r.stderr
+
+
+def test_gc_and_sync_on_the_publisher_that_pulled_keep_the_others_recent_files(
+        object_store, tmp_path, keydir, served, postgres):
+    """A tree that pulled only the newest state lacks the other machine's recent versions:
+    gc dates a snapshot's supersession from the bucket when the tree lacks its successor,
+    and sync leaves what the tree does not have unless told to delete it."""
+    chain = served.chain("hello 1.0.0")
+    first, second, http_url = two_publishers(object_store, tmp_path, keydir, chain,
+                                             new_database(postgres, "cleanup"))
+    bucket_name = http_url.split("/")[-2]
+    s3 = object_store.client()
+
+    def in_bucket() -> set[str]:
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket_name,
+                                                             Prefix="tree/")
+        return {o["Key"][len("tree/"):] for p in pages for o in p.get("Contents", [])}
+
+    oldest = json.loads((second / "public/metadata/timestamp.json").read_text())
+    old_snapshot = f"metadata/{oldest['signed']['meta']['snapshot.json']['version']}.snapshot.json"
+    for version in ("1.0.0", "1.1.0", "1.2.0"):  # three in a row on the first machine
+        assert publish(first, served.chain(f"hello {version}"), version).returncode == 0
+    assert publish(second, served.chain("hello 1.3.0"), "1.3.0").returncode == 0
+    before = in_bucket()
+    r = repo_cli("gc", second, "--keep", "1")  # the default retention: a day
+    assert r.returncode == 0, r.stderr
+    assert old_snapshot in in_bucket()  # superseded minutes ago, by the first machine
+    assert in_bucket() == before
+    r = repo_cli("sync", second)
+    assert r.returncode == 0 and "deleted 0" in r.stdout and "left " in r.stdout, r.stdout
+    assert in_bucket() >= before
+    r = repo_cli("sync", second, "--delete")  # a bucket that must be exactly this tree
+    assert r.returncode == 0 and "deleted 0" not in r.stdout, r.stdout
+    reader = Reader(tmp_path / "reader", first / "public/metadata/1.root.json", http_url)
+    assert reader.read()[1] == {"1.0.0", "1.1.0", "1.2.0", "1.3.0"}
