@@ -260,8 +260,13 @@ def test_revoke_by_prefix_and_layouts_of_new_packages(site, hello_chain, keydir)
                  "--name", "hello", "--new")
     assert r.returncode == 0, r.stderr
     r = repo_cli("layout", "add", repo, hello_chain.layout, "--key", offline / "owner",
-                 "--name", "hello", "--new")
-    assert r.returncode == 1 and "already has 1 layout(s)" in r.stderr
+                 "--name", "hello", "--new")  # the same command again: nothing to do
+    assert r.returncode == 0 and r.stdout.startswith("kept in-toto/layouts/hello.1.layout")
+    other = site / "other.layout"
+    other.write_bytes(hello_chain.layout.read_bytes() + b"\n")  # another file
+    r = repo_cli("layout", "add", repo, other, "--key", offline / "owner", "--name", "hello",
+                 "--new")
+    assert r.returncode == 1 and "already has 1 layout(s)" in r.stderr, r.stderr
     # a layout published for a new package by mistake is withdrawn
     typo = site / "hello-v2.layout"
     shutil.copy(hello_chain.layout, typo)
