@@ -47,7 +47,7 @@ def create_app(repo_dir: str | Path, bump_interval: float | None = None) -> Flas
     from custody.repository.web.reports import reports
     from custody.repository.web.rollouts import rollouts
     from custody.repository.web.telemetry import telemetry
-    from custody.repository.web.tree import tree
+    from custody.repository.web.tree import StaticTree, tree
 
     paths = RepoPaths(Path(repo_dir).resolve())
     config = RepoConfig.load(paths)
@@ -59,6 +59,7 @@ def create_app(repo_dir: str | Path, bump_interval: float | None = None) -> Flas
     for blueprint in (tree, releases, reports, rollouts, telemetry):
         app.register_blueprint(blueprint)
     install_dashboard(app, paths)
+    app.wsgi_app = StaticTree(app.wsgi_app, paths)  # type: ignore[method-assign]
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_: RequestEntityTooLarge) -> Any:

@@ -138,6 +138,45 @@ def test_served_paths_cannot_escape(repo_dir):
     response = client.get("/metadata/1.root.json")
     assert response.status_code == 200 and "immutable" in response.headers["Cache-Control"]
     assert client.get("/metadata/timestamp.json").headers["Cache-Control"] == "no-cache"
+    assert client.get("/metadata/").status_code == 404
+    assert client.get("/targets/packages").status_code == 404  # a folder
+
+
+def test_served_tree_answers_as_flask_did(repo_dir):
+    """The tree is served without Flask (`StaticTree`): same bytes, types, cache headers
+    and validators as ``send_from_directory`` gave, 304 to a revalidation, HEAD without a
+    body; a Range request and other methods still get Flask's answers."""
+    from flask import Flask, send_from_directory
+
+    client = create_app(repo_dir).test_client()
+    paths = RepoPaths(repo_dir)
+    target = next(p for p in paths.targets.rglob("*") if p.is_file())
+    plain = Flask("plain")
+    with plain.test_request_context():
+        flask_etag = send_from_directory(paths.metadata, "timestamp.json").headers["ETag"]
+    for url, file, kind in (
+            ("/metadata/timestamp.json", paths.metadata / "timestamp.json", "application/json"),
+            ("/metadata/1.root.json", paths.metadata / "1.root.json", "application/json"),
+            (f"/targets/{target.relative_to(paths.targets)}", target,
+             "application/octet-stream")):
+        response = client.get(url)
+        assert response.status_code == 200 and response.data == file.read_bytes()
+        assert response.headers["Content-Type"] == kind
+        assert response.headers["Content-Length"] == str(file.stat().st_size)
+        etag = response.headers["ETag"]
+        assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
+        assert client.get(url, headers={"If-None-Match": f'W/{etag}, "other"'}).status_code == 304
+        assert client.get(url, headers={"If-None-Match": '"other"'}).status_code == 200
+        since = response.headers["Last-Modified"]
+        assert client.get(url, headers={"If-Modified-Since": since}).status_code == 304
+        head = client.head(url)
+        assert head.status_code == 200 and head.data == b""
+        assert head.headers["Content-Length"] == str(file.stat().st_size)
+    assert client.get("/metadata/timestamp.json").headers["ETag"] == flask_etag
+    ranged = client.get("/metadata/timestamp.json", headers={"Range": "bytes=0-9"})
+    assert ranged.status_code == 206 and len(ranged.data) == 10
+    assert client.post("/metadata/timestamp.json").status_code == 405
+    assert client.get("/metadata/nope.json").json["error"]
 
 
 # -- the real server -------------------------------------------------------------
