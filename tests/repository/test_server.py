@@ -356,3 +356,51 @@ def test_two_servers_on_one_machine_share_no_control_socket(tmp_path, keydir):
         for proc in procs:
             os.killpg(proc.pid, 15)
             proc.wait(timeout=30)
+
+
+def test_access_log_line_is_gunicorns(tmp_path):
+    """`AccessLog` writes the very line gunicorn's own logger writes (its default format),
+    quotes escaped, one line per request."""
+    import base64
+    import datetime
+    import os
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+    from gunicorn.glogging import Logger
+
+    from custody.repository.server import AccessLog
+
+    theirs = tmp_path / "gunicorn.log"
+    cfg = Config()
+    cfg.set("accesslog", str(theirs))
+    reference = Logger(cfg)
+    read, write = os.pipe()
+    ours = AccessLog(cfg)
+    ours.access_fd = write
+    user = base64.b64encode(b"ops:secret").decode()
+    cases = [({"REMOTE_ADDR": "127.0.0.1", "REQUEST_METHOD": "GET",
+               "RAW_URI": "/metadata/timestamp.json", "SERVER_PROTOCOL": "HTTP/1.1",
+               "HTTP_USER_AGENT": 'python-requests/2 "quoted"'}, "200 OK", 434),
+             ({"REMOTE_ADDR": "10.0.0.2", "REQUEST_METHOD": "POST",
+               "RAW_URI": "/api/v1/reports?x=1", "SERVER_PROTOCOL": "HTTP/1.0", "HTTP_REFERER": "https://example.org/",
+               "HTTP_AUTHORIZATION": f"Basic {user}"}, "404 NOT FOUND", None),
+             ({"REMOTE_ADDR": "::1", "REQUEST_METHOD": "HEAD", "RAW_URI": "/healthz",
+               "SERVER_PROTOCOL": "HTTP/1.1"}, "304 Not Modified", 0)]
+    for environ, status, sent in cases:
+        resp = SimpleNamespace(status=status, sent=sent, headers=[])
+        req = SimpleNamespace(headers=[])
+        took = datetime.timedelta(microseconds=1500)
+        reference.access(resp, req, environ, took)
+        ours.access(resp, req, environ, took)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        written = pipe.read()
+    for handler in reference.access_log.handlers:
+        handler.flush()
+
+    def strip_time(text):  # the two loggers may straddle a second
+        return [line.split("[", 1)[0] + line.split("]", 1)[1] for line in text.splitlines()]
+
+    assert strip_time(written) == strip_time(theirs.read_text())
+    assert len(written.splitlines()) == 3 and ' - ops [' in written
