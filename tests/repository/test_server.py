@@ -404,3 +404,50 @@ def test_access_log_line_is_gunicorns(tmp_path):
 
     assert strip_time(written) == strip_time(theirs.read_text())
     assert len(written.splitlines()) == 3 and ' - ops [' in written
+
+
+@pytest.mark.slow
+def test_idle_and_slow_clients_do_not_stall_the_others(repo_dir):
+    """One worker, and beside every request: 20 kept-alive connections left idle, 3
+    connected and silent, 2 sending their headers a byte every 0.3 s (slowloris). Under a
+    sync worker the first of them held the worker (for its whole timeout); under gthread an
+    idle kept-alive connection waits in the worker's poller, a silent or slow one holds one
+    of its threads, and every other request is answered at once."""
+    import socket
+    import time
+
+    request = b"GET /metadata/timestamp.json HTTP/1.1\r\nHost: custody\r\n\r\n"
+    with running_server(repo_dir, workers=1) as url:
+        port = int(url.rsplit(":", 1)[1])
+        held: list[socket.socket] = []
+        try:
+            for _ in range(20):
+                conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+                conn.sendall(request)
+                assert conn.recv(65536).startswith(b"HTTP/1.1 200")
+                held.append(conn)  # kept alive, and never used again
+            held += [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+            slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+            held += slow
+            stop = threading.Event()
+
+            def trickle() -> None:
+                for i in range(1000):
+                    if stop.wait(0.3):
+                        return
+                    for conn in slow:
+                        conn.sendall(request[i:i + 1] if i < len(request) - 4 else b"X")
+
+            threading.Thread(target=trickle, daemon=True).start()
+            time.sleep(1.0)
+            took = []
+            for _ in range(20):
+                start = time.monotonic()
+                answer = requests.get(f"{url}/metadata/timestamp.json", timeout=30)
+                took.append(time.monotonic() - start)
+                assert answer.status_code == 200
+            stop.set()
+            assert max(took) < 3.0, took  # each well under a second on a quiet machine
+        finally:
+            for conn in held:
+                conn.close()
