@@ -172,6 +172,11 @@ def test_served_tree_answers_as_flask_did(repo_dir):
         head = client.head(url)
         assert head.status_code == 200 and head.data == b""
         assert head.headers["Content-Length"] == str(file.stat().st_size)
+    big = paths.targets / "big.bin"  # past StaticTree's read-at-once size: a file wrapper
+    big.write_bytes(bytes(range(256)) * 1200)
+    response = client.get("/targets/big.bin")
+    assert response.status_code == 200 and response.data == big.read_bytes()
+    assert client.head("/targets/big.bin").headers["Content-Length"] == str(256 * 1200)
     assert client.get("/metadata/timestamp.json").headers["ETag"] == flask_etag
     ranged = client.get("/metadata/timestamp.json", headers={"Range": "bytes=0-9"})
     assert ranged.status_code == 206 and len(ranged.data) == 10
