@@ -66,9 +66,9 @@ def openapi_description() -> Any:
 
 class StaticTree:
     """The WSGI application in front of Flask that serves ``GET``/``HEAD`` of a file under
-    ``/metadata/`` and ``/targets/`` itself: one ``open`` and one ``fstat``, the headers
-    `metadata` and `targets` set, and the file handed to the server's ``wsgi.file_wrapper``
-    (gunicorn sends it with ``sendfile``).
+    ``/metadata/`` and ``/targets/`` itself: ``open``, ``fstat``, the headers `metadata`
+    and `targets` set, and the file's bytes (up to `SMALL`: one ``read``) or the file
+    handed to the server's ``wsgi.file_wrapper`` (gunicorn sends it with ``sendfile``).
 
     Every poll of every host is a handful of these requests. Through Flask each cost about
     220 us of CPU (the request context, the session, URL matching, ``send_file``'s header
