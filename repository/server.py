@@ -107,7 +107,7 @@ class AccessLog(Logger):  # type: ignore[misc]
     gunicorn's own goes through `logging`: a dict of every header and environ variable
     per request, a LogRecord, the handler's lock and a flush. Under gthread workers that
     lock was where the threads of a worker queued behind one another (about 15% of the
-    server's CPU per request of the served tree, and a quarter of its p99, measured with
+    server's CPU per request of the served tree, and a third of its p99, measured with
     the fleet's load). A line under ``PIPE_BUF`` (4 KiB) written at once is never
     interleaved with another thread's or worker's on a pipe, so no lock is needed.
     """

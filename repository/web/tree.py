@@ -135,6 +135,8 @@ class StaticTree:
             # and an fstat before and an lseek after, each a GIL release to wait back from)
             try:
                 body = _read(fd, info.st_size) if method == "GET" else b""
+            except OSError:
+                return None  # Flask's answer, whatever it is
             finally:
                 os.close(fd)
             start_response("200 OK", headers)
@@ -150,8 +152,8 @@ SMALL = 256 * 1024
 
 def _read(fd: int, size: int) -> bytes:
     """``size`` bytes of ``fd``: the tree's files are replaced by rename, never rewritten,
-    so a short read means a broken disk, and the request fails rather than the
-    response being shorter than its Content-Length."""
+    so a short read means a broken disk: it raises rather than answer with fewer bytes
+    than the Content-Length."""
     parts, left = [], size
     while left:
         chunk = os.read(fd, left)
