@@ -54,6 +54,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/publish.py
 	$(BIN)/python bench/update.py
 	$(BIN)/python bench/fleet.py
+	$(BIN)/python bench/fleet.py --compare --raw 60 --pollers 4 --seconds 120
+	$(BIN)/python bench/fleet.py --compare --pollers 8,32
 	$(BIN)/python bench/plugins.py
 	$(BIN)/python bench/reports.py
 	$(BIN)/python bench/delta.py

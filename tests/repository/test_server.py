@@ -138,6 +138,50 @@ def test_served_paths_cannot_escape(repo_dir):
     response = client.get("/metadata/1.root.json")
     assert response.status_code == 200 and "immutable" in response.headers["Cache-Control"]
     assert client.get("/metadata/timestamp.json").headers["Cache-Control"] == "no-cache"
+    assert client.get("/metadata/").status_code == 404
+    assert client.get("/targets/packages").status_code == 404  # a folder
+
+
+def test_served_tree_answers_as_flask_did(repo_dir):
+    """The tree is served without Flask (`StaticTree`): same bytes, types, cache headers
+    and validators as ``send_from_directory`` gave, 304 to a revalidation, HEAD without a
+    body; a Range request and other methods still get Flask's answers."""
+    from flask import Flask, send_from_directory
+
+    client = create_app(repo_dir).test_client()
+    paths = RepoPaths(repo_dir)
+    target = next(p for p in paths.targets.rglob("*") if p.is_file())
+    plain = Flask("plain")
+    with plain.test_request_context():
+        flask_etag = send_from_directory(paths.metadata, "timestamp.json").headers["ETag"]
+    for url, file, kind in (
+            ("/metadata/timestamp.json", paths.metadata / "timestamp.json", "application/json"),
+            ("/metadata/1.root.json", paths.metadata / "1.root.json", "application/json"),
+            (f"/targets/{target.relative_to(paths.targets)}", target,
+             "application/octet-stream")):
+        response = client.get(url)
+        assert response.status_code == 200 and response.data == file.read_bytes()
+        assert response.headers["Content-Type"] == kind
+        assert response.headers["Content-Length"] == str(file.stat().st_size)
+        etag = response.headers["ETag"]
+        assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
+        assert client.get(url, headers={"If-None-Match": f'W/{etag}, "other"'}).status_code == 304
+        assert client.get(url, headers={"If-None-Match": '"other"'}).status_code == 200
+        since = response.headers["Last-Modified"]
+        assert client.get(url, headers={"If-Modified-Since": since}).status_code == 304
+        head = client.head(url)
+        assert head.status_code == 200 and head.data == b""
+        assert head.headers["Content-Length"] == str(file.stat().st_size)
+    big = paths.targets / "big.bin"  # past StaticTree's read-at-once size: a file wrapper
+    big.write_bytes(bytes(range(256)) * 1200)
+    response = client.get("/targets/big.bin")
+    assert response.status_code == 200 and response.data == big.read_bytes()
+    assert client.head("/targets/big.bin").headers["Content-Length"] == str(256 * 1200)
+    assert client.get("/metadata/timestamp.json").headers["ETag"] == flask_etag
+    ranged = client.get("/metadata/timestamp.json", headers={"Range": "bytes=0-9"})
+    assert ranged.status_code == 206 and len(ranged.data) == 10
+    assert client.post("/metadata/timestamp.json").status_code == 405
+    assert client.get("/metadata/nope.json").json["error"]
 
 
 # -- the real server -------------------------------------------------------------
@@ -329,3 +373,98 @@ def test_two_servers_on_one_machine_share_no_control_socket(tmp_path, keydir):
         for proc in procs:
             os.killpg(proc.pid, 15)
             proc.wait(timeout=30)
+
+
+def test_access_log_line_is_gunicorns(tmp_path):
+    """`AccessLog` writes the very line gunicorn's own logger writes (its default format),
+    quotes escaped, one line per request."""
+    import base64
+    import datetime
+    import os
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+    from gunicorn.glogging import Logger
+
+    from custody.repository.server import AccessLog
+
+    theirs = tmp_path / "gunicorn.log"
+    cfg = Config()
+    cfg.set("accesslog", str(theirs))
+    reference = Logger(cfg)
+    read, write = os.pipe()
+    ours = AccessLog(cfg)
+    ours.access_fd = write
+    user = base64.b64encode(b"ops:secret").decode()
+    cases = [({"REMOTE_ADDR": "127.0.0.1", "REQUEST_METHOD": "GET",
+               "RAW_URI": "/metadata/timestamp.json", "SERVER_PROTOCOL": "HTTP/1.1",
+               "HTTP_USER_AGENT": 'python-requests/2 "quoted"'}, "200 OK", 434),
+             ({"REMOTE_ADDR": "10.0.0.2", "REQUEST_METHOD": "POST",
+               "RAW_URI": "/api/v1/reports?x=1", "SERVER_PROTOCOL": "HTTP/1.0", "HTTP_REFERER": "https://example.org/",
+               "HTTP_AUTHORIZATION": f"Basic {user}"}, "404 NOT FOUND", None),
+             ({"REMOTE_ADDR": "::1", "REQUEST_METHOD": "HEAD", "RAW_URI": "/healthz",
+               "SERVER_PROTOCOL": "HTTP/1.1"}, "304 Not Modified", 0)]
+    for environ, status, sent in cases:
+        resp = SimpleNamespace(status=status, sent=sent, headers=[])
+        req = SimpleNamespace(headers=[])
+        took = datetime.timedelta(microseconds=1500)
+        reference.access(resp, req, environ, took)
+        ours.access(resp, req, environ, took)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        written = pipe.read()
+    for handler in reference.access_log.handlers:
+        handler.flush()
+
+    def strip_time(text):  # the two loggers may straddle a second
+        return [line.split("[", 1)[0] + line.split("]", 1)[1] for line in text.splitlines()]
+
+    assert strip_time(written) == strip_time(theirs.read_text())
+    assert len(written.splitlines()) == 3 and ' - ops [' in written
+
+
+@pytest.mark.slow
+def test_idle_and_slow_clients_do_not_stall_the_others(repo_dir):
+    """One worker, and beside every request: 20 kept-alive connections left idle, 3
+    connected and silent, 2 sending their headers a byte every 0.3 s (slowloris). Under a
+    sync worker the first of them held the worker (for its whole timeout); under gthread an
+    idle kept-alive connection waits in the worker's poller, a silent or slow one holds one
+    of its threads, and every other request is answered at once."""
+    import socket
+    import time
+
+    request = b"GET /metadata/timestamp.json HTTP/1.1\r\nHost: custody\r\n\r\n"
+    with running_server(repo_dir, workers=1) as url:
+        port = int(url.rsplit(":", 1)[1])
+        held: list[socket.socket] = []
+        try:
+            for _ in range(20):
+                conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+                conn.sendall(request)
+                assert conn.recv(65536).startswith(b"HTTP/1.1 200")
+                held.append(conn)  # kept alive, and never used again
+            held += [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+            slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+            held += slow
+            stop = threading.Event()
+
+            def trickle() -> None:
+                for i in range(1000):
+                    if stop.wait(0.3):
+                        return
+                    for conn in slow:
+                        conn.sendall(request[i:i + 1] if i < len(request) - 4 else b"X")
+
+            threading.Thread(target=trickle, daemon=True).start()
+            time.sleep(1.0)
+            took = []
+            for _ in range(20):
+                start = time.monotonic()
+                answer = requests.get(f"{url}/metadata/timestamp.json", timeout=30)
+                took.append(time.monotonic() - start)
+                assert answer.status_code == 200
+            stop.set()
+            assert max(took) < 3.0, took  # each well under a second on a quiet machine
+        finally:
+            for conn in held:
+                conn.close()
