@@ -13,17 +13,17 @@ from tests.helpers import BIN, signer
 from tests.intoto.chain import hello_layout
 
 
-def test_layout_add_lists_what_it_strands_and_asks_for_yes(served, tmp_path, keydir):
-    served.publish("0.9.0", channel=None)
-    served.publish("1.0.0")
+def test_layout_add_lists_what_it_strands_and_asks_for_yes(hello_repo, tmp_path, keydir):
+    hello_repo.publish("0.9.0", channel=None)
+    hello_repo.publish("1.0.0")
     layout = Metablock.new(Layout.from_dict(hello_layout(keydir, developer="bob")))
     layout.sign(signer(keydir, "owner"))
     path = tmp_path / "hello.layout"
     layout.dump(path)
-    before = status(CustodyRepository(served.repo_dir))
+    before = status(CustodyRepository(hello_repo.repo_dir))
 
     def add(*extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(BIN / "custody-repo"), "layout", "add", str(served.repo_dir),
+        return subprocess.run([str(BIN / "custody-repo"), "layout", "add", str(hello_repo.repo_dir),
                                str(path), "--key", str(keydir / "owner"), *extra],
                               capture_output=True, text=True, timeout=120, check=False)
 
@@ -37,7 +37,7 @@ def test_layout_add_lists_what_it_strands_and_asks_for_yes(served, tmp_path, key
     assert lines[1].startswith("custody-repo: hello 0.9.0 would no longer install")
     assert "not published: 1 channel version(s) of hello would become uninstallable" \
         in lines[2]
-    assert status(CustodyRepository(served.repo_dir)) == before  # nothing published
+    assert status(CustodyRepository(hello_repo.repo_dir)) == before  # nothing published
 
     r = add("--yes")
     assert r.returncode == 0, r.stderr
@@ -45,10 +45,10 @@ def test_layout_add_lists_what_it_strands_and_asks_for_yes(served, tmp_path, key
     assert "hello 1.0.0 (the stable channel's version) would no longer install" in r.stderr
 
 
-def test_a_layout_that_keeps_every_release_is_published_quietly(served, keydir):
-    served.publish("1.0.0")
-    r = subprocess.run([str(BIN / "custody-repo"), "layout", "add", str(served.repo_dir),
-                        str(served.chain("hello 1.0.0").layout), "--key", str(keydir / "owner"),
+def test_a_layout_that_keeps_every_release_is_published_quietly(hello_repo, keydir):
+    hello_repo.publish("1.0.0")
+    r = subprocess.run([str(BIN / "custody-repo"), "layout", "add", str(hello_repo.repo_dir),
+                        str(hello_repo.chain("hello 1.0.0").layout), "--key", str(keydir / "owner"),
                         "--name", "hello"], capture_output=True, text=True, timeout=120,
                        check=False)
     assert r.returncode == 0 and r.stderr == "", r.stderr
