@@ -149,6 +149,7 @@ def test_a_publisher_killed_during_uploads_never_shows_a_partial_state(
         return set(json.loads(Path(path).read_text())["versions"])
 
     rng = random.Random(13)
+    journal = repo / "private/bucket-journal.json"  # there while uploads are unfinished
     seen = {"1.0.0"}
     interrupted = 0
     for trial in range(20):
@@ -159,17 +160,23 @@ def test_a_publisher_killed_during_uploads_never_shows_a_partial_state(
              "hello.tar.gz"), "--name", "hello", "--version", version, "--layout",
              str(chain.layout), "--links", str(chain.links)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.3, 1.2))
+        if trial % 2:  # anywhere from start-up, through the publish, into the uploads
+            time.sleep(rng.uniform(0.3, 1.2))
+        else:  # in the uploads however loaded the machine (at load 14 no timed kill got there)
+            deadline = time.monotonic() + 60
+            while not journal.exists() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.3))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        interrupted += (repo / "private/bucket-journal.json").exists()
+        interrupted += journal.exists()
         assert bucket_versions() in (seen, seen | {version}), trial  # old or new, whole
         r = repo_cli("publish", repo, chain.verify_dir / "hello.tar.gz", "--name", "hello",
                      "--version", version, "--layout", chain.layout, "--links", chain.links)
         assert r.returncode == 0 or "already published" in r.stderr, r.stderr
         seen.add(version)
         assert bucket_versions() == seen, trial  # the retry completed the bucket
-    assert not (repo / "private/bucket-journal.json").exists()
+    assert not journal.exists()
     assert interrupted >= 1, "no kill landed during the uploads"
     home = tmp_path / "home"
     trust(home, http_url, repo)
