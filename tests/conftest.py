@@ -31,15 +31,26 @@ def hello_chain(keydir: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture
-def served(tmp_path: Path, keydir: Path, hello_chain):
-    """A repository with the hello layout, served by gunicorn on 127.0.0.1."""
-    from tests.helpers import Served, add_hello_layout, make_repo, running_server
+def hello_repo(tmp_path: Path, keydir: Path, hello_chain):
+    """A repository with the hello layout, not served: ``served`` without its server, for
+    the tests that publish and read it on disk only (its ``url`` is empty)."""
+    from tests.helpers import Served, add_hello_layout, make_repo
 
     repo_dir = tmp_path / "repo"
     make_repo(repo_dir, keydir, bins=4)
     add_hello_layout(repo_dir, keydir, hello_chain.layout)
-    with running_server(repo_dir) as url:
-        yield Served(repo_dir, url, keydir, tmp_path)
+    return Served(repo_dir, "", keydir, tmp_path)
+
+
+@pytest.fixture
+def served(hello_repo):
+    """A repository with the hello layout, served by gunicorn on 127.0.0.1."""
+    from dataclasses import replace
+
+    from tests.helpers import running_server
+
+    with running_server(hello_repo.repo_dir) as url:
+        yield replace(hello_repo, url=url)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Mirror, Served, custody, installed_state, running_server
+from tests.helpers import Mirror, Served, custody, installed_state
 
 
 @dataclass
@@ -56,15 +56,16 @@ def scene(tmp_path: Path, keydir: Path, hello_chain) -> Iterator[Scene]:
     repo_dir = tmp_path / "repo"
     make_repo(repo_dir, keydir, bins=4)
     add_hello_layout(repo_dir, keydir, hello_chain.layout)
-    with running_server(repo_dir, workers=1) as url:
-        served = Served(repo_dir, url, keydir, tmp_path)
-        served.publish("1.0.0")
-        mirror = Mirror(repo_dir / "public")
-        home = tmp_path / "home"
-        result = custody(home, "init", "--url", mirror.url, "--root", str(served.root),
-                         "--inspections", "run")
-        assert result.returncode == 0, result.stderr
-        result = custody(home, "install", "hello")
-        assert result.returncode == 0, result.stderr
-        yield Scene(served, mirror, home, installed_state(home))
-        mirror.close()
+    # The client reaches the tree only through the mirror, and releases are published
+    # in-process: no repository server is needed (starting one cost each test seconds).
+    mirror = Mirror(repo_dir / "public")
+    served = Served(repo_dir, mirror.url, keydir, tmp_path)
+    served.publish("1.0.0")
+    home = tmp_path / "home"
+    result = custody(home, "init", "--url", mirror.url, "--root", str(served.root),
+                     "--inspections", "run")
+    assert result.returncode == 0, result.stderr
+    result = custody(home, "install", "hello")
+    assert result.returncode == 0, result.stderr
+    yield Scene(served, mirror, home, installed_state(home))
+    mirror.close()

@@ -32,26 +32,26 @@ def tree(path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-def test_schemathesis_finds_no_server_error(served):
-    _, token = create_token(RepoPaths(served.repo_dir), "fuzz", "operator")  # every endpoint
-    served.publish("1.0.0")
-    before = tree(served.repo_dir)
-    with running_server(served.repo_dir, workers=2) as url:
+def test_schemathesis_finds_no_server_error(hello_repo):
+    _, token = create_token(RepoPaths(hello_repo.repo_dir), "fuzz", "operator")  # every endpoint
+    hello_repo.publish("1.0.0")
+    before = tree(hello_repo.repo_dir)
+    with running_server(hello_repo.repo_dir, workers=2) as url:
         result = subprocess.run(
             [str(BIN / "st"), "run", f"{url}/api/v1/openapi.json", "--checks",
              "not_a_server_error,status_code_conformance,content_type_conformance,"
              "response_schema_conformance", "-H", f"Authorization: Bearer {token}",
              "-n", EXAMPLES, "--seed", "17", "--generation-allow-x00", "true"],
             capture_output=True, text=True, timeout=TIMEOUT, check=False,
-            cwd=served.work)  # schemathesis keeps its cache in the working directory
+            cwd=hello_repo.work)  # schemathesis keeps its cache in the working directory
     assert result.returncode == 0, result.stdout[-4000:]
     counts = re.search(r"(\d+) generated, (\d+) passed", result.stdout)
     assert counts is not None and counts.group(1) == counts.group(2), result.stdout[-2000:]
-    assert tree(served.repo_dir) == before
+    assert tree(hello_repo.repo_dir) == before
 
 
-def test_the_description_names_every_route(served):
-    app = create_app(served.repo_dir)
+def test_the_description_names_every_route(hello_repo):
+    app = create_app(hello_repo.repo_dir)
     routes = {rule.rule.replace("<path:name>", "{name}").replace("<path:path>", "{path}")
               for rule in app.url_map.iter_rules()
               if rule.endpoint != "static" and not rule.rule.startswith("/ui")}  # HTML pages

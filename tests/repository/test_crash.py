@@ -25,6 +25,7 @@ from pathlib import Path
 from custody.repository.releases import Release, links_from_dir, publish_release
 from custody.repository.repo import CustodyRepository
 repo_dir, artifact, layout, links, start = sys.argv[1:6]
+print("ready", flush=True)
 for i in range(int(start), int(start) + 1000):
     repo = CustodyRepository(repo_dir)
     with repo.transaction():
@@ -69,10 +70,13 @@ def test_sigkill_during_publish_leaves_old_or_new_state(tmp_path, keydir, hello_
                  str(hello_chain.verify_dir / "hello.tar.gz"), str(hello_chain.layout),
                  str(hello_chain.links), str(start)],
                 stdout=subprocess.PIPE, text=True, start_new_session=True)
-            time.sleep(0.3 + rng.random() * 0.6)  # import time, then part-way into a publish
+            # once imported (seconds on a loaded machine, where a kill timed from the start
+            # landed before any publish), part-way into the first publishes
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+            time.sleep(rng.random() * 0.6)
             os.killpg(proc.pid, signal.SIGKILL)
             out, _ = proc.communicate()
-            done = len(out.split())
+            done = len(out.split()) - 1  # the versions it printed after "ready"
             start += done + 1  # the killed publish's version may or may not exist
             versions = _check_client(repo_dir, url, tmp_path / f"client{attempt}")
             assert seen <= versions  # nothing published is lost

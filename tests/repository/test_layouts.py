@@ -13,17 +13,17 @@ from tests.helpers import BIN, signer
 from tests.intoto.chain import hello_layout
 
 
-def test_layout_add_lists_what_it_strands_and_asks_for_yes(served, tmp_path, keydir):
-    served.publish("0.9.0", channel=None)
-    served.publish("1.0.0")
+def test_layout_add_lists_what_it_strands_and_asks_for_yes(hello_repo, tmp_path, keydir):
+    hello_repo.publish("0.9.0", channel=None)
+    hello_repo.publish("1.0.0")
     layout = Metablock.new(Layout.from_dict(hello_layout(keydir, developer="bob")))
     layout.sign(signer(keydir, "owner"))
     path = tmp_path / "hello.layout"
     layout.dump(path)
-    before = status(CustodyRepository(served.repo_dir))
+    before = status(CustodyRepository(hello_repo.repo_dir))
 
     def add(*extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(BIN / "custody-repo"), "layout", "add", str(served.repo_dir),
+        return subprocess.run([str(BIN / "custody-repo"), "layout", "add", str(hello_repo.repo_dir),
                                str(path), "--key", str(keydir / "owner"), *extra],
                               capture_output=True, text=True, timeout=120, check=False)
 
@@ -37,7 +37,7 @@ def test_layout_add_lists_what_it_strands_and_asks_for_yes(served, tmp_path, key
     assert lines[1].startswith("custody-repo: hello 0.9.0 would no longer install")
     assert "not published: 1 channel version(s) of hello would become uninstallable" \
         in lines[2]
-    assert status(CustodyRepository(served.repo_dir)) == before  # nothing published
+    assert status(CustodyRepository(hello_repo.repo_dir)) == before  # nothing published
 
     r = add("--yes")
     assert r.returncode == 0, r.stderr
@@ -45,23 +45,24 @@ def test_layout_add_lists_what_it_strands_and_asks_for_yes(served, tmp_path, key
     assert "hello 1.0.0 (the stable channel's version) would no longer install" in r.stderr
 
 
-def test_a_layout_that_keeps_every_release_is_published_quietly(served, tmp_path, keydir):
-    served.publish("1.0.0")
+def test_a_layout_that_keeps_every_release_is_published_quietly(hello_repo, tmp_path, keydir):
+    hello_repo.publish("1.0.0")
     description = hello_layout(keydir)
     description["readme"] = "hello, second layout: the same steps and keys"
     layout = Metablock.new(Layout.from_dict(description))
     layout.sign(signer(keydir, "owner"))
     path = tmp_path / "hello.layout"
     layout.dump(path)
-    r = subprocess.run([str(BIN / "custody-repo"), "layout", "add", str(served.repo_dir),
+    r = subprocess.run([str(BIN / "custody-repo"), "layout", "add", str(hello_repo.repo_dir),
                         str(path), "--key", str(keydir / "owner"), "--name", "hello"],
                        capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0 and r.stderr == "", r.stderr
     assert "published in-toto/layouts/hello.2.layout" in r.stdout
 
 
-def test_the_newest_layout_added_again_publishes_nothing(served, keydir):
+def test_the_newest_layout_added_again_publishes_nothing(hello_repo, keydir):
     """A script run twice: its layout add (with --new, as its first run) succeeds, a no-op."""
+    served = hello_repo
     before = status(CustodyRepository(served.repo_dir))
     for extra in ((), ("--new",)):
         r = subprocess.run([str(BIN / "custody-repo"), "layout", "add", str(served.repo_dir),

@@ -117,7 +117,7 @@ def test_every_write_command_keeps_the_bucket_in_step(object_store, tmp_path, ke
 
 
 def test_a_publisher_killed_during_uploads_never_shows_a_partial_state(
-        object_store, tmp_path, keydir, served):
+        object_store, tmp_path, keydir, hello_repo):
     """20 publishes SIGKILLed at random points: an unmodified ngclient reads the bucket at
     the old state or the new one, every time; the next write completes the upload."""
     import json
@@ -129,7 +129,7 @@ def test_a_publisher_killed_during_uploads_never_shows_a_partial_state(
     from tuf.ngclient import Updater
 
     repo = tmp_path / "bucket-repo"
-    chain = served.chain("hello 1.0.0")
+    chain = hello_repo.chain("hello 1.0.0")
     _, http_url = bucket_repository(object_store, repo, keydir, chain)
     publish(repo, chain, "1.0.0")
 
@@ -154,7 +154,7 @@ def test_a_publisher_killed_during_uploads_never_shows_a_partial_state(
     interrupted = 0
     for trial in range(20):
         version = f"1.{trial + 1}.0"
-        chain = served.chain(f"hello {version}")
+        chain = hello_repo.chain(f"hello {version}")
         proc = subprocess.Popen(
             [str(BIN / "custody-repo"), "publish", str(repo), str(chain.verify_dir /
              "hello.tar.gz"), "--name", "hello", "--version", version, "--layout",
@@ -176,7 +176,7 @@ def test_a_publisher_killed_during_uploads_never_shows_a_partial_state(
         assert r.returncode == 0 or "already published" in r.stderr, r.stderr
         seen.add(version)
         assert bucket_versions() == seen, trial  # the retry completed the bucket
-    assert not (repo / "private/bucket-journal.json").exists()
+    assert not journal.exists()
     assert interrupted >= 1, "no kill landed during the uploads"
     home = tmp_path / "home"
     trust(home, http_url, repo)
