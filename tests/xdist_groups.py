@@ -21,7 +21,7 @@ is not silently set up on both workers.
 from __future__ import annotations
 
 #: Tests (node-id prefixes) that use the session's object store, a Swift server.
-OBJECT_STORE = ("tests/s3/test_bucket.py::",
+OBJECT_STORE = ("tests/s3/test_bucket.py::", "tests/s3/test_two_publishers.py::",
                 "tests/test_nginx.py::test_nginx_in_front_of_a_bucket")
 
 #: Modules with a module-scoped fixture: their tests stay on one worker.
