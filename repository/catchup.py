@@ -195,8 +195,10 @@ def _delegations(md: Metadata) -> Iterator[str]:
 def pull(paths: RepoPaths, bucket: replica.Bucket, remote_timestamp: bytes) -> int:
     """Verify the bucket's state against this tree and write what it lacks; files written."""
     root_path = _newest_root_path(paths)
-    if root_path is None:
-        raise CatchUpError(f"{paths.root} has no root to check the bucket against")
+    if root_path is None:  # a new repository (init) over a bucket that holds another
+        raise CatchUpError(f"{bucket.location} already holds a repository's metadata: give "
+                           "this one another bucket or prefix, or restore that repository's "
+                           "backup to publish to it")
     root = Metadata[Root].from_bytes(root_path.read_bytes())
     writes: list[tuple[str, bytes]] = []
 
