@@ -209,6 +209,13 @@ def test_a_bucket_that_does_not_verify_or_went_back_is_refused_and_nothing_chang
     assert tree_digest(first) == before
     put_timestamp(newest)
     assert publish(first, served.chain("hello 1.2.0"), "1.2.0").returncode == 0
+    # a new repository over this bucket is refused before it writes anything there
+    r = repo_cli("init", tmp_path / "third", "--public", f"s3://{bucket_name}/tree",
+                 "--endpoint-url", object_store.endpoint, "--no-password")
+    assert r.returncode != 0 and "already holds a repository's metadata" in r.stderr, r.stderr
+    assert bucket_timestamp() != newest and json.loads(bucket_timestamp())["signed"][
+        "version"] > json.loads(newest)["signed"]["version"]  # first's 1.2.0, untouched
+    assert not (tmp_path / "third").exists()
 
 
 def test_a_commit_that_never_reached_the_bucket_is_undone_when_the_other_moved_on(
