@@ -11,7 +11,8 @@ conftest.py instead gives xdist a scheduler whose scope of a test is
 - the tests of :data:`MODULE_FIXTURES`, whose module-scoped fixtures (a
   PostgreSQL cluster, a venv, a PKI) one worker then sets up once;
 - the tests using the object store (tests/s3/), started once per worker that
-  needs it.
+  needs it; the longest of them in a group of their own, which the other
+  worker can take.
 
 tests/test_xdist_groups.py checks these tables against the fixtures each
 collected test really uses, so a new module fixture or object-store test
@@ -21,8 +22,12 @@ is not silently set up on both workers.
 from __future__ import annotations
 
 #: Tests (node-id prefixes) that use the session's object store, a Swift server.
-OBJECT_STORE = ("tests/s3/test_bucket.py::", "tests/s3/test_two_publishers.py::",
+OBJECT_STORE = ("tests/s3/test_bucket.py::",
                 "tests/test_nginx.py::test_nginx_in_front_of_a_bucket")
+
+#: Object-store tests long enough to be worth a second Swift (about 12 s to start) on the
+#: other worker, in a group of their own ("object-store:NAME").
+OBJECT_STORE_APART = {"tests/s3/test_two_publishers.py::": "publishers"}
 
 #: Modules with a module-scoped fixture: their tests stay on one worker.
 MODULE_FIXTURES = frozenset({
@@ -43,6 +48,9 @@ def group_of(nodeid: str) -> str | None:
         return f"doc:{path}"
     if nodeid.startswith(OBJECT_STORE):
         return "object-store"
+    for prefix, name in OBJECT_STORE_APART.items():
+        if nodeid.startswith(prefix):
+            return f"object-store:{name}"
     if path in MODULE_FIXTURES:
         return f"module:{path}"
     return None

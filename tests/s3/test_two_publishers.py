@@ -28,6 +28,9 @@ from tests.s3.conftest import bucket_repository, endpoint_of, read_only_endpoint
 
 pytestmark = pytest.mark.slow
 
+#: Rounds of the takeover test: each machine is killed once.
+ROUNDS = 2
+
 
 @pytest.fixture(scope="module")
 def postgres():
@@ -290,7 +293,7 @@ def test_publishes_alternate_one_publisher_is_killed_the_other_takes_over(
     def versions(round_: int, what: str) -> str:
         return f"{round_ + 2}.{what}.0"
 
-    for round_ in range(3):  # the chains are recorded before the clock starts
+    for round_ in range(ROUNDS):  # the chains are recorded before the clock starts
         for what in ("1", "2", "3", "4", "9", "5", "6"):
             served.chain(f"hello {versions(round_, what)}")
     rng = random.Random(25)
@@ -300,7 +303,7 @@ def test_publishes_alternate_one_publisher_is_killed_the_other_takes_over(
     poller.start()
     try:
         kills = 0
-        for round_ in range(3):
+        for round_ in range(ROUNDS):
             victim, survivor = (first, second) if round_ % 2 == 0 else (second, first)
             with running_server(survivor) as survivor_url:
                 with running_server(victim) as victim_url:
