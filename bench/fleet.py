@@ -57,6 +57,7 @@ from tests.helpers import (
     make_repo,
     running_nginx,
     running_server,
+    serving,
 )
 from tests.intoto.chain import IMPLS, make_chain
 
@@ -258,26 +259,10 @@ def _baseline(repo_dir: Path) -> Iterator[str]:
     proc = subprocess.Popen([sys.executable, "-c", script, str(repo_dir), str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(url + "/healthz", timeout=1).ok:
-                    break
-            except (requests.ConnectionError, requests.Timeout):
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"baseline server did not start: "
-                                   f"{proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
-            time.sleep(0.1)
+    with serving(proc, f"http://127.0.0.1:{port}", "baseline server") as url:
         # Flask's send_from_directory, not StaticTree, answers (it names the file)
         assert "Content-Disposition" in requests.get(f"{url}/metadata/1.root.json").headers
         yield url
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
 
 
 def compare(repo_dir: Path, chain, counts: list[int], seconds: float, raw: int,

@@ -85,7 +85,13 @@ def running_server(repo_dir: Path, workers: int = 2, extra: tuple[str, ...] = ()
          str(workers), *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )
-    url = f"http://127.0.0.1:{port}"
+    with serving(proc, f"http://127.0.0.1:{port}", "server") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving(proc: subprocess.Popen, url: str, what: str) -> Iterator[str]:
+    """``url`` once the server ``proc`` (its own session) answers ``/healthz``; stopped after."""
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -96,7 +102,7 @@ def running_server(repo_dir: Path, workers: int = 2, extra: tuple[str, ...] = ()
                 pass  # not listening yet, or a worker still starting on a loaded machine
             if proc.poll() is not None or time.monotonic() > deadline:
                 err = proc.stderr.read().decode() if proc.stderr else ""
-                raise RuntimeError(f"server did not start: {err[-2000:]}")
+                raise RuntimeError(f"{what} did not start: {err[-2000:]}")
             time.sleep(0.1)
         yield url
     finally:
