@@ -44,13 +44,10 @@ from custody.repository.reports import ReportStore
 from custody.repository.storage import RepoPaths, fsync_dir, locked, write_atomic
 
 FORMAT = 1
-#: Where restore keeps a PostgreSQL-backed archive's tokens and reports, for
-#: ``custody-repo database set`` to load into a new server if the old one was lost.
-FLEET_COPY = "fleet-backup.json"
 PREFIX = "custody-backup"
 #: Private files that are the server's scratch, not state: rebuilt on start.
 SKIPPED = ("lock", "metrics", "uploads", "reports.sqlite", "reports.sqlite-wal",
-           "reports.sqlite-shm", FLEET_COPY)
+           "reports.sqlite-shm", "fleet-backup.json")  # RepoPaths.fleet_copy: restore's
 
 
 @dataclass
@@ -184,8 +181,7 @@ def restore(archive_path: Path, directory: Path) -> Summary:
                                       "was changed")
         config = RepoConfig.load(restored)
         if config.database:  # the server keeps its own state; this copy is for a lost one
-            write_atomic(restored.private / FLEET_COPY,
-                         json.dumps(fleet).encode(), 0o600)
+            write_atomic(restored.fleet_copy, json.dumps(fleet).encode(), 0o600)
         else:  # SQLite comes back from here
             store = ReportStore(Database.sqlite(restored.private / "reports.sqlite"))
             try:

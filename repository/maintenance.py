@@ -182,7 +182,6 @@ def _current_fleet_state(paths: RepoPaths, config: RepoConfig, url: str
     """
     import json
 
-    from custody.repository.backup import FLEET_COPY
     from custody.repository.database import Database, DatabaseError
     from custody.repository.reports import ReportStore
 
@@ -203,7 +202,7 @@ def _current_fleet_state(paths: RepoPaths, config: RepoConfig, url: str
     try:
         current = Database.open(paths.private, config.database)
     except DatabaseError as exc:
-        copy = paths.private / FLEET_COPY
+        copy = paths.fleet_copy
         if not copy.exists():
             raise DatabaseError(
                 f"{exc}; its tokens and reports cannot be moved, and no restored copy of them "

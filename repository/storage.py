@@ -10,6 +10,7 @@
     DIR/private/keys/                    online private keys (mode 0600)
     DIR/private/tokens.json              API tokens, hashed
     DIR/private/lock                     writers' lock
+    DIR/private/fleet-backup.json        a restored backup's tokens and reports
 
 Everything under ``public/`` is what any static server or CDN serves. Every
 file is written to a temporary name, fsynced and renamed, and versioned files
@@ -72,6 +73,12 @@ class RepoPaths:
     @property
     def lock(self) -> Path:
         return self.private / "lock"
+
+    @property
+    def fleet_copy(self) -> Path:
+        """A restored backup's tokens and reports, kept for a new database server
+        (`custody.repository.backup`)."""
+        return self.private / "fleet-backup.json"
 
     def metadata_file(self, role: str, version: int | None = None) -> Path:
         name = f"{role}.json" if version is None else f"{version}.{role}.json"

@@ -16,9 +16,12 @@ from pathlib import Path
 import pytest
 import requests
 
+from custody.intoto.metadata import Metablock
+from custody.intoto.models import Layout
 from custody.repository.storage import RepoPaths
 from custody.repository.tokens import create_token
-from tests.helpers import BIN, debian_tool, running_server
+from tests.helpers import BIN, debian_tool, running_server, signer
+from tests.intoto.chain import hello_layout
 
 pytestmark = pytest.mark.slow
 RULES = Path(__file__).resolve().parent.parent / "deploy/prometheus"
@@ -34,7 +37,7 @@ def test_promtool_checks_and_tests_the_rules():
     assert r.returncode == 0 and "SUCCESS" in r.stdout, r.stdout + r.stderr
 
 
-def test_every_metric_a_rule_reads_is_exported(served, keydir, hello_chain):
+def test_every_metric_a_rule_reads_is_exported(served, keydir):
     names = set(re.findall(r"\b(custody_[a-z_]+)", (RULES / "custody-rules.yml").read_text()))
     assert names >= {"custody_role_expiry_seconds", "custody_pending_change_age_seconds",
                      "custody_rollout_percent", "custody_api_requests_total"}
@@ -46,9 +49,15 @@ def test_every_metric_a_rule_reads_is_exported(served, keydir, hello_chain):
         r = subprocess.run([str(BIN / "custody-repo"), *args], capture_output=True, text=True,
                            check=False)
         assert r.returncode == 0, r.stderr
-    # a change waiting for the owners: a layout added with their key offline
+    # a change waiting for the owners: a new layout added with their key offline
+    description = hello_layout(keydir)
+    description["readme"] = "hello, second layout: the same steps and keys"
+    layout = Metablock.new(Layout.from_dict(description))
+    layout.sign(signer(keydir, "owner"))
+    second = served.work / "hello-second.layout"
+    layout.dump(second)
     r = subprocess.run([str(BIN / "custody-repo"), "layout", "add", repo,
-                        str(hello_chain.layout), "--name", "hello", "--yes", "--key",
+                        str(second), "--name", "hello", "--yes", "--key",
                         str(keydir / "owner.pub")],
                        capture_output=True, text=True, check=False)
     assert r.returncode == 3, r.stdout + r.stderr  # pending its offline signature
