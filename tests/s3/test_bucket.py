@@ -118,8 +118,9 @@ def test_every_write_command_keeps_the_bucket_in_step(object_store, tmp_path, ke
 
 def test_a_publisher_killed_during_uploads_never_shows_a_partial_state(
         object_store, tmp_path, keydir, hello_repo):
-    """12 publishes SIGKILLed, half at random points and half in their uploads: an unmodified ngclient reads the bucket at
-    the old state or the new one, every time; the next write completes the upload."""
+    """12 publishes SIGKILLed, half at random points and half in their uploads: an
+    unmodified ngclient reads the bucket at the old state or the new one, every time; the
+    next write completes the upload."""
     import json
     import random
     import shutil
