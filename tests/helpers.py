@@ -108,7 +108,12 @@ def serving(proc: subprocess.Popen, url: str, what: str) -> Iterator[str]:
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a graceful stop on a very busy machine: not
+            with contextlib.suppress(ProcessLookupError):  # what the test is about
+                os.killpg(proc.pid, 9)
+            proc.wait(timeout=30)
 
 
 class Mirror:
