@@ -42,6 +42,7 @@ from custody.repository.database import Database
 from custody.repository.errors import RepositoryError
 from custody.repository.reports import ReportStore
 from custody.repository.storage import RepoPaths, fsync_dir, locked, write_atomic
+from custody.repository.tokens import rows as token_rows
 
 FORMAT = 1
 PREFIX = "custody-backup"
@@ -101,10 +102,7 @@ def _fleet(paths: RepoPaths, config: RepoConfig) -> dict[str, list]:
     store = ReportStore(database)
     try:
         reports = [list(row) for row in store.rows()]
-        tokens: list = []
-        if config.database and database.has_table("tokens"):  # a backup writes nothing
-            tokens = [list(row) for row in database.execute(
-                "SELECT id, name, sha256, scope, created FROM tokens").fetchall()]
+        tokens = [list(row) for row in token_rows(database)] if config.database else []
     finally:
         store.close()
     return {"reports": reports, "tokens": tokens}

@@ -34,6 +34,7 @@ Files are written in the commit's order, target files first and
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -48,6 +49,8 @@ from custody.repository import bucket as replica
 from custody.repository.errors import RepositoryError
 from custody.repository.publishers import SharedLock
 from custody.repository.storage import RepoPaths, write_atomic, write_order_of
+
+log = logging.getLogger(__name__)
 
 
 class CatchUpError(RepositoryError):
@@ -106,6 +109,10 @@ def reconcile(paths: RepoPaths, bucket: replica.Bucket, fence: SharedLock | None
             f"{paths.root}' uploads the tree, if this tree is the one to serve")
     undone = undo(paths, journal) if journal is not None else []
     files = pull(paths, bucket, remote)
+    log.info("caught up with %s at timestamp v%d (%d files checked and written)%s",
+             bucket.location, remote_version, files,
+             f"; undid a commit that never reached it whole ({len(undone)} files)"
+             if journal is not None else "")
     return Reconciled("caught up", remote_version, files, undone)
 
 
@@ -127,17 +134,11 @@ def undo(paths: RepoPaths, journal: replica.Journal) -> list[str]:
         write_atomic(paths.public / replica.TIMESTAMP, journal.base)
     else:  # a journal from before bases were kept: the timestamp is the fork's own
         (paths.public / replica.TIMESTAMP).unlink(missing_ok=True)
-    newest = _newest_root_path(paths)
+    newest = paths.newest_root()
     if newest is not None:
         write_atomic(paths.metadata_file(Root.type), newest.read_bytes())
     replica.journal_path(paths).unlink(missing_ok=True)
     return removed
-
-
-def _newest_root_path(paths: RepoPaths) -> Path | None:
-    versions = [int(p.name.split(".")[0]) for p in paths.metadata.glob("*.root.json")
-                if p.name.split(".")[0].isdigit()]
-    return paths.metadata_file(Root.type, max(versions)) if versions else None
 
 
 def _refuse(what: str, exc: Exception | str) -> CatchUpError:
@@ -194,7 +195,7 @@ def _delegations(md: Metadata) -> Iterator[str]:
 
 def pull(paths: RepoPaths, bucket: replica.Bucket, remote_timestamp: bytes) -> int:
     """Verify the bucket's state against this tree and write what it lacks; files written."""
-    root_path = _newest_root_path(paths)
+    root_path = paths.newest_root()
     if root_path is None:  # a new repository (init) over a bucket that holds another
         raise CatchUpError(f"{bucket.location} already holds a repository's metadata: give "
                            "this one another bucket or prefix, or restore that repository's "

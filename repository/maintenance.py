@@ -88,13 +88,17 @@ def gc(repo: CustodyRepository, keep_snapshots: int = 3,
     newest = current.signed.version
     bucket = repo.bucket()
     # When each snapshot was superseded: its successor's writing, here or, for one another
-    # publisher wrote (this tree pulled only the newest), in the bucket.
-    written = bucket.modified() if bucket is not None else {}
+    # publisher wrote (this tree pulled only the newest), in the bucket, listed only then.
+    written: dict[str, float] | None = None
     for version in range(newest, 0, -1):
         path = repo.paths.metadata_file(Snapshot.type, version)
         successor = repo.paths.metadata_file(Snapshot.type, version + 1)
-        superseded = successor.stat().st_mtime if successor.exists() else \
-            written.get(successor.relative_to(repo.paths.public).as_posix())
+        if successor.exists():
+            superseded: float | None = successor.stat().st_mtime
+        else:
+            if written is None:
+                written = bucket.modified() if bucket is not None else {}
+            superseded = written.get(successor.relative_to(repo.paths.public).as_posix())
         recent = version > newest - keep_snapshots or (
             superseded is not None and superseded > horizon)
         if not recent:
@@ -184,6 +188,7 @@ def _current_fleet_state(paths: RepoPaths, config: RepoConfig, url: str
 
     from custody.repository.database import Database, DatabaseError
     from custody.repository.reports import ReportStore
+    from custody.repository.tokens import rows as token_rows
 
     if config.database is None:
         stored = json.loads(paths.tokens.read_text()) if paths.tokens.exists() else {}
@@ -211,9 +216,6 @@ def _current_fleet_state(paths: RepoPaths, config: RepoConfig, url: str
         fleet = json.loads(copy.read_text())
         return [tuple(t) for t in fleet["tokens"]], [tuple(r) for r in fleet["reports"]]
     try:
-        tokens = [tuple(row) for row in current.execute(
-            "SELECT id, name, sha256, scope, created FROM tokens").fetchall()] \
-            if current.has_table("tokens") else []
-        return tokens, ReportStore(current).rows()
+        return token_rows(current), ReportStore(current).rows()
     finally:
         current.close()

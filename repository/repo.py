@@ -171,15 +171,12 @@ class CustodyRepository(Repository):
                 bucket = self.bucket()
                 if bucket is not None:
                     try:
-                        reconciled = reconcile(self.paths, bucket, fence, behind_ok)
+                        reconcile(self.paths, bucket, fence, behind_ok)
                     except BucketBehindError:
                         raise  # says what to do itself
                     except BucketError as exc:
                         raise self.bucket_failed(exc, committed=False) from exc
-                    if reconciled.action == "caught up":
-                        self._disk.clear()
-                        self.config = RepoConfig.load(self.paths)
-                        self._online = None
+                    self._disk.clear()  # the tree may have moved on: read it again
                 yield bucket
             finally:
                 self._fence = None
@@ -299,9 +296,7 @@ class CustodyRepository(Repository):
 
     def _read_from_disk(self, role: str) -> Metadata | None:
         if role == Root.type:
-            versions = [int(p.name.split(".")[0]) for p in self.paths.metadata.glob("*.root.json")
-                        if p.name.split(".")[0].isdigit()]
-            path = self.paths.metadata_file(role, max(versions)) if versions else None
+            path = self.paths.newest_root()
         elif role == Timestamp.type:
             path = self.paths.metadata_file(role)
         elif role == Snapshot.type:

@@ -80,6 +80,12 @@ class RepoPaths:
         (`custody.repository.backup`)."""
         return self.private / "fleet-backup.json"
 
+    def newest_root(self) -> Path | None:
+        """The newest ``N.root.json`` here (``root.json`` is only a copy of it), if any."""
+        versions = [int(p.name.split(".")[0]) for p in self.metadata.glob("*.root.json")
+                    if p.name.split(".")[0].isdigit()]
+        return self.metadata_file("root", max(versions)) if versions else None
+
     def metadata_file(self, role: str, version: int | None = None) -> Path:
         name = f"{role}.json" if version is None else f"{version}.{role}.json"
         return self.metadata / name

@@ -47,6 +47,15 @@ def _load(paths: RepoPaths, shared: Database | None = None,
         return {}
 
 
+def rows(database: Database) -> list[tuple]:
+    """Every token on a server, as (id, name, sha256, scope, created); none where the
+    table does not exist yet (reading creates nothing: a backup writes nothing)."""
+    if not database.has_table("tokens"):
+        return []
+    return [tuple(row) for row in database.execute(
+        "SELECT id, name, sha256, scope, created FROM tokens").fetchall()]
+
+
 def _database(paths: RepoPaths, config: RepoConfig | None = None) -> Database | None:
     """The configured server's ``tokens`` table, or None: the JSON file.
 
