@@ -33,9 +33,9 @@ from urllib.parse import urlparse
 
 from custody.repository.errors import BucketError, RepositoryError
 from custody.repository.storage import (
-    IMMUTABLE,
     REVALIDATE,
     RepoPaths,
+    cache_control,
     write_atomic,
     write_order_of,
 )
@@ -88,14 +88,6 @@ def failure(exc: BaseException) -> str:
     if code in CREDENTIAL_CODES:
         return f"the store refused the credentials: {code}"
     return code or type(exc).__name__
-
-
-def cache_control(relative: str) -> str:
-    """Immutable for hash- and version-prefixed names; revalidate for the rest."""
-    name = relative.rsplit("/", 1)[-1]
-    if relative.startswith("targets/") or name[:1].isdigit():
-        return IMMUTABLE
-    return REVALIDATE
 
 
 def content_type(relative: str) -> str:

@@ -28,8 +28,8 @@ from pathlib import Path
 from custody.intoto.files import LockTimeout, copy_atomic, file_lock, fsync_dir, write_atomic
 from custody.repository.errors import LockedError
 
-__all__ = ["IMMUTABLE", "REVALIDATE", "RepoPaths", "copy_atomic", "fsync_dir", "locked",
-           "write_atomic", "write_order", "write_order_of"]
+__all__ = ["IMMUTABLE", "REVALIDATE", "RepoPaths", "cache_control", "copy_atomic", "fsync_dir",
+           "locked", "write_atomic", "write_order", "write_order_of"]
 
 #: Cache-Control of what never changes (version- and hash-prefixed names) and of the rest.
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -108,6 +108,16 @@ def locked(paths: RepoPaths, timeout: float = 120.0) -> Iterator[None]:
             yield
     except LockTimeout as exc:
         raise LockedError(str(exc)) from exc
+
+
+def cache_control(relative: str) -> str:
+    """The ``Cache-Control`` of a file of the served tree (``metadata/...``, ``targets/...``),
+    wherever it is served from: immutable for hash- and version-prefixed names, revalidate
+    for the rest (``timestamp.json``, ``root.json``)."""
+    name = relative.rsplit("/", 1)[-1]
+    if relative.startswith("targets/") or name[:1].isdigit():
+        return IMMUTABLE
+    return REVALIDATE
 
 
 def write_order(role: str) -> tuple[int, str]:

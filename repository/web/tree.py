@@ -19,7 +19,7 @@ from werkzeug.wsgi import FileWrapper
 
 from custody.repository.pending import is_draft
 from custody.repository.repo import CustodyRepository
-from custody.repository.storage import IMMUTABLE, REVALIDATE, RepoPaths
+from custody.repository.storage import RepoPaths, cache_control
 from custody.repository.web import site
 
 tree = Blueprint("tree", __name__)
@@ -29,7 +29,7 @@ tree = Blueprint("tree", __name__)
 def metadata(name: str) -> Response:
     response = send_from_directory(site().paths.metadata, name, max_age=0,
                                    mimetype="application/json")
-    response.headers["Cache-Control"] = IMMUTABLE if name[0].isdigit() else REVALIDATE
+    response.headers["Cache-Control"] = cache_control(f"metadata/{name}")
     return response
 
 
@@ -39,7 +39,7 @@ def targets(name: str) -> Response:
     # client decompress what TUF must hash exactly as published.
     response = send_from_directory(site().paths.targets, name, max_age=0,
                                    mimetype="application/octet-stream")
-    response.headers["Cache-Control"] = IMMUTABLE
+    response.headers["Cache-Control"] = cache_control(f"targets/{name}")
     return response
 
 
@@ -115,12 +115,9 @@ class StaticTree:
         except OSError:
             os.close(fd)
             return None
-        if prefix == "/metadata/":
-            content_type = "application/json"
-            cache = IMMUTABLE if name[0].isdigit() else REVALIDATE
-        else:
-            content_type = "application/octet-stream"
-            cache = IMMUTABLE
+        content_type = "application/json" if prefix == "/metadata/" else \
+            "application/octet-stream"
+        cache = cache_control(path[1:])
         etag = f'"{info.st_mtime}-{info.st_size}-{adler32(full.encode()) & 0xFFFFFFFF}"'
         headers = [("Cache-Control", cache), ("ETag", etag),
                    ("Last-Modified", http_date(int(info.st_mtime))),
