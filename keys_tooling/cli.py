@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -120,28 +121,48 @@ def _load_specs(specs: tuple[str, ...]) -> list[Signer]:
         _fail(str(exc))
 
 
-def _repo_operation(repo_dir: Path, sign_with: tuple[str, ...], operation):
-    """Run ``operation(repo)`` in a transaction, with the offline keys brought as a pool."""
+def _repo_operation(repo_dir: Path, sign_with: tuple[str, ...], operation,
+                    store: Sequence[tuple[Signer, Path]] = ()):
+    """Run ``operation(repo)`` in a transaction, with the offline keys brought as a pool.
+
+    ``store``: new online private keys, written where the configuration will name
+    them before the transaction, and removed again unless it is committed or saved
+    as a pending change (which names them): a refusal leaves no key file behind.
+    """
     from custody.repository.errors import PendingSignaturesError, RepositoryError
     from custody.repository.repo import CustodyRepository
 
+    made = [target for signer, target in store if not target.exists()]
+    for signer, target in store:
+        if target in made:
+            write_key_pair(signer, target, None)  # type: ignore[arg-type]
+    kept = False
     try:
         repo = CustodyRepository(repo_dir, pool=_load_specs(sign_with), collect_pending=True)
         with repo.transaction():
-            return operation(repo)
+            result = operation(repo)
+        kept = True
+        return result
     except PendingSignaturesError as exc:
+        kept = True
         click.echo(f"custody-keys: {exc}", err=True)
         sys.exit(PENDING_EXIT)
     except RepositoryError as exc:  # the exit code of repository.errors' table
         click.echo(f"custody-keys: {exc}", err=True)
         sys.exit(exc.exit_code)
+    finally:
+        if not kept:
+            for target in made:
+                target.unlink(missing_ok=True)
+                target.with_name(f"{target.name}.pub").unlink(missing_ok=True)
 
 
 def _new_keys(repo_dir: Path, role: str, specs: tuple[str, ...]):
-    """Public keys to add; private ones of online roles are stored for the server."""
+    """Public keys to add; private ones of online roles, with how the configuration names
+    them and where `_repo_operation` stores them for the server: (keys, online, store)."""
     from custody.repository.config import KeySpec
 
-    keys, online = [], []
+    keys, online, store = [], [], []
     for spec in specs:
         data = Path(spec).read_bytes() if Path(spec).is_file() else b""
         if b"PRIVATE KEY" in data or is_signer_uri(spec):
@@ -153,13 +174,12 @@ def _new_keys(repo_dir: Path, role: str, specs: tuple[str, ...]):
                     online.append((signer, KeySpec(uri=spec, public=public)))
                 else:
                     name = f"{role}-{signer.public_key.keyid[:8]}"
-                    target = repo_dir / "private" / "keys" / name
-                    if not target.exists():  # named by key id: there, it is this key
-                        write_key_pair(signer, target, None)  # type: ignore[arg-type]
+                    # named by key id: a file there already is this key
+                    store.append((signer, repo_dir / "private" / "keys" / name))
                     online.append((signer, KeySpec(path=f"keys/{name}")))
         else:
             keys.append(load_public_key(spec))
-    return keys, online
+    return keys, online, store
 
 
 @main.command()
@@ -180,11 +200,11 @@ def rotate(repo_dir: Path, role: str, add: tuple[str, ...], remove: tuple[str, .
     from custody.repository.keyops import rotate as do_rotate
 
     try:
-        keys, online = _new_keys(repo_dir, role, add)
+        keys, online, store = _new_keys(repo_dir, role, add)
     except KeyToolingError as exc:
         _fail(str(exc))
     result = _repo_operation(repo_dir, sign_with, lambda repo: do_rotate(
-        repo, role, keys, _full_keyids(repo, role, remove), threshold, online))
+        repo, role, keys, _full_keyids(repo, role, remove), threshold, online), store)
     click.echo(f"{role}: added {_short(result.added)}, removed {_short(result.removed)}, "
                f"threshold {result.threshold}; re-signed {', '.join(result.resigned)}")
 
@@ -205,12 +225,12 @@ def online(repo_dir: Path, role: str, keys: tuple[str, ...]) -> None:
     from custody.repository.keyops import use_online
 
     try:
-        _, signers = _new_keys(repo_dir, role, keys)
+        _, signers, store = _new_keys(repo_dir, role, keys)
     except KeyToolingError as exc:
         _fail(str(exc))
     if len(signers) < len(keys):
         _fail("give private keys or signer URIs: a public key cannot sign")
-    ids = _repo_operation(repo_dir, (), lambda repo: use_online(repo, role, signers))
+    ids = _repo_operation(repo_dir, (), lambda repo: use_online(repo, role, signers), store)
     click.echo(f"{role}: this publisher now signs with {_short(ids)}")
 
 

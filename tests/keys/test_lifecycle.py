@@ -274,3 +274,26 @@ def test_every_console_script_has_a_version():
         r = subprocess.run([str(BIN / script), "--version"], capture_output=True, text=True,
                            check=False)
         assert r.returncode == 0 and "0." in r.stdout, (script, r.stderr)
+
+
+def test_a_refused_key_command_leaves_no_key_file(tmp_path, keydir):
+    """`online` with a key the metadata does not trust, and `rotate` refused for its
+    threshold, are refusals: the private key they were given is not left in private/keys."""
+    from tests.helpers import make_repo
+
+    repo = tmp_path / "repo"
+    make_repo(repo, keydir)
+    keys = repo / "private/keys"
+    before = sorted(keys.iterdir()) if keys.exists() else []
+    stranger = new_key(tmp_path, "stranger")
+    r = keys_cli("online", "--repo", repo, "--role", "timestamp", "--key", stranger)
+    assert r.returncode == 1 and "'custody-keys rotate' changes what it trusts" in r.stderr
+    r = keys_cli("rotate", "--repo", repo, "--role", "timestamp", "--add", stranger,
+                 "--threshold", "3", "--sign-with", keydir / "root")
+    assert r.returncode == 1 and "threshold of 3" in r.stderr, r.stderr
+    assert (sorted(keys.iterdir()) if keys.exists() else []) == before
+    # and the same rotation done right stores it, named by its key id
+    r = keys_cli("rotate", "--repo", repo, "--role", "timestamp", "--add", stranger,
+                 "--sign-with", keydir / "root")
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in keys.iterdir() if p.name.startswith("timestamp-")]
